@@ -1,0 +1,196 @@
+"""Per-text membership scores from the per-layer parameter-delta table.
+
+Each layer's delta norm is min-max normalised over the texts of one (dataset, model,
+budget) table (thesis eq. 4.2.4), so layers of very different size and learning speed
+contribute on one scale. A text's score is the negative aggregate of its normalised
+deltas over a selection of layers (eq. 4.2.5): members were already learned and move
+the weights less, so a higher score means more likely a member. The ``l2`` aggregation
+instead takes one global L2 norm over all selected parameters, unnormalised (eq. 4.2.6).
+
+Selections: every layer, one layer group (attention, mlp, norm, embedding), the K% of
+entries per layer with the largest |delta| (``topk-elements``), or the K% of layers
+with the largest mean normalised delta over all texts (``topk-layers``, chosen without
+labels).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from paramdelta.metrics import auroc_rows
+
+SELECTIONS = ("all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers")
+K_SELECTIONS = ("topk-elements", "topk-layers")
+GROUP_SELECTIONS = ("attention", "mlp", "norm", "embedding")
+AGGREGATIONS = ("mean", "sum", "l2")
+METHOD = "param-delta"
+SCORE_COLUMNS = ("text_id", "label", "method", "selection", "k", "score")
+
+_TOPK_COLUMN = re.compile(r"^topk_l2_(\d+)$")
+
+
+def _require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"delta table lacks columns {missing}")
+
+
+def _check_choice(value: str, valid: Sequence[str], what: str) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {list(valid)}")
+
+
+def topk_columns(table: pd.DataFrame) -> dict[int, str]:
+    """The ``topk_l2_{K}`` columns of the table, keyed by K."""
+    found = {}
+    for column in table.columns:
+        match = _TOPK_COLUMN.match(str(column))
+        if match:
+            found[int(match.group(1))] = column
+    return dict(sorted(found.items()))
+
+
+def normalise(table: pd.DataFrame) -> pd.DataFrame:
+    """Copy of the table with per-layer min-max normalised ``l2_norm`` and ``topk_l2_{K}_norm``.
+
+    A layer whose value is the same for every text normalises to 0.
+    """
+    _require_columns(table, ["text_id", "layer", "l2"])
+    if table.duplicated(["text_id", "layer"]).any():
+        raise ValueError(
+            "delta table has more than one row per (text_id, layer); normalise one (dataset, model, budget) at a time"
+        )
+    raw_columns = ["l2", *topk_columns(table).values()]
+    values = table[raw_columns].astype(float)
+    by_layer = values.groupby(table["layer"], sort=False)
+    low = by_layer.transform("min")
+    span = by_layer.transform("max") - low
+    normalised = ((values - low) / span.where(span > 0)).fillna(0.0).where(values.notna())
+    normalised.columns = [f"{column}_norm" for column in raw_columns]
+    result = table.copy()
+    result[normalised.columns] = normalised
+    return result
+
+
+def _topk_column(table: pd.DataFrame, k: int) -> str:
+    column = f"topk_l2_{k}"
+    if column not in table.columns:
+        raise ValueError(f"topk-elements with k={k} needs column {column!r}; available K: {list(topk_columns(table))}")
+    return column
+
+
+def _top_layers(table: pd.DataFrame, k: int) -> pd.Index:
+    """The ceil(k% of layers), at least one, with the largest mean normalised l2 over all texts."""
+    mean_delta = table.groupby("layer", sort=True)["l2_norm"].mean()
+    n_selected = max(1, -(-k * len(mean_delta) // 100))
+    # A stable sort keeps ties in layer-name order, so the choice is reproducible.
+    return mean_delta.sort_values(ascending=False, kind="stable").index[:n_selected]
+
+
+def _selected_rows(table: pd.DataFrame, selection: str, k: int | None) -> pd.Series:
+    if selection in GROUP_SELECTIONS:
+        rows = table["group"] == selection
+        if not rows.any():
+            raise ValueError(
+                f"selection {selection!r} matches no layers; groups present: {sorted(table['group'].unique())}"
+            )
+        return rows
+    if selection == "topk-layers":
+        return table["layer"].isin(_top_layers(table, k))
+    return pd.Series(True, index=table.index)
+
+
+def select_score(
+    table: pd.DataFrame, selection: str, k: int | None = None, aggregate: str = "mean"
+) -> pd.Series:
+    """Score per text (index text_id, name "score") for one layer selection and aggregation."""
+    _check_choice(selection, SELECTIONS, "selection")
+    _check_choice(aggregate, AGGREGATIONS, "aggregate")
+    if selection in K_SELECTIONS:
+        if k is None:
+            raise ValueError(f"selection {selection!r} needs k (a percentage)")
+        if not (0 < k <= 100 and k == int(k)):
+            raise ValueError(f"k is an integer percentage in (0, 100], got {k}")
+        # Score tables carry k as float; topk_l2_{K} column names use the integer.
+        k = int(k)
+    elif k is not None:
+        raise ValueError(f"selection {selection!r} takes no k, got k={k}")
+    uses_sq = aggregate == "l2" and selection != "topk-elements"
+    _require_columns(table, ["text_id", "layer", "group", "l2", *(["sq"] if uses_sq else [])])
+
+    value_column = _topk_column(table, k) if selection == "topk-elements" else "l2"
+    needs_normalised = aggregate != "l2" or selection == "topk-layers"
+    if needs_normalised and not {"l2_norm", f"{value_column}_norm"} <= set(table.columns):
+        table = normalise(table)
+
+    rows = _selected_rows(table, selection, k)
+    if aggregate == "l2":
+        squared = table[value_column] ** 2 if selection == "topk-elements" else table["sq"]
+        aggregated = np.sqrt(squared[rows].groupby(table.loc[rows, "text_id"]).sum())
+    else:
+        normalised = table.loc[rows, f"{value_column}_norm"]
+        aggregated = normalised.groupby(table.loc[rows, "text_id"]).agg(aggregate)
+    return (-aggregated).rename("score").rename_axis("text_id")
+
+
+def _text_labels(table: pd.DataFrame) -> pd.Series:
+    _require_columns(table, ["text_id", "label"])
+    labels = table[["text_id", "label"]].drop_duplicates()
+    if labels["text_id"].duplicated().any():
+        raise ValueError("a text_id carries more than one label in the delta table")
+    return labels.set_index("text_id")["label"]
+
+
+def score_table(
+    table: pd.DataFrame, selections: Sequence[str], ks: Sequence[int], aggregate: str = "mean"
+) -> pd.DataFrame:
+    """Long per-text scores: one block per non-K selection and per (K selection, k in ks).
+
+    Columns: text_id, label, method, selection, k (NaN for selections without K), score.
+    """
+    for selection in selections:
+        _check_choice(selection, SELECTIONS, "selection")
+    if any(selection in K_SELECTIONS for selection in selections) and not ks:
+        raise ValueError(f"selections {list(K_SELECTIONS)} need at least one k")
+    labels = _text_labels(table)
+    table = normalise(table)
+
+    blocks = []
+    for selection in selections:
+        for k in ks if selection in K_SELECTIONS else [None]:
+            scores = select_score(table, selection, k, aggregate)
+            blocks.append(
+                pd.DataFrame(
+                    {
+                        "text_id": scores.index,
+                        "label": labels.reindex(scores.index).to_numpy(),
+                        "method": METHOD,
+                        "selection": selection,
+                        "k": np.nan if k is None else float(k),
+                        "score": scores.to_numpy(),
+                    }
+                )
+            )
+    if not blocks:
+        return pd.DataFrame({column: [] for column in SCORE_COLUMNS})
+    return pd.concat(blocks, ignore_index=True)
+
+
+def layer_aurocs(table: pd.DataFrame) -> pd.DataFrame:
+    """AUROC of each layer's negative normalised l2 on its own, one row per layer.
+
+    Columns: layer, layer_index, group, block, auroc; ordered by layer_index.
+    """
+    _require_columns(table, ["text_id", "label", "layer", "layer_index", "group", "block", "l2"])
+    labels = _text_labels(table)
+    if "l2_norm" not in table.columns:
+        table = normalise(table)
+    by_layer = table.pivot(index="layer", columns="text_id", values="l2_norm")
+    aurocs = auroc_rows(labels.reindex(by_layer.columns).to_numpy(), -by_layer.to_numpy())
+    layers = table.drop_duplicates("layer").set_index("layer")[["layer_index", "group", "block"]]
+    result = layers.join(pd.Series(aurocs, index=by_layer.index, name="auroc")).reset_index()
+    return result.sort_values("layer_index", kind="stable").reset_index(drop=True)

@@ -1,0 +1,271 @@
+"""Evaluation of membership scores: AUROC with bootstrap intervals, TPR at low FPR, tests.
+
+Scores are oriented so that higher means more likely a member; labels are 1 for members
+and 0 for non-members. The AUROC is the attack metric of the thesis (eq. 4.3.1); its
+interval is a stratified percentile bootstrap, and TPR is read at a fixed low FPR
+(eq. 4.3.2) together with the FPR the finite set of non-members actually allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold
+
+SUMMARY_COLUMNS = (
+    "auroc",
+    "auroc_lo",
+    "auroc_hi",
+    "tpr_at_1fpr",
+    "fpr_at_1fpr",
+    "tpr_at_5fpr",
+    "fpr_at_5fpr",
+    "n_members",
+    "n_nonmembers",
+)
+
+
+def _labels_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError(
+            f"labels and scores must be 1-d and of equal length, got shapes {labels.shape} and {scores.shape}"
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 (non-member) or 1 (member), got {sorted(set(labels.tolist()))}")
+    return labels.astype(int), scores
+
+
+def _both_classes(labels: np.ndarray) -> bool:
+    return bool(labels.any() and not labels.all())
+
+
+def auroc(labels, scores) -> float:
+    """Area under the ROC curve; NaN when only one class is present."""
+    labels, scores = _labels_scores(labels, scores)
+    if not _both_classes(labels):
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def auroc_rows(labels, score_matrix) -> np.ndarray:
+    """AUROC of every row of ``score_matrix`` (shape rows x texts) against the same labels.
+
+    Uses the Mann-Whitney identity AUROC = (rank sum of members - n1(n1+1)/2) / (n1 n0)
+    with average ranks for ties, which equals ``roc_auc_score`` and vectorises over rows.
+    A row containing NaN gives NaN.
+    """
+    labels = np.asarray(labels).astype(int)
+    score_matrix = np.atleast_2d(np.asarray(score_matrix, dtype=float))
+    if score_matrix.shape[1] != labels.shape[0]:
+        raise ValueError(f"score matrix has {score_matrix.shape[1]} columns but there are {labels.shape[0]} labels")
+    is_member = labels == 1
+    n_members = int(is_member.sum())
+    n_nonmembers = labels.shape[0] - n_members
+    if n_members == 0 or n_nonmembers == 0:
+        return np.full(score_matrix.shape[0], np.nan)
+    ranks = stats.rankdata(score_matrix, axis=1)
+    member_rank_sum = ranks[:, is_member].sum(axis=1)
+    return (member_rank_sum - n_members * (n_members + 1) / 2) / (n_members * n_nonmembers)
+
+
+def auroc_ci(labels, scores, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Stratified bootstrap percentile interval of the AUROC.
+
+    Members and non-members are resampled separately with replacement, so every
+    replicate keeps the original class sizes. (NaN, NaN) when only one class is present.
+    """
+    labels, scores = _labels_scores(labels, scores)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    if not _both_classes(labels):
+        return float("nan"), float("nan")
+    members = scores[labels == 1]
+    nonmembers = scores[labels == 0]
+    rng = np.random.default_rng(seed)
+    resampled = np.hstack(
+        [
+            members[rng.integers(0, members.size, size=(n_boot, members.size))],
+            nonmembers[rng.integers(0, nonmembers.size, size=(n_boot, nonmembers.size))],
+        ]
+    )
+    resampled_labels = np.r_[np.ones(members.size, dtype=int), np.zeros(nonmembers.size, dtype=int)]
+    replicates = auroc_rows(resampled_labels, resampled)
+    tail = (1 - level) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def tpr_at_fpr(labels, scores, fpr: float) -> tuple[float, float]:
+    """(TPR, FPR reached) at the most permissive threshold whose FPR is <= ``fpr``.
+
+    With n non-members the FPR moves in steps of 1/n, so the reached FPR is returned too.
+    """
+    labels, scores = _labels_scores(labels, scores)
+    if not 0 <= fpr <= 1:
+        raise ValueError(f"fpr must lie in [0, 1], got {fpr}")
+    if not _both_classes(labels):
+        return float("nan"), float("nan")
+    # drop_intermediate would discard collinear points, some of which are the answer.
+    fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
+    last_allowed = np.flatnonzero(fprs <= fpr)[-1]
+    return float(tprs[last_allowed]), float(fprs[last_allowed])
+
+
+def _summary_row(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed: int) -> dict:
+    low, high = auroc_ci(labels, scores, n_boot=n_boot, seed=seed)
+    tpr_1, fpr_1 = tpr_at_fpr(labels, scores, 0.01)
+    tpr_5, fpr_5 = tpr_at_fpr(labels, scores, 0.05)
+    return {
+        "auroc": auroc(labels, scores),
+        "auroc_lo": low,
+        "auroc_hi": high,
+        "tpr_at_1fpr": tpr_1,
+        "fpr_at_1fpr": fpr_1,
+        "tpr_at_5fpr": tpr_5,
+        "fpr_at_5fpr": fpr_5,
+        "n_members": int((labels == 1).sum()),
+        "n_nonmembers": int((labels == 0).sum()),
+    }
+
+
+def summarise(scores: pd.DataFrame, by: Sequence[str], *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row of metrics per group of ``by``; groups with a NaN key (e.g. k) are kept."""
+    by = list(by)
+    missing = [column for column in ["label", "score", *by] if column not in scores.columns]
+    if missing:
+        raise ValueError(f"scores table lacks columns {missing}")
+    groups = scores.groupby(by, dropna=False, sort=True) if by else [((), scores)]
+    rows = []
+    for key, group in groups:
+        row = dict(zip(by, key))
+        row.update(_summary_row(group["label"].to_numpy(), group["score"].to_numpy(), n_boot, seed))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])
+
+
+def member_ttest(values, labels) -> dict:
+    """Welch two-sample t-test of ``values`` between members and non-members."""
+    labels, values = _labels_scores(labels, values)
+    members = values[labels == 1]
+    nonmembers = values[labels == 0]
+    result = stats.ttest_ind(members, nonmembers, equal_var=False)
+    return {
+        "mean_members": float(members.mean()) if members.size else float("nan"),
+        "mean_nonmembers": float(nonmembers.mean()) if nonmembers.size else float("nan"),
+        "t": float(result.statistic),
+        "p": float(result.pvalue),
+        "n_members": int(members.size),
+        "n_nonmembers": int(nonmembers.size),
+    }
+
+
+def budget_correlation(metrics: pd.DataFrame) -> dict:
+    """Pearson correlation between the epoch budget and the AUROC over the given rows.
+
+    Only budgets that parse as integers count (early stopping, "es", has no epoch count);
+    r and p are NaN with fewer than 3 distinct numeric budgets or a constant AUROC.
+    """
+    missing = [column for column in ("budget", "auroc") if column not in metrics.columns]
+    if missing:
+        raise ValueError(f"metrics table lacks columns {missing}")
+    budgets = pd.to_numeric(metrics["budget"].astype(str), errors="coerce")
+    aurocs = metrics["auroc"].astype(float)
+    usable = budgets.notna() & (budgets == budgets.round()) & aurocs.notna()
+    budgets, aurocs = budgets[usable].to_numpy(float), aurocs[usable].to_numpy(float)
+    if np.unique(budgets).size < 3 or np.unique(aurocs).size < 2:
+        return {"r": float("nan"), "p": float("nan"), "n": int(budgets.size)}
+    result = stats.pearsonr(budgets, aurocs)
+    return {"r": float(result.statistic), "p": float(result.pvalue), "n": int(budgets.size)}
+
+
+def roc_points(labels, scores) -> pd.DataFrame:
+    """ROC curve points (columns fpr, tpr) for plotting; empty when only one class is present."""
+    labels, scores = _labels_scores(labels, scores)
+    if not _both_classes(labels):
+        return pd.DataFrame({"fpr": pd.Series(dtype=float), "tpr": pd.Series(dtype=float)})
+    fprs, tprs, _ = roc_curve(labels, scores)
+    return pd.DataFrame({"fpr": fprs, "tpr": tprs})
+
+
+def cross_validated_k(scores: pd.DataFrame, *, n_folds: int = 5, seed: int = 0) -> tuple[pd.Series, list[int]]:
+    """Out-of-fold scores with k chosen on the training folds only.
+
+    Choosing the k with the best AUROC on the evaluation texts themselves is optimistic;
+    here each fold's k is chosen by AUROC on the other folds (ties go to the smaller k)
+    and applied to the held-out texts. Returns the score per text_id and the k per fold.
+    """
+    missing = [column for column in ("text_id", "label", "k", "score") if column not in scores.columns]
+    if missing:
+        raise ValueError(f"scores table lacks columns {missing}")
+    if "selection" in scores.columns and scores["selection"].nunique() > 1:
+        raise ValueError(f"scores must hold one selection, got {sorted(scores['selection'].unique())}")
+    if scores.duplicated(["text_id", "k"]).any():
+        raise ValueError("scores hold more than one score per (text_id, k)")
+    by_k = scores.pivot(index="text_id", columns="k", values="score").sort_index(axis=1)
+    if by_k.isna().to_numpy().any():
+        raise ValueError("every text needs a score for every k")
+    labels = scores.drop_duplicates("text_id").set_index("text_id")["label"].reindex(by_k.index).to_numpy(int)
+    score_matrix = by_k.to_numpy(float)
+    ks = by_k.columns.to_numpy()
+
+    out_of_fold = np.empty(len(by_k))
+    chosen_ks = []
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for train, held_out in folds.split(score_matrix, labels):
+        train_aurocs = auroc_rows(labels[train], score_matrix[train].T)
+        best = int(np.nanargmax(train_aurocs))
+        out_of_fold[held_out] = score_matrix[held_out, best]
+        chosen_ks.append(int(ks[best]))
+    return pd.Series(out_of_fold, index=by_k.index, name="score"), chosen_ks
+
+
+SCORE_KEYS = ("dataset", "model", "budget", "method", "selection", "k")
+
+
+def metrics_table(scores: pd.DataFrame, texts: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The tidy metrics table: one row per (dataset, model, budget, method, selection, k).
+
+    `texts` (per-text training records with a `status` column) gives the number of
+    failed texts of each (dataset, model, budget); they have no score and are not in
+    the AUROC, so the count is reported beside it.
+    """
+    table = summarise(scores, SCORE_KEYS, n_boot=n_boot, seed=seed)
+    failed = (
+        texts.assign(failed=texts["status"] != "ok")
+        .groupby(["dataset", "model", "budget"], as_index=False)["failed"]
+        .sum()
+        .rename(columns={"failed": "n_failed"})
+    )
+    table = table.merge(failed, on=["dataset", "model", "budget"], how="left")
+    table["n_failed"] = table["n_failed"].fillna(0).astype(int)
+    return table
+
+
+def ttest_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Members vs non-members of the mean normalised change over all layers (thesis 5.1.4).
+
+    The param-delta score of selection `all` is minus that mean change.
+    """
+    chosen = scores[(scores["method"] == "param-delta") & (scores["selection"] == "all")]
+    rows = []
+    for (dataset, model, budget), group in chosen.groupby(["dataset", "model", "budget"], sort=True):
+        rows.append({"dataset": dataset, "model": model, "budget": budget, **member_ttest(-group["score"], group["label"])})
+    return pd.DataFrame(rows)
+
+
+def correlation_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Pearson r of epoch budget against AUROC per (dataset, model, method, selection, k) (thesis 5.2.4)."""
+    keys = ["dataset", "model", "method", "selection", "k"]
+    rows = [
+        {**dict(zip(keys, key)), **budget_correlation(group)}
+        for key, group in metrics.groupby(keys, dropna=False, sort=True)
+    ]
+    return pd.DataFrame(rows, columns=[*keys, "r", "p", "n"])

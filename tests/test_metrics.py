@@ -1,0 +1,207 @@
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from paramdelta.metrics import (
+    SUMMARY_COLUMNS,
+    auroc,
+    auroc_ci,
+    auroc_rows,
+    budget_correlation,
+    cross_validated_k,
+    member_ttest,
+    roc_points,
+    summarise,
+    tpr_at_fpr,
+)
+
+# Sorted by score: 0.9 m, 0.85 n, 0.8 m, 0.7 m, 0.4 n, 0.3 m, 0.2 n, 0.1 n.
+HAND_LABELS = [1, 1, 1, 1, 0, 0, 0, 0]
+HAND_SCORES = [0.9, 0.8, 0.7, 0.3, 0.85, 0.4, 0.2, 0.1]
+
+
+def separable_sample(n, shift=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(n // 2, dtype=int), np.zeros(n - n // 2, dtype=int)]
+    return labels, rng.normal(size=n) + shift * labels
+
+
+def test_auroc_hand_example():
+    assert auroc([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1]) == pytest.approx(0.75)
+
+
+def test_auroc_counts_ties_as_half():
+    assert auroc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_auroc_single_class_is_nan():
+    assert math.isnan(auroc([1, 1, 1], [0.1, 0.2, 0.3]))
+
+
+def test_auroc_rejects_other_labels():
+    with pytest.raises(ValueError, match="labels"):
+        auroc([1, 2], [0.1, 0.2])
+
+
+def test_auroc_rows_matches_sklearn_with_ties():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, size=40)
+    matrix = rng.integers(0, 5, size=(6, 40)).astype(float)
+    expected = [roc_auc_score(labels, row) for row in matrix]
+    np.testing.assert_allclose(auroc_rows(labels, matrix), expected)
+
+
+def test_auroc_ci_contains_estimate_and_narrows_with_n():
+    small_labels, small_scores = separable_sample(40)
+    large_labels, large_scores = separable_sample(800)
+    small_lo, small_hi = auroc_ci(small_labels, small_scores)
+    large_lo, large_hi = auroc_ci(large_labels, large_scores)
+    assert small_lo <= auroc(small_labels, small_scores) <= small_hi
+    assert large_lo <= auroc(large_labels, large_scores) <= large_hi
+    assert large_hi - large_lo < (small_hi - small_lo) / 2
+
+
+def test_auroc_ci_is_reproducible_and_level_widens():
+    labels, scores = separable_sample(60)
+    assert auroc_ci(labels, scores, seed=3) == auroc_ci(labels, scores, seed=3)
+    lo_90, hi_90 = auroc_ci(labels, scores, level=0.90)
+    lo_99, hi_99 = auroc_ci(labels, scores, level=0.99)
+    assert lo_99 <= lo_90 and hi_90 <= hi_99
+
+
+def test_auroc_ci_single_class_is_nan():
+    assert all(math.isnan(bound) for bound in auroc_ci([0, 0, 0], [0.1, 0.2, 0.3]))
+
+
+def test_auroc_ci_is_fast_for_200_texts():
+    labels, scores = separable_sample(200)
+    start = time.perf_counter()
+    auroc_ci(labels, scores, n_boot=1000)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [(0.0, (0.25, 0.0)), (0.01, (0.25, 0.0)), (0.3, (0.75, 0.25)), (0.5, (1.0, 0.5)), (1.0, (1.0, 1.0))],
+)
+def test_tpr_at_fpr_hand_example(target, expected):
+    assert tpr_at_fpr(HAND_LABELS, HAND_SCORES, target) == pytest.approx(expected)
+
+
+def test_tpr_at_fpr_keeps_collinear_points():
+    # Three non-members in a row give collinear points (0, .5), (1/3, .5), (2/3, .5), (1, .5);
+    # the most permissive threshold within FPR 0.5 reaches FPR 1/3, not 0.
+    labels = [1, 0, 0, 0, 1]
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5]
+    assert tpr_at_fpr(labels, scores, 0.5) == pytest.approx((0.5, 1 / 3))
+
+
+def test_tpr_at_fpr_rejects_bad_fpr():
+    with pytest.raises(ValueError, match="fpr"):
+        tpr_at_fpr(HAND_LABELS, HAND_SCORES, 1.5)
+
+
+def test_summarise_keeps_nan_k_groups():
+    hand = pd.DataFrame({"label": HAND_LABELS, "score": HAND_SCORES})
+    scores = pd.concat(
+        [
+            hand.assign(selection="all", k=np.nan),
+            hand.assign(selection="topk-elements", k=5.0, score=-hand["score"]),
+        ],
+        ignore_index=True,
+    )
+    summary = summarise(scores, ["selection", "k"], n_boot=200)
+    assert list(summary.columns) == ["selection", "k", *SUMMARY_COLUMNS]
+    assert len(summary) == 2
+    by_selection = summary.set_index("selection")
+    assert math.isnan(by_selection.loc["all", "k"])
+    assert by_selection.loc["topk-elements", "k"] == 5.0
+    assert by_selection.loc["all", "auroc"] == pytest.approx(0.75)
+    assert by_selection.loc["topk-elements", "auroc"] == pytest.approx(0.25)
+    assert by_selection.loc["all", "tpr_at_5fpr"] == pytest.approx(0.25)
+    assert by_selection.loc["all", "fpr_at_5fpr"] == 0.0
+    assert (summary["n_members"] == 4).all() and (summary["n_nonmembers"] == 4).all()
+    assert (summary["auroc_lo"] <= summary["auroc"]).all() and (summary["auroc"] <= summary["auroc_hi"]).all()
+
+
+def test_summarise_without_groups_gives_one_row():
+    scores = pd.DataFrame({"label": HAND_LABELS, "score": HAND_SCORES})
+    summary = summarise(scores, [], n_boot=100)
+    assert len(summary) == 1 and summary.loc[0, "auroc"] == pytest.approx(0.75)
+
+
+def test_summarise_names_missing_columns():
+    with pytest.raises(ValueError, match="model"):
+        summarise(pd.DataFrame({"label": [1], "score": [0.1]}), ["model"])
+
+
+def test_member_ttest_matches_scipy():
+    labels, values = separable_sample(50, seed=4)
+    result = member_ttest(values, labels)
+    expected = stats.ttest_ind(values[labels == 1], values[labels == 0], equal_var=False)
+    assert result["t"] == pytest.approx(expected.statistic)
+    assert result["p"] == pytest.approx(expected.pvalue)
+    assert result["mean_members"] == pytest.approx(values[labels == 1].mean())
+    assert result["mean_nonmembers"] == pytest.approx(values[labels == 0].mean())
+    assert (result["n_members"], result["n_nonmembers"]) == (25, 25)
+
+
+def test_budget_correlation_perfect_line_ignores_es():
+    metrics = pd.DataFrame({"budget": ["5", "10", "20", "es"], "auroc": [0.6, 0.7, 0.9, 0.1]})
+    result = budget_correlation(metrics)
+    assert result["r"] == pytest.approx(1.0)
+    assert result["n"] == 3
+
+
+def test_budget_correlation_negative_line():
+    metrics = pd.DataFrame({"budget": ["1", "2", "3", "4"], "auroc": [0.8, 0.7, 0.6, 0.5]})
+    assert budget_correlation(metrics)["r"] == pytest.approx(-1.0)
+
+
+def test_budget_correlation_needs_three_budgets():
+    metrics = pd.DataFrame({"budget": ["5", "10", "es"], "auroc": [0.6, 0.7, 0.8]})
+    result = budget_correlation(metrics)
+    assert math.isnan(result["r"]) and math.isnan(result["p"])
+    assert result["n"] == 2
+
+
+def test_roc_points_span_the_square():
+    points = roc_points(HAND_LABELS, HAND_SCORES)
+    assert list(points.columns) == ["fpr", "tpr"]
+    assert (points.iloc[0].tolist(), points.iloc[-1].tolist()) == ([0.0, 0.0], [1.0, 1.0])
+    assert points["fpr"].is_monotonic_increasing and points["tpr"].is_monotonic_increasing
+
+
+def test_roc_points_single_class_is_empty():
+    assert roc_points([1, 1], [0.1, 0.2]).empty
+
+
+def test_cross_validated_k_picks_the_informative_k():
+    labels, informative = separable_sample(100, shift=3.0, seed=5)
+    rng = np.random.default_rng(6)
+    text_ids = [f"t{i:03d}" for i in range(100)]
+    scores = pd.concat(
+        [
+            pd.DataFrame({"text_id": text_ids, "label": labels, "k": float(k), "score": values})
+            for k, values in [(1, rng.normal(size=100)), (5, informative), (10, rng.normal(size=100))]
+        ],
+        ignore_index=True,
+    )
+    out_of_fold, chosen = cross_validated_k(scores, n_folds=5)
+    assert chosen == [5] * 5
+    assert sorted(out_of_fold.index) == text_ids
+    np.testing.assert_allclose(out_of_fold.sort_index().to_numpy(), informative)
+    assert out_of_fold.name == "score"
+
+
+def test_cross_validated_k_rejects_missing_scores():
+    scores = pd.DataFrame(
+        {"text_id": ["a", "b", "a"], "label": [1, 0, 1], "k": [1.0, 1.0, 5.0], "score": [0.1, 0.2, 0.3]}
+    )
+    with pytest.raises(ValueError, match="every k"):
+        cross_validated_k(scores, n_folds=2)
