@@ -1,0 +1,138 @@
+"""Load and check the workflow configuration before any job is planned.
+
+The JSON schema (config/schema.yaml) fixes the shape and fills the defaults;
+this module adds what a schema cannot say (cross references between sections)
+and turns every failure into one line that names the field.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field."""
+
+
+def _field(path) -> str:
+    parts = []
+    for part in path:
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(parts).lstrip(".") or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    # oneOf failures hide the useful message in their sub-errors; the deepest one names the field.
+    if error.context:
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            return _describe(deepest)
+        if error.validator == "oneOf":
+            options = [", ".join(s.get("required", [])) for s in error.schema["oneOf"]]
+            return f"config field '{_field(error.absolute_path)}': give exactly one of: " + " | ".join(options)
+    return f"config field '{_field(error.absolute_path)}': {error.message}"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def check_schema(config: dict, schema: dict | None = None) -> None:
+    """Raise ConfigError for the first schema violation, naming the field."""
+    schema = schema or load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+
+
+def fill_defaults(config: dict, schema: dict | None = None) -> dict:
+    """Return a copy of config with schema defaults filled in (nested objects included)."""
+    schema = schema or load_schema()
+    definitions = schema.get("definitions", {})
+
+    def resolve(node: dict) -> dict:
+        ref = node.get("$ref")
+        return definitions[ref.rsplit("/", 1)[-1]] if ref else node
+
+    def fill(value: Any, node: dict) -> Any:
+        node = resolve(node)
+        if isinstance(value, dict):
+            for key, sub in node.get("properties", {}).items():
+                sub = resolve(sub)
+                if key not in value and "default" in sub:
+                    value[key] = copy.deepcopy(sub["default"])
+                if key in value:
+                    value[key] = fill(value[key], sub)
+            extra = node.get("additionalProperties")
+            if isinstance(extra, dict):
+                for key in value:
+                    if key not in node.get("properties", {}):
+                        value[key] = fill(value[key], extra)
+        return value
+
+    return fill(copy.deepcopy(config), schema)
+
+
+def check_references(config: dict) -> None:
+    """Cross-section checks that the schema cannot express."""
+    datasets = config["datasets"]
+    for slug, model in config["models"].items():
+        build = model.get("build")
+        if build:
+            target = build["dataset"]
+            if target not in datasets:
+                raise ConfigError(f"config field 'models.{slug}.build.dataset': unknown data set '{target}'; known: {sorted(datasets)}")
+            if "controlled" not in datasets[target]:
+                raise ConfigError(f"config field 'models.{slug}.build.dataset': data set '{target}' is not a controlled one; a built model needs known members")
+        for name in model.get("datasets", []):
+            if name not in datasets:
+                raise ConfigError(f"config field 'models.{slug}.datasets': unknown data set '{name}'; known: {sorted(datasets)}")
+            if "controlled" in datasets[name] and (not build or build["dataset"] != name):
+                raise ConfigError(
+                    f"config field 'models.{slug}.datasets': '{name}' is a controlled data set; only a model built on it "
+                    "(models.<slug>.build.dataset) knows its members"
+                )
+    for name, dataset in datasets.items():
+        controlled = dataset.get("controlled")
+        if controlled and "generator" in controlled["corpus"]:
+            n_docs, n_candidates = controlled["corpus"]["n_documents"], controlled["candidates"]
+            if n_candidates > n_docs:
+                raise ConfigError(
+                    f"config field 'datasets.{name}.controlled.candidates': {n_candidates} candidates but the corpus has only {n_docs} documents"
+                )
+    if not any(model_datasets(config, slug) for slug in config["models"]):
+        raise ConfigError("config: no model attacks any data set (check models.<slug>.datasets)")
+
+
+def model_datasets(config: dict, model: str) -> list[str]:
+    """The data sets a model is attacked on."""
+    spec = config["models"][model]
+    if "datasets" in spec:
+        return list(spec["datasets"])
+    if "build" in spec:
+        return [spec["build"]["dataset"]]
+    return [name for name, d in config["datasets"].items() if "controlled" not in d]
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Schema check, defaults, cross references; returns the completed config."""
+    schema = schema or load_schema()
+    check_schema(config, schema)
+    completed = fill_defaults(config, schema)
+    check_schema(completed, schema)
+    check_references(completed)
+    return completed
+
+
+def budget_epochs(budget: str | int) -> int | None:
+    """Epochs of a fixed budget; None for early stopping."""
+    return None if str(budget) == "es" else int(budget)

@@ -1,0 +1,188 @@
+"""Candidate texts: load, check, identify, split into jobs.
+
+A data set is a table with columns `text_id`, `text`, `label` (1 = member).
+It comes from a local JSONL/CSV/Parquet file, from the Hugging Face datasets
+hub (name + split), or from a controlled split of a corpus (METHOD.md section 2).
+Every text gets a stable id, a hash of the text, so that adding texts or
+models never renames the work already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pandas as pd
+
+from paramdelta import corpus as corpus_mod
+
+COLUMNS = ["text_id", "text", "label"]
+
+
+class DataError(ValueError):
+    """A data set is unusable; the message names the file and the rows."""
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_id(text: str) -> str:
+    """Stable id: the first 16 hex digits of the text's SHA-256."""
+    return text_sha256(text)[:16]
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=suffix == ".jsonl")
+    if suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    raise DataError(f"data file {path}: unknown format '{suffix}' (use .jsonl, .csv or .parquet)")
+
+
+HUB_CACHE = Path("data/hub")
+
+
+def hub_cache_path(name: str, split: str, revision: str | None = None) -> Path:
+    """Where a fetched hub split is kept, relative to the workflow directory."""
+    return HUB_CACHE / name.replace("/", "__") / f"{split}{'@' + revision if revision else ''}.parquet"
+
+
+def fetch_hub(name: str, split: str, revision: str | None = None) -> Path:
+    """Download a split from the Hugging Face datasets hub into the project's cache (needs network)."""
+    import datasets  # heavy import, only for the one step that downloads
+
+    path = hub_cache_path(name, split, revision)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".parquet.partial")
+    datasets.load_dataset(name, split=split, revision=revision).to_pandas().to_parquet(partial)
+    partial.rename(path)
+    return path
+
+
+def read_hub(name: str, split: str, revision: str | None = None) -> pd.DataFrame:
+    """A hub split, read from the project's cache: planning a workflow never touches the network."""
+    path = hub_cache_path(name, split, revision)
+    if not path.exists():
+        raise DataError(
+            f"data set {name} (split {split}) has not been fetched ({path} is missing). "
+            "Run once, on a machine with network: python -m paramdelta.data fetch --configfile CONFIG"
+        )
+    return pd.read_parquet(path)
+
+
+def _rows(mask: pd.Series) -> str:
+    rows = [int(i) for i in mask[mask].index[:10]]
+    more = "" if mask.sum() <= 10 else f" and {int(mask.sum()) - 10} more"
+    return f"{rows}{more}"
+
+
+def clean(raw: pd.DataFrame, text_field: str, label_field: str | None, source: str) -> pd.DataFrame:
+    """Check the rows and return (text_id, text, label); rows are numbered from 0 as in the source."""
+    for field in (text_field, label_field):
+        if field is not None and field not in raw.columns:
+            raise DataError(f"{source}: no field '{field}'; fields present: {list(raw.columns)}")
+    raw = raw.reset_index(drop=True)
+    texts = raw[text_field]
+    not_text = texts.map(lambda t: not isinstance(t, str))
+    if not_text.any():
+        raise DataError(f"{source}: field '{text_field}' is not a string in rows {_rows(not_text)}")
+    empty = texts.str.strip() == ""
+    if empty.any():
+        raise DataError(f"{source}: empty text in rows {_rows(empty)}")
+    duplicated = texts.duplicated(keep=False)
+    if duplicated.any():
+        raise DataError(f"{source}: duplicate texts in rows {_rows(duplicated)}")
+    if label_field is None:
+        labels = pd.Series(-1, index=raw.index)
+    else:
+        labels = pd.to_numeric(raw[label_field], errors="coerce")
+        bad = ~labels.isin([0, 1])
+        if bad.any():
+            raise DataError(f"{source}: field '{label_field}' must be 0 or 1 (1 = member); rows {_rows(bad)} are not")
+    table = pd.DataFrame({"text_id": texts.map(text_id), "text": texts, "label": labels.astype("int8")})
+    return table
+
+
+def controlled_split(documents: list[str], candidates: int, member_fraction: float, seed: int) -> tuple[pd.DataFrame, list[str]]:
+    """Split a corpus at random into candidates (members + non-members) and background documents.
+
+    Members and non-members come from one distribution, so membership is the only
+    difference between them. Returns (candidate table, background documents).
+    """
+    if candidates > len(documents):
+        raise DataError(f"controlled split: {candidates} candidates requested but the corpus has {len(documents)} documents")
+    order = list(range(len(documents)))
+    random.Random(seed).shuffle(order)
+    chosen, background = order[:candidates], order[candidates:]
+    n_members = round(candidates * member_fraction)
+    labels = [1] * n_members + [0] * (candidates - n_members)
+    raw = pd.DataFrame({"text": [documents[i] for i in chosen], "label": labels})
+    return clean(raw, "text", "label", "controlled split"), [documents[i] for i in background]
+
+
+def corpus_documents(spec: dict) -> list[str]:
+    """Documents of a controlled data set's corpus: generated, or the text field of a file."""
+    if "generator" in spec:
+        return corpus_mod.generate_corpus(spec["n_documents"], spec["seed"])
+    return clean(read_table(spec["path"]), spec["text"], None, spec["path"])["text"].tolist()
+
+
+def load(spec: dict, name: str = "dataset") -> pd.DataFrame:
+    """The candidate table of one configured data set (columns text_id, text, label)."""
+    if "controlled" in spec:
+        controlled = spec["controlled"]
+        table, _ = controlled_split(corpus_documents(controlled["corpus"]), controlled["candidates"], controlled["members"], controlled["seed"])
+    elif "path" in spec:
+        table = clean(read_table(spec["path"]), spec["text"], spec["label"], f"data set '{name}' ({spec['path']})")
+    else:
+        raw = read_hub(spec["hf"], spec["split"], spec.get("revision"))
+        table = clean(raw, spec["text"], spec["label"], f"data set '{name}' ({spec['hf']}, split {spec['split']})")
+    if spec.get("limit"):
+        table = table.iloc[: spec["limit"]]
+    if table["label"].nunique() < 2:
+        raise DataError(f"data set '{name}': needs both members (1) and non-members (0); found only {sorted(table['label'].unique())}")
+    return table.reset_index(drop=True)
+
+
+def digest(table: pd.DataFrame) -> str:
+    """A short hash of a candidate table's ids and labels (ids are hashes of the texts)."""
+    joined = "\n".join(f"{t}:{l}" for t, l in zip(table["text_id"], table["label"]))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def shards(text_ids: list[str], texts_per_job: int) -> dict[str, list[str]]:
+    """Pack texts into jobs. One text per job: the shard is named by the text id."""
+    ordered = sorted(text_ids)
+    if texts_per_job == 1:
+        return {tid: [tid] for tid in ordered}
+    return {f"shard{i // texts_per_job:05d}": ordered[i : i + texts_per_job] for i in range(0, len(ordered), texts_per_job)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m paramdelta.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("fetch", help="download the hub data sets a config names into data/hub/")
+    fetch.add_argument("--configfile", required=True)
+    args = parser.parse_args(argv)
+    with open(args.configfile) as handle:
+        config = yaml.safe_load(handle)
+    for name, spec in config.get("datasets", {}).items():
+        if "hf" in spec:
+            path = fetch_hub(spec["hf"], spec["split"], spec.get("revision"))
+            print(f"{name}: {spec['hf']} split {spec['split']} -> {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Continual pre-training of the target model on one text at a time (METHOD.md section 1).
+
+For every text: restore the base weights bit for bit, start a fresh optimizer,
+train on that text alone (batch size 1, labels = input ids, long texts split
+into consecutive chunks, one optimizer step per chunk) for an epoch budget or
+until the training loss stops improving, and hand back the fp32 parameters.
+
+Two engines share one loop: plain PyTorch, and DeepSpeed (ZeRO-2 by default),
+whose optimizer keeps the fp32 master weights itself. Master weights are fp32
+in both whatever the compute precision: the change lr * steps is far below the
+resolution of bf16, so a delta between two bf16 copies would measure rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Settings:
+    optimizer: str = "adamw"
+    lr: float = 3e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-5
+    weight_decay: float = 0.1
+    momentum: float = 0.0
+    schedule: str = "cosine"
+    grad_clip: float = 1.0
+    patience: int = 20
+    min_delta: float = 1e-4
+    max_epochs: int = 100
+    precision: str = "fp32"
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, train: dict) -> "Settings":
+        known = {name: train[name] for name in cls.__dataclass_fields__ if name in train}
+        if "betas" in known:
+            known["betas"] = tuple(known["betas"])
+        return cls(**known)
+
+
+@dataclass
+class TextRun:
+    """What one text's training did. `after` holds the fp32 parameters to snapshot."""
+
+    text_id: str
+    n_tokens: int
+    n_chunks: int
+    budget: str
+    losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    failure: str | None = None
+    failed_epoch: int | None = None
+    seconds: float = 0.0
+    after: dict[str, torch.Tensor] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.losses)
+
+    def attrs(self) -> dict:
+        """JSON-safe summary for the snapshot store."""
+        return {
+            "text_id": self.text_id,
+            "status": "ok" if self.ok else "failed",
+            "failure": self.failure,
+            "failed_epoch": self.failed_epoch,
+            "n_tokens": self.n_tokens,
+            "n_chunks": self.n_chunks,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "final_loss": self.losses[self.best_epoch - 1] if self.ok and self.losses else None,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def chunk(token_ids: list[int], max_length: int) -> list[torch.Tensor]:
+    """Split a tokenised text into consecutive chunks of at most max_length tokens.
+
+    Chunks are balanced (sizes differ by at most one) so that no chunk is a lone
+    token, which has no next token to predict.
+    """
+    n_chunks = math.ceil(len(token_ids) / max_length)
+    ids = torch.tensor(token_ids, dtype=torch.long)
+    return [piece.unsqueeze(0) for piece in torch.tensor_split(ids, n_chunks)]
+
+
+def lr_at(step: int, total_steps: int, settings: Settings) -> float:
+    """Learning rate of optimizer step `step` (0-based): cosine decay to zero over the run, no warm-up."""
+    if settings.schedule == "constant":
+        return settings.lr
+    return 0.5 * settings.lr * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def _make_optimizer(params, settings: Settings) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, eps=settings.eps, weight_decay=settings.weight_decay)
+
+
+class TorchEngine:
+    """Plain PyTorch: fp32 parameters, optional bf16/fp16 autocast for forward and backward."""
+
+    def __init__(self, model: torch.nn.Module, settings: Settings, device: torch.device):
+        self.settings = settings
+        self.device = device
+        self.model = model.to(device=device, dtype=torch.float32)
+        self.model.train()
+        self.params = dict(self.model.named_parameters())
+        # The exact base, kept off the accelerator: restoring copies it back bit for bit.
+        self.base = {name: p.detach().to("cpu", copy=True) for name, p in self.params.items()}
+        self.scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def reset(self) -> None:
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(self.base[name])
+        self.optimizer = _make_optimizer(self.params.values(), self.settings)
+
+    def _autocast(self):
+        if self.settings.precision in BIT16:
+            return torch.autocast(self.device.type, dtype=BIT16[self.settings.precision])
+        return nullcontext()
+
+    def step(self, input_ids: torch.Tensor, lr: float) -> float:
+        input_ids = input_ids.to(self.device)
+        with self._autocast():
+            loss = self.model(input_ids=input_ids, labels=input_ids).loss
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        if self.settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params.values(), self.settings.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().to("cpu", torch.float32, copy=True) for name, p in self.params.items()}
+
+
+def init_distributed_single_process() -> None:
+    """Make a one-process torch.distributed group so DeepSpeed runs without a launcher (CPU: gloo)."""
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend)
+
+
+def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = None) -> dict:
+    """The DeepSpeed JSON config with the run's settings imposed (batch 1, precision, clipping)."""
+    with open(path) as handle:
+        config = json.load(handle)
+    config.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=settings.grad_clip)
+    config["bf16"] = {"enabled": settings.precision == "bf16"}
+    config["fp16"] = {"enabled": settings.precision == "fp16", **config.get("fp16", {})} if settings.precision == "fp16" else {"enabled": False}
+    if zero_stage is not None:
+        config.setdefault("zero_optimization", {})["stage"] = zero_stage
+    # The optimizer is ours (torch AdamW/SGD, identical to the plain engine), not DeepSpeed's fused one.
+    config.pop("optimizer", None)
+    config.pop("scheduler", None)
+    config["zero_allow_untested_optimizer"] = True
+    return config
+
+
+class DeepSpeedEngine:
+    """DeepSpeed ZeRO: the optimizer holds the fp32 master weights (model weights may be bf16)."""
+
+    def __init__(self, model: torch.nn.Module, settings: Settings, device: torch.device, config: dict):
+        import deepspeed
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        self._full_fp32 = safe_get_full_fp32_param
+        init_distributed_single_process()
+        self.settings = settings
+        model = model.to(dtype=torch.float32)
+        model.train()
+        # The base is taken in fp32 before DeepSpeed casts the module to bf16/fp16.
+        self.base = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
+        optimizer = _make_optimizer(model.parameters(), settings)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.params = dict(self.engine.module.named_parameters())
+        self.device = self.engine.device
+
+    def reset(self) -> None:
+        # One engine serves every text: reinitialising DeepSpeed per text would stack its
+        # gradient hooks. Restore the module, refresh the fp32 master partitions from it
+        # and drop the optimizer state: the same as a fresh start.
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(self.base[name])
+        master = getattr(self.optimizer, "refresh_fp32_params", None)
+        if master is not None:
+            master()
+        inner = getattr(self.optimizer, "optimizer", self.optimizer)
+        inner.state.clear()
+
+    def step(self, input_ids: torch.Tensor, lr: float) -> float:
+        input_ids = input_ids.to(self.device)
+        loss = self.engine(input_ids=input_ids, labels=input_ids).loss
+        self.engine.backward(loss)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.engine.step()
+        return loss.item()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {name: self._full_fp32(p).detach().to("cpu", torch.float32, copy=True) for name, p in self.params.items()}
+
+
+def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, settings: Settings) -> TextRun:
+    """Train on one text from the exact base: a fixed epoch budget, or `es` (early stopping).
+
+    With early stopping the parameters of the best-loss epoch are kept in memory and
+    returned; nothing is written per epoch (thesis A.2.2).
+    """
+    run = TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=len(chunks), budget=budget)
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    engine.reset()
+    early_stopping = budget == "es"
+    epochs = settings.max_epochs if early_stopping else int(budget)
+    total_steps = epochs * len(chunks)
+    best_loss, best_state, waited, step = math.inf, None, 0, 0
+
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for input_ids in chunks:
+            lr = lr_at(step, total_steps, settings)
+            losses.append(engine.step(input_ids, lr))
+            step += 1
+        loss = sum(losses) / len(losses)
+        run.losses.append(loss)
+        run.lrs.append(lr)
+        if not math.isfinite(loss):
+            run.failure, run.failed_epoch = f"non-finite training loss ({loss})", epoch
+            break
+        if not early_stopping:
+            continue
+        if loss < best_loss - settings.min_delta:
+            best_loss, best_state, run.best_epoch, waited = loss, engine.state(), epoch, 0
+        else:
+            waited += 1
+            if waited >= settings.patience:
+                break
+
+    if run.ok:
+        run.after = best_state if early_stopping else engine.state()
+        if not early_stopping:
+            run.best_epoch = run.epochs_run
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible to this job")
+    return torch.device(name)
