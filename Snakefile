@@ -1,0 +1,25 @@
+# Parameter-change membership inference: was this text in the model's training data?
+# Each stage is one file under rules/; its logic lives in the paramdelta package.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/target.smk"
+include: "rules/train.smk"
+include: "rules/deltas.smk"
+include: "rules/features.smk"
+include: "rules/metrics.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

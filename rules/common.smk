@@ -1,0 +1,150 @@
+# Configuration, the candidate tables and the job fan-out, known when the DAG is built.
+
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from paramdelta import config as config_checks  # noqa: E402
+from paramdelta import data  # noqa: E402
+
+try:
+    config.update(config_checks.validate(config))
+    # The official check and defaults; the line above already named any wrong field.
+    validate(config, "../config/schema.yaml", set_default=True)
+except config_checks.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+RESULTS = config["results"]
+MODELS = list(config["models"])
+BUDGETS = [str(b) for b in config["budgets"]]
+KS = config["features"]["k"]
+USED_DATASETS = sorted({d for m in MODELS for d in config_checks.model_datasets(config, m)})
+
+try:
+    TABLES = {name: data.load(config["datasets"][name], name) for name in USED_DATASETS}
+except data.DataError as error:
+    raise WorkflowError(str(error)) from None
+
+SHARDS = {name: data.shards(table["text_id"].tolist(), config["texts_per_job"]) for name, table in TABLES.items()}
+
+
+wildcard_constraints:
+    dataset="|".join(map(re.escape, config["datasets"])) or "^$",
+    model="|".join(map(re.escape, MODELS)),
+    budget="|".join(map(re.escape, BUDGETS)),
+    shard=r"[A-Za-z0-9]+",
+
+
+def model_pairs():
+    """Every (dataset, model) that is attacked."""
+    return [(d, m) for m in MODELS for d in config_checks.model_datasets(config, m)]
+
+
+# Data sets.
+
+
+def dataset_spec(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def dataset_digest(wildcards):
+    """Changes exactly when the data set's texts or labels change."""
+    return data.digest(TABLES[wildcards.dataset])
+
+
+# Built targets (controlled data sets).
+
+
+def build_spec(wildcards):
+    return config["models"][wildcards.model]["build"]
+
+
+def build_background(wildcards):
+    build = build_spec(wildcards)
+    return [] if "base" in build else f"{RESULTS}/targets/{build['dataset']}/background.jsonl"
+
+
+def build_dataset_table(wildcards):
+    return f"{RESULTS}/data/{build_spec(wildcards)['dataset']}.parquet"
+
+
+# Models.
+
+
+def model_path(wildcards):
+    """Where a model loads from: a hub id or local directory, or the target the workflow builds."""
+    spec = config["models"][wildcards.model]
+    return f"{RESULTS}/models/{wildcards.model}/target" if "build" in spec else spec["path"]
+
+
+def model_input(wildcards):
+    """A built target is a file dependency; a hub or local model is not."""
+    return [model_path(wildcards)] if "build" in config["models"][wildcards.model] else []
+
+
+def model_revision(wildcards):
+    return config["models"][wildcards.model].get("revision")
+
+
+def model_dtype(wildcards):
+    return config["models"][wildcards.model]["dtype"]
+
+
+def train_model_params(wildcards):
+    """What a training job needs to know of its model; nothing that only schedules it."""
+    spec = config["models"][wildcards.model]
+    return {"path": model_path(wildcards), "revision": spec.get("revision"), "zero_stage": spec.get("zero_stage")}
+
+
+def train_engine(wildcards):
+    return config["models"][wildcards.model].get("engine") or config["train"]["engine"]
+
+
+def train_gpus(wildcards):
+    return config["models"][wildcards.model]["gpus"]
+
+
+def train_mem(wildcards):
+    return config["models"][wildcards.model]["mem_mb"]
+
+
+def train_runtime(wildcards):
+    return config["models"][wildcards.model]["runtime"]
+
+
+# Training jobs and their reductions.
+
+
+def shard_texts(wildcards):
+    return SHARDS[wildcards.dataset][wildcards.shard]
+
+
+def delta_inputs(wildcards):
+    inputs = {
+        "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet",
+        "stores": [
+            f"{RESULTS}/train/{wildcards.dataset}/{wildcards.model}/{wildcards.budget}/{shard}.zarr"
+            for shard in SHARDS[wildcards.dataset]
+        ],
+    }
+    if config["snapshots"]["store"] == "full":
+        inputs["base"] = f"{RESULTS}/snapshots/{wildcards.model}/base.zarr"
+    return inputs
+
+
+def score_tables(wildcards=None):
+    return [f"{RESULTS}/scores/{d}/{m}/{b}.parquet" for d, m in model_pairs() for b in BUDGETS]
+
+
+def text_tables(wildcards=None):
+    return [f"{RESULTS}/deltas/{d}/{m}/{b}.texts.parquet" for d, m in model_pairs() for b in BUDGETS]
+
+
+def final_outputs():
+    base_snapshots = [f"{RESULTS}/snapshots/{m}/base.zarr" for m in MODELS]
+    return [f"{RESULTS}/metrics.csv", f"{RESULTS}/report/index.html", *base_snapshots]

@@ -1,0 +1,17 @@
+# Per-layer delta table and per-text training record per (dataset, model, budget).
+
+
+rule deltas:
+    input:
+        unpack(delta_inputs),
+    output:
+        table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.parquet",
+        texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.texts.parquet",
+    log:
+        "logs/deltas/{dataset}/{model}/{budget}.log",
+    params:
+        ks=KS,
+    resources:
+        mem_mb=4000,
+    script:
+        "../workflow_scripts/deltas.py"

@@ -1,0 +1,18 @@
+# Per-text membership scores of the parameter-change method per (dataset, model, budget).
+
+
+rule scores:
+    input:
+        table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.parquet",
+        texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.texts.parquet",
+    output:
+        f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.parquet",
+    log:
+        "logs/scores/{dataset}/{model}/{budget}.log",
+    params:
+        selections=config["features"]["selections"],
+        ks=KS,
+        aggregate=config["features"]["aggregate"],
+    localrule: True
+    script:
+        "../workflow_scripts/scores.py"

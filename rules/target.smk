@@ -1,0 +1,54 @@
+# Targets with known members (controlled data sets): corpus split, base model, target.
+
+
+rule controlled_corpus:
+    output:
+        background=f"{RESULTS}/targets/{{dataset}}/background.jsonl",
+    log:
+        "logs/controlled_corpus/{dataset}.log",
+    params:
+        spec=dataset_spec,
+    localrule: True
+    script:
+        "../workflow_scripts/controlled_corpus.py"
+
+
+rule base_model:
+    input:
+        background=build_background,
+    output:
+        directory(f"{RESULTS}/models/{{model}}/base"),
+    log:
+        "logs/base_model/{model}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/base_model/{{model}}.tsv"
+    params:
+        build=build_spec,
+    threads: config["threads"]
+    resources:
+        gpu=train_gpus,
+        mem_mb=train_mem,
+        runtime=train_runtime,
+    script:
+        "../workflow_scripts/base_model.py"
+
+
+rule target_model:
+    input:
+        base=f"{RESULTS}/models/{{model}}/base",
+        dataset=build_dataset_table,
+    output:
+        directory(f"{RESULTS}/models/{{model}}/target"),
+    log:
+        "logs/target_model/{model}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/target_model/{{model}}.tsv"
+    params:
+        build=build_spec,
+    threads: config["threads"]
+    resources:
+        gpu=train_gpus,
+        mem_mb=train_mem,
+        runtime=train_runtime,
+    script:
+        "../workflow_scripts/target_model.py"

@@ -1,0 +1,41 @@
+"""Make the base model of a built target: pre-train a fresh architecture on the background
+documents, or take an existing model as it is."""
+
+import pandas as pd
+import torch
+from _common import setup
+
+from paramdelta import models, target
+
+log = setup(snakemake)
+build = snakemake.params.build
+torch.set_num_threads(snakemake.threads)
+
+if "base" in build:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(build["base"])
+    model = models.load_causal_lm(build["base"])
+else:
+    documents = pd.read_json(snakemake.input.background, lines=True)["text"].tolist()
+    tokenizer = target.train_tokenizer(documents, build["vocab_size"])
+    config = models.tiny_config(
+        build["arch"],
+        len(tokenizer),
+        hidden_size=build["hidden_size"],
+        num_layers=build["num_layers"],
+        num_heads=build["num_heads"],
+        intermediate_size=build["intermediate_size"],
+        max_positions=build["max_positions"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = models.build_model(config, build["seed"])
+    losses = target.pretrain(
+        model, tokenizer, documents,
+        epochs=build["base_epochs"], lr=build["base_lr"], batch_size=build["batch_size"],
+        seed=build["seed"], max_length=build["max_positions"],
+    )
+    log.info("base pre-training on %d documents, loss per epoch: %s", len(documents), losses)
+target.save(model, tokenizer, snakemake.output[0])

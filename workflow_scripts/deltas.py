@@ -1,0 +1,22 @@
+"""Reduce one (dataset, model, budget)'s training stores to the per-layer delta table and
+the per-text record (status, epochs, losses)."""
+
+import pandas as pd
+from _common import setup
+
+from paramdelta import deltas, store
+from paramdelta.atomic import write_parquet
+
+log = setup(snakemake)
+labels = pd.read_parquet(snakemake.input.dataset).set_index("text_id")["label"].to_dict()
+base = store.open_store(snakemake.input.base) if snakemake.input.get("base") else None
+tables, records = [], []
+for path in snakemake.input.stores:
+    table, texts = deltas.read_job_store(path, labels, snakemake.params.ks, base)
+    tables.append(table)
+    records.append(texts)
+texts = pd.concat(records, ignore_index=True)
+table = pd.concat(tables, ignore_index=True)
+write_parquet(table, snakemake.output.table)
+write_parquet(texts, snakemake.output.texts)
+log.info("%d texts (%d failed), %d rows", len(texts), (texts.status != "ok").sum(), len(table))

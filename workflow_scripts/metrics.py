@@ -1,0 +1,17 @@
+"""The metrics table of every (dataset, model, budget, method, selection, k), the member
+vs non-member t-tests and the budget-AUROC correlations."""
+
+import pandas as pd
+from _common import setup
+
+from paramdelta import metrics
+from paramdelta.atomic import write_csv
+
+log = setup(snakemake)
+scores = pd.concat([pd.read_parquet(p) for p in snakemake.input.scores], ignore_index=True)
+texts = pd.concat([pd.read_parquet(p) for p in snakemake.input.texts], ignore_index=True)
+table = metrics.metrics_table(scores, texts, n_boot=snakemake.params.bootstrap, seed=snakemake.params.seed)
+write_csv(table, snakemake.output.metrics)
+write_csv(metrics.ttest_table(scores), snakemake.output.ttest)
+write_csv(metrics.correlation_table(table), snakemake.output.correlation)
+log.info("%d metric rows", len(table))
