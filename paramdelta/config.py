@@ -30,14 +30,30 @@ def _field(path) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     # oneOf failures hide the useful message in their sub-errors; the deepest one names the field.
+    field = _field(error.absolute_path)
     if error.context:
         deepest = max(error.context, key=lambda e: len(e.absolute_path))
         if len(deepest.absolute_path) > len(error.absolute_path):
             return _describe(deepest)
-        if error.validator == "oneOf":
-            options = [", ".join(s.get("required", [])) for s in error.schema["oneOf"]]
-            return f"config field '{_field(error.absolute_path)}': give exactly one of: " + " | ".join(options)
-    return f"config field '{_field(error.absolute_path)}': {error.message}"
+    if error.validator == "oneOf":
+        branches = error.validator_value
+        if all("required" in branch for branch in branches):
+            # Alternatives of keys: say which keys, whether none or several were given.
+            options = " | ".join(", ".join(branch["required"]) for branch in branches)
+            return f"config field '{field}': give exactly one of: {options}"
+        if error.context:
+            # Alternatives of values (e.g. an integer >= 1 or 'es'): the alternatives whose
+            # type the value has say what is wrong; if it has none of their types, say so.
+            by_branch: dict[int, list[jsonschema.ValidationError]] = {}
+            for sub in error.context:
+                by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+            typed = [subs for subs in by_branch.values() if not any(e.validator == "type" for e in subs)]
+            if typed:
+                reasons = [e.message for subs in typed for e in subs]
+            else:
+                reasons = [e.message for subs in by_branch.values() for e in subs if e.validator == "type"]
+            return f"config field '{field}': " + "; or ".join(dict.fromkeys(reasons))
+    return f"config field '{field}': {error.message}"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:

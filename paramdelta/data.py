@@ -38,10 +38,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
+    # No type guessing: a text such as "2023" or "0012" must stay the string it is in the file.
     if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl")
+        return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     if suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False)
+        return pd.read_csv(path, keep_default_na=False, dtype=str)
     if suffix == ".parquet":
         return pd.read_parquet(path)
     raise DataError(f"data file {path}: unknown format '{suffix}' (use .jsonl, .csv or .parquet)")
@@ -139,22 +140,31 @@ def load(spec: dict, name: str = "dataset") -> pd.DataFrame:
     """The candidate table of one configured data set (columns text_id, text, label)."""
     if "controlled" in spec:
         controlled = spec["controlled"]
+        source = f"data set '{name}' (controlled split)"
         table, _ = controlled_split(corpus_documents(controlled["corpus"]), controlled["candidates"], controlled["members"], controlled["seed"])
     elif "path" in spec:
-        table = clean(read_table(spec["path"]), spec["text"], spec["label"], f"data set '{name}' ({spec['path']})")
+        source = f"data set '{name}' ({spec['path']})"
+        table = clean(read_table(spec["path"]), spec["text"], spec["label"], source)
     else:
+        source = f"data set '{name}' ({spec['hf']}, split {spec['split']})"
         raw = read_hub(spec["hf"], spec["split"], spec.get("revision"))
-        table = clean(raw, spec["text"], spec["label"], f"data set '{name}' ({spec['hf']}, split {spec['split']})")
+        table = clean(raw, spec["text"], spec["label"], source)
     if spec.get("limit"):
         table = table.iloc[: spec["limit"]]
     if table["label"].nunique() < 2:
-        raise DataError(f"data set '{name}': needs both members (1) and non-members (0); found only {sorted(table['label'].unique())}")
+        found = sorted(int(label) for label in table["label"].unique())
+        raise DataError(f"{source}: needs both members (1) and non-members (0); found only {found} in {len(table)} rows")
     return table.reset_index(drop=True)
 
 
 def digest(table: pd.DataFrame) -> str:
-    """A short hash of a candidate table's ids and labels (ids are hashes of the texts)."""
-    joined = "\n".join(f"{t}:{l}" for t, l in zip(table["text_id"], table["label"]))
+    """A short hash of a candidate table's ids and labels (ids are hashes of the texts).
+
+    Taken over the rows sorted by id: it changes exactly when a text or a label
+    changes, not when the same rows come in another order.
+    """
+    pairs = sorted(zip(table["text_id"], (int(label) for label in table["label"])))
+    joined = "\n".join(f"{t}:{l}" for t, l in pairs)
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,323 @@
+"""Tests of the configuration checks: the demo config, defaults, field-naming errors, cross references."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paramdelta import config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "config" / "config.yaml"
+WIKIMIA = ROOT / "config" / "wikimia.yaml"
+
+
+def read(path: Path) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture
+def demo() -> dict:
+    return read(DEMO)
+
+
+def minimal() -> dict:
+    """A hub model attacking two local data sets and one built model on a controlled data set."""
+    return {
+        "datasets": {
+            "wikimia": {"path": "data/wikimia.jsonl", "text": "input"},
+            "other": {"hf": "someone/other", "split": "test"},
+            "demo": {"controlled": {"corpus": {"generator": "templates", "n_documents": 40}, "candidates": 10}},
+        },
+        "models": {
+            "pythia": {"path": "EleutherAI/pythia-70m"},
+            "tiny": {"build": {"dataset": "demo", "arch": "gpt-neox"}},
+        },
+    }
+
+
+def error_of(cfg: dict) -> str:
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(cfg)
+    return str(info.value)
+
+
+# The shipped configs.
+
+
+def test_demo_config_validates_and_fills_defaults(demo):
+    completed = config.validate(demo)
+    train = completed["train"]
+    assert train["lr"] == 3e-5
+    assert train["betas"] == [0.9, 0.95]
+    assert train["engine"] == "torch" and train["optimizer"] == "adamw"
+    assert train["patience"] == 5 and train["max_epochs"] == 30  # given values are kept
+    assert train["grad_clip"] == 1.0 and train["weight_decay"] == 0.1 and train["eps"] == 1e-5
+    assert completed["features"]["k"] == [1, 2, 5, 10, 20, 50]
+    assert completed["features"]["aggregate"] == "mean"
+    assert "topk-layers" in completed["features"]["selections"]
+    assert completed["snapshots"] == {"store": "sketch", "dtype": "float32"}
+    assert completed["metrics"] == {"bootstrap": 1000, "seed": 0}
+    assert completed["budgets"] == [5, 10, 20, 30, "es"]
+    assert completed["texts_per_job"] == 100
+    assert completed["threads"] == 1 and completed["results"] == "results"
+    for slug in ("pythia-tiny", "llama-tiny"):
+        model = completed["models"][slug]
+        assert model["dtype"] == "float32"
+        assert model["gpus"] == 0 and model["mem_mb"] == 4000 and model["runtime"] == 60
+        assert model["build"]["hidden_size"] == 64  # given
+        assert model["build"]["batch_size"] == 4 and model["build"]["max_positions"] == 256  # default
+    controlled = completed["datasets"]["demo"]["controlled"]
+    assert controlled["corpus"]["n_documents"] == 1200 and controlled["candidates"] == 200
+
+
+def test_validate_does_not_change_its_argument(demo):
+    before = copy.deepcopy(demo)
+    config.validate(demo)
+    assert demo == before
+
+
+def test_defaults_of_an_empty_section():
+    completed = config.validate(minimal())
+    assert completed["snapshots"]["store"] == "sketch"
+    assert completed["train"]["lr"] == 3e-5
+    assert completed["budgets"] == [5, 10, 20, 30, "es"]
+    assert completed["texts_per_job"] == 1
+    assert completed["datasets"]["wikimia"]["text"] == "input"  # given
+    assert completed["datasets"]["wikimia"]["label"] == "label"  # default
+    assert completed["datasets"]["other"]["text"] == "text"
+    assert completed["models"]["pythia"]["dtype"] == "float32"
+    assert completed["datasets"]["demo"]["controlled"]["members"] == 0.5
+
+
+def test_demo_model_datasets(demo):
+    completed = config.validate(demo)
+    assert config.model_datasets(completed, "pythia-tiny") == ["demo"]
+    assert config.model_datasets(completed, "llama-tiny") == ["demo"]
+
+
+@pytest.mark.skipif(not WIKIMIA.exists(), reason="config/wikimia.yaml is not written yet")
+def test_wikimia_config_validates():
+    completed = config.validate(read(WIKIMIA))
+    assert completed["models"]
+    hub = {name: d for name, d in completed["datasets"].items() if "WikiMIA" in d.get("hf", "")}
+    for d in hub.values():
+        assert d["text"] == "input" and d["label"] == "label"  # WikiMIA's fields
+    attacked = {name for slug in completed["models"] for name in config.model_datasets(completed, slug)}
+    assert attacked and attacked <= set(completed["datasets"])
+
+
+# Schema errors name the field.
+
+
+def test_unknown_key(demo):
+    demo["train"] = {"lrr": 1}
+    message = error_of(demo)
+    assert "train" in message and "lrr" in message
+
+
+def test_unknown_top_level_key(demo):
+    demo["snapshot"] = {"store": "full"}
+    assert "snapshot" in error_of(demo)
+
+
+def test_unknown_model_key(demo):
+    demo["models"]["pythia-tiny"]["dtpye"] = "bfloat16"
+    message = error_of(demo)
+    assert "models.pythia-tiny" in message and "dtpye" in message
+
+
+def test_wrong_type_in_budgets(demo):
+    demo["budgets"] = [5, "ten"]
+    message = error_of(demo)
+    assert "budgets[1]" in message and "ten" in message
+
+
+def test_budget_below_one(demo):
+    demo["budgets"] = [0, "es"]
+    message = error_of(demo)
+    assert "budgets[0]" in message and "minimum" in message
+
+
+def test_budget_of_no_accepted_type(demo):
+    demo["budgets"] = [5, 2.5]
+    message = error_of(demo)
+    assert "budgets[1]" in message and "integer" in message
+
+
+def test_repeated_budgets(demo):
+    demo["budgets"] = [5, 5]
+    assert "budgets" in error_of(demo)
+
+
+def test_wrong_value(demo):
+    demo["snapshots"] = {"store": "everything"}
+    message = error_of(demo)
+    assert "snapshots.store" in message and "everything" in message
+
+
+def test_negative_lr(demo):
+    demo["train"]["lr"] = -1e-5
+    assert "train.lr" in error_of(demo)
+
+
+def test_zero_lr(demo):
+    demo["train"]["lr"] = 0
+    assert "train.lr" in error_of(demo)
+
+
+def test_beta_out_of_range(demo):
+    demo["train"]["betas"] = [0.9, 1.0]
+    assert "train.betas[1]" in error_of(demo)
+
+
+def test_wrong_nested_type(demo):
+    demo["models"]["llama-tiny"]["build"]["hidden_size"] = "big"
+    assert "models.llama-tiny.build.hidden_size" in error_of(demo)
+
+
+def test_k_out_of_range(demo):
+    demo["features"] = {"k": [1, 200]}
+    assert "features.k[1]" in error_of(demo)
+
+
+def test_bad_slug(demo):
+    demo["models"]["bad slug"] = {"path": "x"}
+    message = error_of(demo)
+    assert "models" in message and "bad slug" in message
+
+
+def test_model_with_both_path_and_build(demo):
+    demo["models"]["pythia-tiny"]["path"] = "EleutherAI/pythia-70m"
+    message = error_of(demo)
+    assert "models.pythia-tiny" in message
+    assert "path" in message and "build" in message and "exactly one" in message
+
+
+def test_model_with_neither_path_nor_build(demo):
+    del demo["models"]["pythia-tiny"]["build"]
+    message = error_of(demo)
+    assert "models.pythia-tiny" in message
+    assert "path" in message and "build" in message and "exactly one" in message
+
+
+def test_build_with_both_arch_and_base(demo):
+    demo["models"]["pythia-tiny"]["build"]["base"] = "EleutherAI/pythia-70m"
+    message = error_of(demo)
+    assert "models.pythia-tiny.build" in message and "arch" in message and "base" in message
+
+
+def test_dataset_with_no_source(demo):
+    demo["datasets"]["nowhere"] = {"text": "input"}
+    message = error_of(demo)
+    assert "datasets.nowhere" in message
+    for key in ("path", "hf", "controlled"):
+        assert key in message
+
+
+def test_hub_dataset_without_split(demo):
+    demo["datasets"]["wikimia"] = {"hf": "swj0419/WikiMIA"}
+    message = error_of(demo)
+    assert "datasets.wikimia" in message and "split" in message
+
+
+def test_corpus_with_generator_and_path(demo):
+    demo["datasets"]["demo"]["controlled"]["corpus"]["path"] = "corpus.jsonl"
+    message = error_of(demo)
+    assert "datasets.demo.controlled.corpus" in message and "generator" in message
+
+
+def test_missing_models():
+    cfg = minimal()
+    del cfg["models"]
+    assert "models" in error_of(cfg)
+
+
+# Cross references.
+
+
+def test_build_on_unknown_dataset(demo):
+    demo["models"]["pythia-tiny"]["build"]["dataset"] = "nonexistent"
+    message = error_of(demo)
+    assert "models.pythia-tiny.build.dataset" in message and "nonexistent" in message
+
+
+def test_build_on_a_dataset_that_is_not_controlled():
+    cfg = minimal()
+    cfg["models"]["tiny"]["build"]["dataset"] = "wikimia"
+    message = error_of(cfg)
+    assert "models.tiny.build.dataset" in message and "wikimia" in message
+
+
+def test_unknown_dataset_in_model_list():
+    cfg = minimal()
+    cfg["models"]["pythia"]["datasets"] = ["wikimia", "wikimai"]
+    message = error_of(cfg)
+    assert "models.pythia.datasets" in message and "wikimai" in message
+
+
+def test_model_listing_a_controlled_dataset_it_was_not_built_on(demo):
+    demo["datasets"]["demo2"] = copy.deepcopy(demo["datasets"]["demo"])
+    demo["models"]["pythia-tiny"]["datasets"] = ["demo2"]
+    message = error_of(demo)
+    assert "models.pythia-tiny.datasets" in message and "demo2" in message
+
+
+def test_hub_model_listing_a_controlled_dataset():
+    cfg = minimal()
+    cfg["models"]["pythia"]["datasets"] = ["demo"]
+    message = error_of(cfg)
+    assert "models.pythia.datasets" in message and "demo" in message
+
+
+def test_more_candidates_than_documents():
+    cfg = minimal()
+    cfg["datasets"]["demo"]["controlled"]["candidates"] = 41
+    message = error_of(cfg)
+    assert "datasets.demo.controlled.candidates" in message
+
+
+def test_no_model_attacks_anything():
+    cfg = {
+        "datasets": {"demo": {"controlled": {"corpus": {"generator": "templates"}}}},
+        "models": {"pythia": {"path": "EleutherAI/pythia-70m"}},
+    }
+    with pytest.raises(config.ConfigError, match="no model attacks"):
+        config.validate(cfg)
+
+
+# Which data sets a model attacks.
+
+
+def test_model_datasets_defaults():
+    completed = config.validate(minimal())
+    assert config.model_datasets(completed, "tiny") == ["demo"]  # built: its own
+    assert config.model_datasets(completed, "pythia") == ["wikimia", "other"]  # hub: all non-controlled
+
+
+def test_model_datasets_explicit_list():
+    cfg = minimal()
+    cfg["models"]["pythia"]["datasets"] = ["other"]
+    cfg["models"]["tiny"]["datasets"] = ["demo", "wikimia"]
+    completed = config.validate(cfg)
+    assert config.model_datasets(completed, "pythia") == ["other"]
+    assert config.model_datasets(completed, "tiny") == ["demo", "wikimia"]
+
+
+def test_model_datasets_empty_list_attacks_nothing():
+    cfg = minimal()
+    cfg["models"]["pythia"]["datasets"] = []
+    completed = config.validate(cfg)
+    assert config.model_datasets(completed, "pythia") == []
+
+
+# Budgets.
+
+
+def test_budget_epochs():
+    assert config.budget_epochs("es") is None
+    assert config.budget_epochs(10) == 10
+    assert config.budget_epochs("10") == 10
+    assert config.budget_epochs(1) == 1
