@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (set up, run the demo workflow end to end) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# DeepSpeed compiles its C++ ops on first use; keep them with the checkout.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+# Every pip call, build environments included, must keep torch at 2.13.0.
+export PIP_CONSTRAINT := $(CURDIR)/envs/constraints.txt
+
+.PHONY: setup demo test clean
+
+$(VENV)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -c envs/constraints.txt -r envs/requirements.txt
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES)
+	@echo "Report: results/report/index.html   Metrics: results/metrics.csv"
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results logs .snakemake
