@@ -110,8 +110,11 @@ def read_job_store(path, labels: Mapping[str, int], ks: Sequence[int], base=None
     attrs = root.attrs.asdict()
     policy = attrs["policy"]
     stored_ks = list(attrs["ks"])
-    if policy == "sketch" and not set(ks) <= set(stored_ks):
-        raise ValueError(f"{path}: sketch store holds top-K% for K in {stored_ks}; features.k asks for {list(ks)} (rerun the training jobs)")
+    missing = sorted(set(ks) - set(stored_ks)) if policy == "sketch" else []
+    if missing:
+        raise ValueError(f"{path}: sketch store holds top-K% for K in {stored_ks}, not K = {missing} that features.k asks for (rerun the training jobs)")
+    if policy == "full" and base is None:
+        raise ValueError(f"{path}: a full store holds after-states only; the model's base snapshot is needed to take deltas")
     layers = [
         Layer(index=i, name=l["name"], group=l["group"], block=l["block"], params=tuple(l["params"]), numel=l["numel"])
         for i, l in enumerate(attrs["layers"])

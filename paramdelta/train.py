@@ -21,6 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -125,7 +126,7 @@ class TorchEngine:
         self.params = dict(self.model.named_parameters())
         # The exact base, kept off the accelerator: restoring copies it back bit for bit.
         self.base = {name: p.detach().to("cpu", copy=True) for name, p in self.params.items()}
-        self.scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
+        self.scaler: torch.amp.GradScaler | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
     def reset(self) -> None:
@@ -133,6 +134,8 @@ class TorchEngine:
             for name, p in self.params.items():
                 p.copy_(self.base[name])
         self.optimizer = _make_optimizer(self.params.values(), self.settings)
+        # A fresh loss scale too: a scale lowered by one text's overflow must not carry over to the next.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.settings.precision == "fp16")
 
     def _autocast(self):
         if self.settings.precision in BIT16:
@@ -192,9 +195,10 @@ class DeepSpeedEngine:
 
     def __init__(self, model: torch.nn.Module, settings: Settings, device: torch.device, config: dict):
         import deepspeed
-        from deepspeed.utils import safe_get_full_fp32_param
+        from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
 
         self._full_fp32 = safe_get_full_fp32_param
+        self._set_full_fp32 = safe_set_full_fp32_param
         init_distributed_single_process()
         self.settings = settings
         model = model.to(dtype=torch.float32)
@@ -216,6 +220,11 @@ class DeepSpeedEngine:
         master = getattr(self.optimizer, "refresh_fp32_params", None)
         if master is not None:
             master()
+        # With bf16/fp16 the module holds the base rounded to 16 bits, and so does the master
+        # refreshed from it: write the exact fp32 base into the master weights themselves.
+        with torch.no_grad():
+            for name, p in self.params.items():
+                self._set_full_fp32(p, self.base[name])
         inner = getattr(self.optimizer, "optimizer", self.optimizer)
         inner.state.clear()
 
@@ -272,6 +281,11 @@ def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, se
         run.after = best_state if early_stopping else engine.state()
         if not early_stopping:
             run.best_epoch = run.epochs_run
+        # The last step of an epoch can blow the weights up while the loss it was computed
+        # from is still finite: such a state would give NaN/inf deltas, so the text fails.
+        if not all(torch.isfinite(t).all() for t in run.after.values()):
+            run.failure = f"non-finite parameters after epoch {run.best_epoch}"
+            run.failed_epoch, run.after = run.best_epoch, None
     run.seconds = time.perf_counter() - started
     return run
 
@@ -282,3 +296,30 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is visible to this job")
     return torch.device(name)
+
+
+def run_text(engine, tokenizer, text_id: str, text: str, budget: str, settings: Settings, max_length: int) -> TextRun:
+    """Tokenise one text and train on it; a text with nothing to predict is a recorded failure."""
+    token_ids = tokenizer(text)["input_ids"]
+    if len(token_ids) < 2:
+        return TextRun(text_id=text_id, n_tokens=len(token_ids), n_chunks=0, budget=budget,
+                       failure="fewer than 2 tokens: nothing to predict")
+    return train_text(engine, text_id, chunk(token_ids, max_length), budget, settings)
+
+
+def write_text_record(root, run: TextRun, text_sha256: str, *, policy: str, layers, base, ks, snapshot_dtype) -> None:
+    """One text's group in a job store: its run attributes, per-epoch loss and lr, and,
+    if it succeeded, what `policy` keeps (per-layer statistics, the delta, or the after-state)."""
+    from paramdelta import deltas, store
+
+    group = root.require_group(f"texts/{run.text_id}")
+    group.update_attributes({**run.attrs(), "text_sha256": text_sha256})
+    store.write_arrays(group, {"loss": np.asarray(run.losses, dtype=np.float64), "lr": np.asarray(run.lrs, dtype=np.float64)})
+    if not run.ok:
+        return
+    if policy == "sketch":
+        store.write_arrays(group, deltas.layer_stats(layers, base, run.after, ks))
+    elif policy == "delta":
+        store.write_tensors(group.require_group("params"), {n: (t - base[n]).to(snapshot_dtype) for n, t in run.after.items()})
+    else:
+        store.write_tensors(group.require_group("params"), {n: t.to(snapshot_dtype) for n, t in run.after.items()})

@@ -40,6 +40,20 @@ wildcard_constraints:
     shard=r"[A-Za-z0-9]+",
 
 
+def canonical(value):
+    """A config value with its mappings' keys sorted: Snakemake compares params by their text,
+    so reordering keys in a YAML file must not look like a change and rerun jobs."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+TRAIN = canonical(config["train"])
+SNAPSHOTS = canonical(config["snapshots"])
+
+
 def model_pairs():
     """Every (dataset, model) that is attacked."""
     return [(d, m) for m in MODELS for d in config_checks.model_datasets(config, m)]
@@ -49,7 +63,7 @@ def model_pairs():
 
 
 def dataset_spec(wildcards):
-    return config["datasets"][wildcards.dataset]
+    return canonical(config["datasets"][wildcards.dataset])
 
 
 def dataset_digest(wildcards):
@@ -61,7 +75,7 @@ def dataset_digest(wildcards):
 
 
 def build_spec(wildcards):
-    return config["models"][wildcards.model]["build"]
+    return canonical(config["models"][wildcards.model]["build"])
 
 
 def build_background(wildcards):
@@ -99,6 +113,10 @@ def train_model_params(wildcards):
     """What a training job needs to know of its model; nothing that only schedules it."""
     spec = config["models"][wildcards.model]
     return {"path": model_path(wildcards), "revision": spec.get("revision"), "zero_stage": spec.get("zero_stage")}
+
+
+def report_config(wildcards):
+    return canonical(config)
 
 
 def train_engine(wildcards):

@@ -13,7 +13,7 @@ rule report:
     log:
         "logs/report.log",
     params:
-        config=config,
+        config=report_config,
     localrule: True
     script:
         "../workflow_scripts/report.py"

@@ -34,8 +34,8 @@ rule train:
         texts=shard_texts,
         model=train_model_params,
         engine=train_engine,
-        train=config["train"],
-        snapshots=config["snapshots"],
+        train=TRAIN,
+        snapshots=SNAPSHOTS,
         ks=KS,
     threads: config["threads"]
     resources:

@@ -1,13 +1,12 @@
 """One training job: continual pre-training of one model on each text of a shard, from the
 exact base weights every time, and one snapshot store holding what each text did."""
 
-import numpy as np
 import pandas as pd
 import torch
 from _common import setup
 from transformers import AutoTokenizer
 
-from paramdelta import data, deltas, models, store, train
+from paramdelta import data, models, store, train
 
 log = setup(snakemake)
 params = snakemake.params
@@ -53,24 +52,11 @@ attrs = {
 with store.atomic_group(snakemake.output[0], attrs) as root:
     for text_id in params.texts:
         text = table.at[text_id, "text"]
-        token_ids = tokenizer(text)["input_ids"]
-        group = root.require_group(f"texts/{text_id}")
-        if len(token_ids) < 2:
-            run = train.TextRun(text_id=text_id, n_tokens=len(token_ids), n_chunks=0, budget=budget,
-                                failure="fewer than 2 tokens: nothing to predict")
+        run = train.run_text(engine, tokenizer, text_id, text, budget, settings, max_length)
+        train.write_text_record(root, run, data.text_sha256(text), policy=policy, layers=layers, base=engine.base,
+                                ks=ks, snapshot_dtype=snapshot_dtype)
+        if run.ok:
+            log.info("text %s: %d epochs (best %d), loss %.4f, %.2f s", text_id, run.epochs_run, run.best_epoch,
+                     run.losses[run.best_epoch - 1], run.seconds)
         else:
-            run = train.train_text(engine, text_id, train.chunk(token_ids, max_length), budget, settings)
-        group.update_attributes({**run.attrs(), "text_sha256": data.text_sha256(text)})
-        store.write_arrays(group, {"loss": np.asarray(run.losses), "lr": np.asarray(run.lrs)})
-        if not run.ok:
             log.warning("text %s failed at epoch %s: %s", text_id, run.failed_epoch, run.failure)
-            continue
-        if policy == "sketch":
-            store.write_arrays(group, deltas.layer_stats(layers, engine.base, run.after, ks))
-        elif policy == "delta":
-            store.write_tensors(group.require_group("params"),
-                                {n: (run.after[n] - engine.base[n]).to(snapshot_dtype) for n in run.after})
-        else:
-            store.write_tensors(group.require_group("params"), {n: t.to(snapshot_dtype) for n, t in run.after.items()})
-        log.info("text %s: %d epochs (best %d), loss %.4f, %.2f s", text_id, run.epochs_run, run.best_epoch,
-                 run.losses[run.best_epoch - 1], run.seconds)

@@ -1,0 +1,348 @@
+"""Tests for paramdelta.train: chunking, the schedule, exact restores, budgets, failures, engines."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from paramdelta import train
+
+CPU = torch.device("cpu")
+REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
+N_TOKENS = 40  # short texts keep every run to a few optimizer steps
+MAX_LENGTH = 16  # -> 3 chunks per text
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _chunks(tokenizer, text: str) -> list[torch.Tensor]:
+    ids = tokenizer(text)["input_ids"][:N_TOKENS]
+    assert len(ids) == N_TOKENS
+    return train.chunk(ids, MAX_LENGTH)
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    assert a.keys() == b.keys()
+    return all(torch.equal(a[name], b[name]) for name in a)
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[name] - b[name]).abs().max().item() for name in a)
+
+
+class Scripted:
+    """Wraps a real engine: trains for real, but reports scripted per-epoch losses.
+
+    Records the engine's state at the end of every epoch, so a test can tell which
+    epoch's parameters train_text handed back.
+    """
+
+    def __init__(self, engine, n_chunks: int, losses: list[float]):
+        self.engine, self.n_chunks, self.losses = engine, n_chunks, losses
+        self.calls, self.epoch_states = 0, []
+
+    @property
+    def base(self):
+        return self.engine.base
+
+    def reset(self):
+        self.calls, self.epoch_states = 0, []
+        self.engine.reset()
+
+    def step(self, input_ids, lr):
+        self.engine.step(input_ids, lr)
+        epoch = self.calls // self.n_chunks
+        self.calls += 1
+        if self.calls % self.n_chunks == 0:
+            self.epoch_states.append(self.engine.state())
+        return self.losses[epoch]
+
+    def state(self):
+        return self.engine.state()
+
+
+@pytest.fixture
+def texts(saved_tokenizer, sample_texts):
+    return [_chunks(saved_tokenizer, text) for text in sample_texts]
+
+
+# ---------------------------------------------------------------- chunk
+
+
+def test_chunk_balanced_ordered_and_bounded():
+    rng = random.Random(0)
+    cases = [(n, m) for m in (3, 4, 7, 16, 64) for n in range(2, 3 * m + 2)]
+    cases += [(rng.randrange(2, 5000), rng.randrange(3, 600)) for _ in range(300)]
+    for n, max_length in cases:
+        ids = [rng.randrange(1000) for _ in range(n)]
+        pieces = train.chunk(ids, max_length)
+        sizes = [p.shape[1] for p in pieces]
+        assert all(p.dim() == 2 and p.shape[0] == 1 and p.dtype == torch.long for p in pieces)
+        assert torch.cat(pieces, dim=1)[0].tolist() == ids, (n, max_length)  # all tokens, in order
+        assert len(pieces) == math.ceil(n / max_length)  # as few chunks as the context allows
+        assert max(sizes) <= max_length
+        assert max(sizes) - min(sizes) <= 1, (n, max_length, sizes)
+        assert min(sizes) >= 2, (n, max_length, sizes)  # never a lone token with nothing to predict
+
+
+def test_chunk_short_text_is_one_chunk():
+    pieces = train.chunk([5, 6, 7], 64)
+    assert len(pieces) == 1 and pieces[0].tolist() == [[5, 6, 7]]
+    # 65 tokens in a 64-token context: two chunks of 33 and 32, not 64 + a lone token.
+    assert [p.shape[1] for p in train.chunk(list(range(65)), 64)] == [33, 32]
+
+
+# ---------------------------------------------------------------- lr schedule
+
+
+def test_cosine_schedule_no_warmup_decays_to_zero():
+    settings = train.Settings(lr=3e-5)
+    total = 40
+    lrs = [train.lr_at(step, total, settings) for step in range(total + 1)]
+    assert lrs[0] == settings.lr  # no warm-up: the first step uses the full lr
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # strictly decreasing
+    assert lrs[total // 2] == pytest.approx(settings.lr / 2)
+    assert lrs[total - 1] < 0.01 * settings.lr
+    assert lrs[total] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_constant_schedule():
+    settings = train.Settings(lr=1e-3, schedule="constant")
+    assert {train.lr_at(step, 17, settings) for step in range(17)} == {1e-3}
+
+
+def test_recorded_lrs_follow_the_schedule_over_the_whole_run(load_tiny, texts):
+    settings = train.Settings(lr=1e-3)
+    run = train.train_text(train.TorchEngine(load_tiny(), settings, CPU), "t", texts[0], "4", settings)
+    total = 4 * len(texts[0])
+    expected = [train.lr_at((epoch + 1) * len(texts[0]) - 1, total, settings) for epoch in range(4)]
+    assert run.lrs == pytest.approx(expected, rel=1e-12)
+
+
+# ---------------------------------------------------------------- exact restore and determinism
+
+
+def test_each_text_starts_from_the_exact_base(load_tiny, texts):
+    settings = train.Settings(lr=1e-3)
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    base = {name: t.clone() for name, t in engine.base.items()}
+    first = train.train_text(engine, "a", texts[0], "3", settings)
+    then = train.train_text(engine, "b", texts[1], "3", settings)
+
+    alone = train.train_text(train.TorchEngine(load_tiny(), settings, CPU), "b", texts[1], "3", settings)
+    assert first.ok and then.ok and alone.ok
+    assert not _equal(then.after, base)  # training did something
+    assert _equal(then.after, alone.after)  # bit for bit: base restored, fresh optimizer state
+    assert then.losses == alone.losses
+
+    engine.reset()
+    assert _equal(engine.state(), base)
+    assert _equal(engine.base, base)  # training never touched the kept base
+    assert all(not state for state in engine.optimizer.state.values())  # fresh optimizer
+
+
+def test_same_text_twice_is_deterministic(load_tiny, texts):
+    settings = train.Settings(lr=1e-3)
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    one = train.train_text(engine, "a", texts[2], "3", settings)
+    two = train.train_text(engine, "a", texts[2], "3", settings)
+    assert _equal(one.after, two.after)
+    assert one.losses == two.losses
+    assert one.attrs() | {"seconds": 0} == two.attrs() | {"seconds": 0}
+
+
+# ---------------------------------------------------------------- budgets
+
+
+def test_fixed_budget_runs_exactly_that_many_epochs(load_tiny, texts):
+    settings = train.Settings(lr=1e-3, patience=1)  # patience must not matter for a fixed budget
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    run = train.train_text(engine, "a", texts[0], "5", settings)
+    assert run.ok and run.budget == "5"
+    assert len(run.losses) == len(run.lrs) == run.epochs_run == 5
+    assert run.best_epoch == 5
+    assert run.n_chunks == len(texts[0]) == 3 and run.n_tokens == N_TOKENS
+    assert run.losses[-1] < run.losses[0]  # lr 1e-3 on one short text: the loss falls
+    assert _equal(run.after, engine.state())  # the final state, not an earlier one
+    attrs = run.attrs()
+    assert attrs["status"] == "ok" and attrs["failure"] is None and attrs["failed_epoch"] is None
+    assert attrs["epochs_run"] == 5 and attrs["final_loss"] == run.losses[4]
+
+
+def test_early_stopping_with_a_flat_loss_keeps_the_first_epoch(load_tiny, texts):
+    # lr 0: nothing moves, the loss is the same every epoch, so epoch 1 stays the best.
+    settings = train.Settings(lr=0.0, patience=3, max_epochs=50)
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    run = train.train_text(engine, "a", texts[0], "es", settings)
+    assert run.ok
+    assert run.epochs_run == 1 + settings.patience
+    assert run.best_epoch == 1
+    assert len(set(run.losses)) == 1
+    assert _equal(run.after, engine.base)
+
+
+def test_early_stopping_returns_the_best_epoch_parameters(load_tiny, texts):
+    # Real training, scripted losses: improvements smaller than min_delta do not count.
+    settings = train.Settings(lr=1e-3, patience=3, max_epochs=50, min_delta=1e-4)
+    losses = [5.0, 4.0, 3.0, 3.0 - 5e-5, 3.5, 2.99995, 9.0, 9.0, 9.0, 9.0]
+    engine = Scripted(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), losses)
+    run = train.train_text(engine, "a", texts[0], "es", settings)
+    assert run.ok
+    assert run.best_epoch == 3
+    assert run.epochs_run == 3 + settings.patience == 6
+    assert run.losses == losses[:6]
+    assert run.attrs()["final_loss"] == 3.0
+    assert len(engine.epoch_states) == 6
+    assert _equal(run.after, engine.epoch_states[2])  # the state at the end of epoch 3 ...
+    assert not _equal(run.after, engine.epoch_states[-1])  # ... not the last one
+    # The cosine schedule of an `es` run spans the epoch cap.
+    assert run.lrs[0] == pytest.approx(train.lr_at(len(texts[0]) - 1, 50 * len(texts[0]), settings))
+
+
+def test_early_stopping_stops_at_the_epoch_cap(load_tiny, texts):
+    settings = train.Settings(lr=1e-3, patience=5, max_epochs=4)
+    losses = [4.0, 3.0, 2.0, 1.0]
+    engine = Scripted(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), losses)
+    run = train.train_text(engine, "a", texts[0], "es", settings)
+    assert run.ok and run.epochs_run == 4 and run.best_epoch == 4
+    assert _equal(run.after, engine.epoch_states[-1])
+
+
+# ---------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("budget", ["5", "es"])
+def test_non_finite_loss_fails_the_text(load_tiny, texts, bad, budget):
+    settings = train.Settings(lr=1e-3, patience=20, max_epochs=30)
+    engine = Scripted(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), [5.0, 4.0, bad] + [3.0] * 30)
+    run = train.train_text(engine, "a", texts[0], budget, settings)
+    assert not run.ok
+    assert run.failed_epoch == 3
+    assert run.after is None
+    assert run.epochs_run == 3  # stopped at once, not retried or continued
+    assert "non-finite" in run.failure
+    attrs = run.attrs()
+    assert attrs["status"] == "failed" and attrs["failed_epoch"] == 3 and attrs["final_loss"] is None
+
+
+def test_diverging_sgd_fails_for_real(load_tiny, texts):
+    settings = train.Settings(optimizer="sgd", lr=1e6, grad_clip=0.0, weight_decay=0.0, schedule="constant")
+    run = train.train_text(train.TorchEngine(load_tiny(), settings, CPU), "a", texts[0], "10", settings)
+    assert not run.ok and run.after is None
+    assert run.failed_epoch is not None and 1 <= run.failed_epoch <= 10
+    assert run.attrs()["status"] == "failed"
+
+
+def test_finite_loss_but_non_finite_weights_fails(load_tiny, texts):
+    # One epoch of one chunk: the only loss is computed before the step that blows the
+    # weights up, so only a check of the parameters themselves can catch it.
+    settings = train.Settings(optimizer="sgd", lr=math.inf, grad_clip=0.0, weight_decay=0.0, schedule="constant")
+    run = train.train_text(train.TorchEngine(load_tiny(), settings, CPU), "a", texts[0][:1], "1", settings)
+    assert math.isfinite(run.losses[0])
+    assert not run.ok and run.after is None and run.failed_epoch == 1
+
+
+# ---------------------------------------------------------------- precision and optimizers
+
+
+def test_bf16_compute_keeps_fp32_master_weights(load_tiny, texts):
+    settings = train.Settings(precision="bf16")  # the default lr 3e-5
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    assert all(p.dtype == torch.float32 for p in engine.params.values())
+    run = train.train_text(engine, "a", texts[0][:1], "1", settings)  # one step of lr 3e-5
+    assert run.ok and math.isfinite(run.losses[0])
+    assert all(t.dtype == torch.float32 for t in run.after.values())
+    assert all(p.dtype == torch.float32 for p in engine.params.values())
+    # The weights really are fp32: almost none of them sits on the bf16 grid (a bf16 copy cast
+    # back to fp32 would), almost every one moved, and by about lr, as one AdamW step does.
+    for name in ("gpt_neox.layers.0.mlp.dense_h_to_4h.weight", "gpt_neox.layers.1.attention.dense.weight"):
+        after, base = run.after[name], engine.base[name]
+        assert (after == after.bfloat16().float()).float().mean().item() < 0.05
+        assert (after != base).float().mean().item() > 0.9
+        step = (after - base).abs().median().item()
+        assert 0.5 * settings.lr < step < 2 * settings.lr
+
+
+def test_fp16_loss_scale_is_fresh_for_every_text(load_tiny, texts):
+    settings = train.Settings(lr=1e-3, precision="fp16")
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    train.train_text(engine, "a", texts[0], "2", settings)
+    engine.scaler.update(new_scale=2.0**-10)  # as if text a had overflowed again and again
+    then = train.train_text(engine, "b", texts[1], "2", settings)
+    alone = train.train_text(train.TorchEngine(load_tiny(), settings, CPU), "b", texts[1], "2", settings)
+    assert then.ok and all(t.dtype == torch.float32 for t in then.after.values())
+    assert _equal(then.after, alone.after)
+
+
+def test_sgd_step_is_plain_gradient_descent(load_tiny, texts):
+    settings = train.Settings(optimizer="sgd", lr=0.5, weight_decay=0.0, grad_clip=0.0)
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    run = train.train_text(engine, "a", texts[0][:1], "1", settings)
+    assert isinstance(engine.optimizer, torch.optim.SGD)
+
+    model = load_tiny()
+    ids = texts[0][0]
+    model(input_ids=ids, labels=ids).loss.backward()
+    expected = {name: (p - settings.lr * p.grad).detach() for name, p in model.named_parameters()}
+    assert _max_diff(run.after, expected) < 1e-6
+    # AdamW is the default and is not SGD.
+    adam = train.TorchEngine(load_tiny(), train.Settings(), CPU)
+    adam.reset()
+    assert isinstance(adam.optimizer, torch.optim.AdamW)
+
+
+def test_settings_from_config():
+    settings = train.Settings.from_config({"lr": 1e-4, "betas": [0.8, 0.9], "optimizer": "sgd", "device": "cpu"})
+    assert settings.lr == 1e-4 and settings.betas == (0.8, 0.9) and settings.optimizer == "sgd"
+    assert settings.patience == train.Settings().patience
+
+
+# ---------------------------------------------------------------- DeepSpeed
+
+
+def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts):
+    """All DeepSpeed checks in one test: torch.distributed is initialised once per process."""
+    pytest.importorskip("deepspeed")
+    settings = train.Settings(lr=1e-3)
+    config = train.deepspeed_config(REPO_DEEPSPEED_CONFIG, settings)
+    assert config["zero_optimization"]["stage"] == 2
+    assert config["train_micro_batch_size_per_gpu"] == 1 and config["gradient_clipping"] == settings.grad_clip
+    assert not config["bf16"]["enabled"] and "optimizer" not in config
+
+    engine = train.DeepSpeedEngine(load_tiny(), settings, CPU, config)
+    torch_engine = train.TorchEngine(load_tiny(), settings, CPU)
+    assert _equal(engine.base, torch_engine.base)
+
+    a = train.train_text(engine, "a", texts[0], "3", settings)
+    b = train.train_text(engine, "b", texts[1], "3", settings)
+    b_torch = train.train_text(torch_engine, "b", texts[1], "3", settings)
+    assert a.ok and b.ok and b_torch.ok
+    assert not _equal(b.after, engine.base)
+    assert _max_diff(b.after, b_torch.after) < 1e-6  # same optimizer, same data, same result
+    assert b.losses == pytest.approx(b_torch.losses, rel=1e-6)
+
+    b_again = train.train_text(engine, "b", texts[1], "3", settings)
+    assert _equal(b_again.after, b.after)  # DeepSpeed's reset is exact too (A, B, B)
+
+    engine.reset()
+    assert _equal(engine.state(), engine.base)
+
+    # bf16 compute: the module is bf16 but the master weights are the exact fp32 base.
+    bf16 = train.Settings(lr=3e-5, precision="bf16")
+    engine16 = train.DeepSpeedEngine(load_tiny(), bf16, CPU, train.deepspeed_config(REPO_DEEPSPEED_CONFIG, bf16))
+    assert all(p.dtype == torch.bfloat16 for p in engine16.params.values())
+    run16 = train.train_text(engine16, "a", texts[0], "1", bf16)
+    assert run16.ok and all(t.dtype == torch.float32 for t in run16.after.values())
+    engine16.reset()
+    assert _equal(engine16.state(), engine16.base)
+    assert _equal(engine16.base, torch_engine.base)

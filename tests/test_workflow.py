@@ -1,0 +1,216 @@
+"""The workflow as a user runs it: the demo end to end, reruns, a new model, a killed job,
+bad configuration, and planning the cluster experiment with the SLURM profile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+import zarr
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or ROOT / "config" / "config.yaml"), *args]
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts per rule from a dry run's 'Job stats' table."""
+    counts, in_table = {}, False
+    for line in result.stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+            elif parts and not set(line.strip()) <= {"-", " "}:
+                break
+    return counts
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """The demo config, run once end to end in a fresh directory."""
+    workdir = tmp_path_factory.mktemp("demo")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_demo_writes_report_and_complete_metrics(demo):
+    assert (demo / "results" / "report" / "index.html").stat().st_size > 10_000
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    required = {"dataset", "model", "budget", "method", "selection", "k", "auroc", "auroc_lo", "auroc_hi",
+                "tpr_at_1fpr", "tpr_at_5fpr", "n_members", "n_nonmembers", "n_failed"}
+    assert required <= set(metrics.columns)
+    ours = metrics[metrics.method == "param-delta"]
+    selections = ["all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers"]
+    for model in config["models"]:
+        for budget in map(str, config["budgets"]):
+            for selection in selections:
+                rows = ours[(ours.model == model) & (ours.budget == budget) & (ours.selection == selection)]
+                assert len(rows) >= 1, (model, budget, selection)
+    assert (ours.n_members == 100).all() and (ours.n_nonmembers == 100).all()
+    assert (ours.auroc_lo <= ours.auroc).all() and (ours.auroc <= ours.auroc_hi).all()
+
+
+def test_demo_parameter_change_detects_members(demo):
+    """The thesis's method beats chance on a target whose members are known, for both models."""
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    ours = metrics[metrics.method == "param-delta"]
+    best = ours.loc[ours.groupby("model")["auroc"].idxmax()]
+    assert set(best.model) == {"pythia-tiny", "llama-tiny"}
+    assert (best.auroc_lo > 0.5).all(), best[["model", "budget", "selection", "k", "auroc", "auroc_lo"]]
+
+
+def test_demo_stores_open_with_plain_zarr(demo):
+    stores = sorted((demo / "results" / "train").rglob("*.zarr"))
+    assert stores
+    for path in stores[:4] + sorted((demo / "results" / "snapshots").glob("*/base.zarr")):
+        group = zarr.open_group(path, mode="r")
+        assert group.metadata.zarr_format == 3
+        assert "provenance" in group.attrs
+    assert not list((demo / "results").rglob("*.tmp-*")), "temporary outputs left behind"
+
+
+def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
+    assert "Nothing to be done" in snakemake(demo, "-n").stdout
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["models"]["opt-tiny"] = {**config["models"]["pythia-tiny"], "build": {**config["models"]["pythia-tiny"]["build"], "arch": "opt"}}
+    third = tmp_path / "three_models.yaml"
+    third.write_text(yaml.safe_dump(config))
+    result = snakemake(demo, "-n", config=third)
+    jobs = planned_jobs(result)
+    budgets, shards = len(config["budgets"]), 2
+    assert jobs == {
+        "base_model": 1, "target_model": 1, "base_snapshot": 1, "train": budgets * shards,
+        "deltas": budgets, "scores": budgets, "metrics": 1, "report": 1, "all": 1,
+    }, jobs
+    planned_outputs = "\n".join(line for line in result.stdout.splitlines() if "output:" in line)
+    assert "pythia-tiny" not in planned_outputs and "llama-tiny" not in planned_outputs
+
+
+def small_config(tmp_path: Path, **overrides) -> Path:
+    config = {
+        "datasets": {"mini": {"controlled": {"corpus": {"generator": "templates", "n_documents": 120, "seed": 1}, "candidates": 12}}},
+        "models": {"neox": {"build": {"dataset": "mini", "arch": "gpt-neox", "hidden_size": 32, "num_layers": 1,
+                                      "intermediate_size": 64, "vocab_size": 300, "base_epochs": 1, "target_epochs": 1}}},
+        "budgets": [40],
+        "texts_per_job": 12,
+        "features": {"k": [1, 5]},
+        "metrics": {"bootstrap": 100},
+        **overrides,
+    }
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_killed_training_job_is_redone_and_never_read(tmp_path):
+    config = small_config(tmp_path)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    store = workdir / "results" / "train" / "mini" / "neox" / "40"
+    snakemake(workdir, "--cores", "1", "results/models/neox/target", config=config)
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "1"]
+    runner = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(store.glob("*.zarr.tmp-*")):
+            time.sleep(0.05)
+        partial = list(store.glob("*.zarr.tmp-*"))
+        assert partial, "the training job never started writing"
+        jobs = [p for p in psutil.Process(runner.pid).children(recursive=True) if any(".train.py" in c for c in p.cmdline())]
+        assert jobs, "training job process not found"
+        for job in jobs:
+            job.send_signal(signal.SIGKILL)
+        assert runner.wait(timeout=120) != 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert not list(store.glob("*.zarr")), "a killed job left a store that looks complete"
+    assert not (workdir / "results" / "metrics.csv").exists()
+
+    snakemake(workdir, "--cores", "1", config=config)
+    (final,) = store.glob("*.zarr")
+    group = zarr.open_group(final, mode="r")
+    assert len(group["texts"]) == 12
+    assert (workdir / "results" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"train": {"lrr": 1.0}}, "lrr"),
+        ({"budgets": [5, "ten"]}, "budgets[1]"),
+        ({"snapshots": {"store": "everything"}}, "snapshots.store"),
+        ({"texts_per_job": 0}, "texts_per_job"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, change, field):
+    config = small_config(tmp_path, **change)
+    result = snakemake(tmp_path, "-n", config=config, check=False)
+    assert result.returncode != 0
+    assert field in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_dataset_stops_before_any_job(tmp_path):
+    data = tmp_path / "texts.jsonl"
+    data.write_text('{"input": "a text", "label": 1}\n{"input": "", "label": 0}\n{"input": "another", "label": 0}\n')
+    config = small_config(tmp_path, datasets={"bad": {"path": str(data), "text": "input"}},
+                          models={"m": {"path": "unused/model"}})
+    result = snakemake(tmp_path, "-n", config=config, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "texts.jsonl" in output and "empty text in rows [1]" in output
+
+
+def test_cluster_config_plans_with_slurm_profile(tmp_path):
+    """The thesis's second experiment plans with the SLURM profile, no SLURM and no network."""
+    workdir = tmp_path / "cluster"
+    shutil.copytree(ROOT / "slurm", workdir / "slurm")
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(ROOT / "config" / "wikimia.yaml"),
+               "--profile", "slurm", "-n"]
+    missing = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    assert missing.returncode != 0
+    assert "python -m paramdelta.data fetch --configfile" in missing.stdout + missing.stderr
+
+    # What the fetch step leaves: the split in the project's cache, in WikiMIA's format.
+    from paramdelta import data
+
+    cache = workdir / data.hub_cache_path("swj0419/WikiMIA", "WikiMIA_length32")
+    cache.parent.mkdir(parents=True)
+    rows = [{"input": f"Candidate text number {i} about topic {i % 7}.", "label": i % 2} for i in range(60)]
+    pd.DataFrame(rows).to_parquet(cache)
+    planned = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
+    jobs = planned_jobs(planned)
+    config = yaml.safe_load((ROOT / "config" / "wikimia.yaml").read_text())
+    shards = -(-60 // config["texts_per_job"])
+    assert jobs["train"] == len(config["models"]) * len(config["budgets"]) * shards
+    assert jobs["deltas"] == len(config["models"]) * len(config["budgets"])
+    assert "base_model" not in jobs
