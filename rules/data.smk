@@ -10,5 +10,7 @@ rule dataset:
         spec=dataset_spec,
         digest=dataset_digest,
     localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/dataset.py"

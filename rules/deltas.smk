@@ -13,5 +13,7 @@ rule deltas:
         ks=KS,
     resources:
         mem_mb=4000,
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/deltas.py"

@@ -14,5 +14,7 @@ rule scores:
         ks=KS,
         aggregate=config["features"]["aggregate"],
     localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/scores.py"

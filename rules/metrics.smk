@@ -15,5 +15,7 @@ rule metrics:
         bootstrap=config["metrics"]["bootstrap"],
         seed=config["metrics"]["seed"],
     localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/metrics.py"

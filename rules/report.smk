@@ -15,5 +15,7 @@ rule report:
     params:
         config=report_config,
     localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/report.py"

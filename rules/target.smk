@@ -9,6 +9,8 @@ rule controlled_corpus:
     params:
         spec=dataset_spec,
     localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/controlled_corpus.py"
 
@@ -29,6 +31,8 @@ rule base_model:
         gpu=train_gpus,
         mem_mb=train_mem,
         runtime=train_runtime,
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/base_model.py"
 
@@ -50,5 +54,7 @@ rule target_model:
         gpu=train_gpus,
         mem_mb=train_mem,
         runtime=train_runtime,
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/target_model.py"

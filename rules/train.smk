@@ -14,6 +14,8 @@ rule base_snapshot:
         dtype=model_dtype,
     resources:
         mem_mb=train_mem,
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/base_snapshot.py"
 
@@ -42,5 +44,7 @@ rule train:
         gpu=train_gpus,
         mem_mb=train_mem,
         runtime=train_runtime,
+    conda:
+        "../envs/paramdelta.yaml"
     script:
         "../workflow_scripts/train.py"
