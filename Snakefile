@@ -15,6 +15,7 @@ include: "rules/target.smk"
 include: "rules/train.smk"
 include: "rules/deltas.smk"
 include: "rules/features.smk"
+include: "rules/baselines.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
 

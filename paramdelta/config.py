@@ -17,6 +17,11 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
 
+# The baselines by how they run: from one forward pass per text, by sampling, or with no model.
+LOGPROB_ATTACKS = ("loss", "zlib", "lowercase", "ref", "mink", "minkpp")
+SAMPLING_ATTACKS = ("samia", "samia-zlib")
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field."""
 
@@ -125,6 +130,8 @@ def check_references(config: dict) -> None:
                 raise ConfigError(
                     f"config field 'datasets.{name}.controlled.candidates': {n_candidates} candidates but the corpus has only {n_docs} documents"
                 )
+    if "ref" in config["attacks"] and not config["baselines"].get("reference"):
+        raise ConfigError("config field 'baselines.reference': the 'ref' attack (in attacks) needs a reference model")
     if not any(model_datasets(config, slug) for slug in config["models"]):
         raise ConfigError("config: no model attacks any data set (check models.<slug>.datasets)")
 

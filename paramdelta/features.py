@@ -194,3 +194,25 @@ def layer_aurocs(table: pd.DataFrame) -> pd.DataFrame:
     layers = table.drop_duplicates("layer").set_index("layer")[["layer_index", "group", "block"]]
     result = layers.join(pd.Series(aurocs, index=by_layer.index, name="auroc")).reset_index()
     return result.sort_values("layer_index", kind="stable").reset_index(drop=True)
+
+
+def text_change(table: pd.DataFrame) -> pd.DataFrame:
+    """How much each text moved the whole model, raw and normalised.
+
+    Columns: text_id, label, l2_total (one L2 norm over every parameter), mean_l2 (mean of
+    the raw layer norms), mean_norm (mean of the min-max normalised layer norms: minus the
+    `all` score).
+    """
+    _require_columns(table, ["text_id", "label", "l2", "sq"])
+    if "l2_norm" not in table.columns:
+        table = normalise(table)
+    grouped = table.groupby("text_id", sort=True)
+    result = pd.DataFrame(
+        {
+            "l2_total": np.sqrt(grouped["sq"].sum()),
+            "mean_l2": grouped["l2"].mean(),
+            "mean_norm": grouped["l2_norm"].mean(),
+        }
+    )
+    result.insert(0, "label", _text_labels(table).reindex(result.index))
+    return result.reset_index()

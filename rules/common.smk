@@ -31,6 +31,12 @@ except data.DataError as error:
     raise WorkflowError(str(error)) from None
 
 SHARDS = {name: data.shards(table["text_id"].tolist(), config["texts_per_job"]) for name, table in TABLES.items()}
+SAMIA_SHARDS = {
+    name: data.shards(table["text_id"].tolist(), config["baselines"]["samia"]["texts_per_job"])
+    for name, table in TABLES.items()
+}
+LOGPROB_ATTACKS = [a for a in config["attacks"] if a in config_checks.LOGPROB_ATTACKS]
+SAMPLING = any(a in config_checks.SAMPLING_ATTACKS for a in config["attacks"])
 
 
 wildcard_constraints:
@@ -155,8 +161,39 @@ def delta_inputs(wildcards):
     return inputs
 
 
+# Baselines.
+
+
+def logprob_inputs(wildcards):
+    inputs = {"model": model_input(wildcards), "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet"}
+    return inputs
+
+
+def samia_shard_texts(wildcards):
+    return SAMIA_SHARDS[wildcards.dataset][wildcards.shard]
+
+
+def baseline_parts(wildcards):
+    base = f"{RESULTS}/baselines/{wildcards.dataset}"
+    parts = {"dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet"}
+    if LOGPROB_ATTACKS:
+        parts["logprob"] = f"{base}/{wildcards.model}/logprob.parquet"
+    if SAMPLING:
+        parts["samia"] = [f"{base}/{wildcards.model}/samia/{shard}.parquet" for shard in SAMIA_SHARDS[wildcards.dataset]]
+    if "blind" in config["attacks"]:
+        parts["blind"] = f"{base}/blind.parquet"
+    return parts
+
+
 def score_tables(wildcards=None):
-    return [f"{RESULTS}/scores/{d}/{m}/{b}.parquet" for d, m in model_pairs() for b in BUDGETS]
+    ours = [f"{RESULTS}/scores/{d}/{m}/{b}.parquet" for d, m in model_pairs() for b in BUDGETS]
+    baselines = [f"{RESULTS}/scores/{d}/{m}/baselines.parquet" for d, m in model_pairs()] if config["attacks"] else []
+    return ours + baselines
+
+
+def report_tables(kind):
+    """The per-(dataset, model, budget) side tables of the scores rule: layers or change."""
+    return [f"{RESULTS}/scores/{d}/{m}/{b}.{kind}.parquet" for d, m in model_pairs() for b in BUDGETS]
 
 
 def text_tables(wildcards=None):

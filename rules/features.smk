@@ -6,7 +6,9 @@ rule scores:
         table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.parquet",
         texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.texts.parquet",
     output:
-        f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.parquet",
+        scores=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.parquet",
+        layers=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.layers.parquet",
+        change=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.change.parquet",
     log:
         "logs/scores/{dataset}/{model}/{budget}.log",
     params:

@@ -9,6 +9,7 @@ rule metrics:
         metrics=f"{RESULTS}/metrics.csv",
         ttest=f"{RESULTS}/ttest.csv",
         correlation=f"{RESULTS}/correlation.csv",
+        topk_cv=f"{RESULTS}/topk_cv.csv",
     log:
         "logs/metrics.log",
     params:

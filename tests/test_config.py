@@ -321,3 +321,19 @@ def test_budget_epochs():
     assert config.budget_epochs(10) == 10
     assert config.budget_epochs("10") == 10
     assert config.budget_epochs(1) == 1
+
+
+def test_ref_attack_needs_a_reference_model():
+    demo = yaml.safe_load(DEMO.read_text())
+    demo["attacks"] = ["loss", "ref"]
+    with pytest.raises(config.ConfigError, match="baselines.reference"):
+        config.validate(demo)
+    demo["baselines"] = {"reference": "some/reference-model"}
+    assert config.validate(demo)["baselines"]["reference"] == "some/reference-model"
+
+
+def test_attack_families_match_the_registry():
+    from paramdelta import attacks
+    from paramdelta.config import LOGPROB_ATTACKS
+
+    assert set(LOGPROB_ATTACKS) == set(attacks.ATTACKS)

@@ -13,6 +13,7 @@ from paramdelta.features import (
     normalise,
     score_table,
     select_score,
+    text_change,
 )
 from paramdelta.metrics import auroc
 
@@ -262,3 +263,13 @@ def test_scoring_a_large_table_is_fast():
     layer_aurocs(table)
     assert time.perf_counter() - start < 10
     assert len(scores) == n_texts * (len(SELECTIONS) - len(K_SELECTIONS) + len(K_SELECTIONS) * len(ks))
+
+
+def test_text_change_hand_example(hand_table):
+    # Layers L0 = [1, 2, 3] and L1 = [4, 4, 4]: L0 normalises to [0, 0.5, 1], L1 (constant) to 0.
+    change = text_change(hand_table).set_index("text_id")
+    assert change["l2_total"].tolist() == pytest.approx([math.sqrt(17), math.sqrt(20), 5.0])
+    assert change["mean_l2"].tolist() == pytest.approx([2.5, 3.0, 3.5])
+    assert change["mean_norm"].tolist() == pytest.approx([0.0, 0.25, 0.5])
+    assert change["label"].tolist() == [1, 0, 0]
+    assert (change["mean_norm"] == -select_score(hand_table, "all").reindex(change.index)).all()

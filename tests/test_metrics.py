@@ -8,6 +8,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from paramdelta.metrics import (
+    topk_cv_table,
     SUMMARY_COLUMNS,
     auroc,
     auroc_ci,
@@ -205,3 +206,25 @@ def test_cross_validated_k_rejects_missing_scores():
     )
     with pytest.raises(ValueError, match="every k"):
         cross_validated_k(scores, n_folds=2)
+
+
+def test_topk_cv_table_reports_eval_and_cross_validated_k():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([1, 0], 30)
+    rows = []
+    for k, shift in [(1, 0.0), (5, 2.0), (20, 0.5)]:
+        scores = rng.normal(size=60) + shift * labels
+        rows += [{"dataset": "d", "model": "m", "budget": "5", "method": "param-delta", "selection": "topk-elements",
+                  "k": float(k), "text_id": f"t{i}", "label": int(labels[i]), "score": s} for i, s in enumerate(scores)]
+    rows += [{"dataset": "d", "model": "m", "budget": "5", "method": "param-delta", "selection": "all",
+              "k": np.nan, "text_id": f"t{i}", "label": int(labels[i]), "score": 0.0} for i in range(60)]
+    table = topk_cv_table(pd.DataFrame(rows), n_boot=200)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["selection"] == "topk-elements" and row["k_eval"] == 5
+    eval_auroc = auroc(labels, [r["score"] for r in rows if r["k"] == 5.0])
+    assert row["auroc_eval"] == pytest.approx(eval_auroc)
+    # K = 5 separates members best, so every fold picks it and the out-of-fold score is that K's.
+    assert row["k_folds"] == "5,5,5,5,5"
+    assert row["auroc_cv"] == pytest.approx(eval_auroc)
+    assert row["auroc_cv_lo"] < row["auroc_cv"] < row["auroc_cv_hi"]

@@ -3,6 +3,7 @@ bad configuration, and planning the cluster experiment with the SLURM profile.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -104,9 +105,11 @@ def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
     result = snakemake(demo, "-n", config=third)
     jobs = planned_jobs(result)
     budgets, shards = len(config["budgets"]), 2
+    samia_shards = 2
     assert jobs == {
         "base_model": 1, "target_model": 1, "base_snapshot": 1, "train": budgets * shards,
-        "deltas": budgets, "scores": budgets, "metrics": 1, "report": 1, "all": 1,
+        "deltas": budgets, "scores": budgets, "logprob_scores": 1, "samia": samia_shards, "baseline_scores": 1,
+        "metrics": 1, "report": 1, "all": 1,
     }, jobs
     planned_outputs = "\n".join(line for line in result.stdout.splitlines() if "output:" in line)
     assert "pythia-tiny" not in planned_outputs and "llama-tiny" not in planned_outputs
@@ -214,3 +217,33 @@ def test_cluster_config_plans_with_slurm_profile(tmp_path):
     assert jobs["train"] == len(config["models"]) * len(config["budgets"]) * shards
     assert jobs["deltas"] == len(config["models"]) * len(config["budgets"])
     assert "base_model" not in jobs
+
+
+def test_demo_baselines_in_metrics_for_every_model(demo):
+    """Issue checks of the baselines: every attack for every model; the blind classifier
+    cannot tell the controlled members apart; the loss attack can."""
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    baselines = metrics[metrics.method != "param-delta"]
+    for model in config["models"]:
+        methods = set(baselines[baselines.model == model].method)
+        assert methods == set(config["attacks"]), (model, methods)
+        mink = baselines[(baselines.model == model) & (baselines.method == "mink")]
+        assert sorted(mink.k) == [5, 10, 20, 30, 40, 50, 60]
+    blind = baselines[baselines.method == "blind"]
+    assert ((blind.auroc_lo < 0.5) & (blind.auroc_hi > 0.5)).all(), blind
+    loss = baselines[baselines.method == "loss"]
+    assert (loss.auroc_lo > 0.5).all(), loss
+    assert (baselines.budget == "-").all()
+
+
+def test_blind_baseline_runs_on_wikimia_format_without_a_model(tmp_path):
+    rows = [{"input": f"In {1990 + i % 30} the council of town {i} approved plan {i * 7}.", "label": i % 2} for i in range(40)]
+    data = tmp_path / "wikimia.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    # The model is never loaded by the blind rule: a path that does not exist proves it.
+    config = small_config(tmp_path, datasets={"wiki": {"path": str(data), "text": "input", "label": "label"}},
+                          models={"absent": {"path": str(tmp_path / "no-such-model")}})
+    snakemake(tmp_path, "--cores", "1", "results/baselines/wiki/blind.parquet", config=config)
+    scores = pd.read_parquet(tmp_path / "results" / "baselines" / "wiki" / "blind.parquet")
+    assert len(scores) == 40 and scores.score.between(0, 1).all()

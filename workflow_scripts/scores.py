@@ -1,4 +1,5 @@
-"""Per-text membership scores of the parameter-change method for one (dataset, model, budget)."""
+"""Per-text membership scores of the parameter-change method for one (dataset, model, budget),
+with each layer's AUROC alone and each text's total change (for the report)."""
 
 import pandas as pd
 from _common import setup
@@ -10,10 +11,16 @@ log = setup(snakemake)
 table = pd.read_parquet(snakemake.input.table)
 if table.empty:
     raise ValueError(f"{snakemake.input.table}: no text trained successfully; see {snakemake.input.texts}")
-scores = features.score_table(table, snakemake.params.selections, snakemake.params.ks, snakemake.params.aggregate)
 w = snakemake.wildcards
-scores.insert(0, "budget", w.budget)
-scores.insert(0, "model", w.model)
-scores.insert(0, "dataset", w.dataset)
-write_parquet(scores, snakemake.output[0])
-log.info("%d scores of %d texts", len(scores), scores.text_id.nunique())
+keys = {"dataset": w.dataset, "model": w.model, "budget": w.budget}
+table = features.normalise(table)
+outputs = {
+    "scores": features.score_table(table, snakemake.params.selections, snakemake.params.ks, snakemake.params.aggregate),
+    "layers": features.layer_aurocs(table),
+    "change": features.text_change(table),
+}
+for name, frame in outputs.items():
+    for column, value in reversed(keys.items()):
+        frame.insert(0, column, value)
+    write_parquet(frame, snakemake.output[name])
+log.info("%d scores of %d texts", len(outputs["scores"]), outputs["change"].shape[0])

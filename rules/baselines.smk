@@ -1,0 +1,88 @@
+# Black-box baselines on the same texts: log-probability attacks (one forward pass per text),
+# SaMIA (sampling; sharded, it is the slow one), and the blind bag-of-words classifier.
+
+
+rule logprob_scores:
+    input:
+        unpack(logprob_inputs),
+    output:
+        f"{RESULTS}/baselines/{{dataset}}/{{model}}/logprob.parquet",
+    log:
+        "logs/logprob_scores/{dataset}/{model}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/logprob_scores/{{dataset}}/{{model}}.tsv"
+    params:
+        model=train_model_params,
+        attacks=LOGPROB_ATTACKS,
+        ks=config["baselines"]["k"],
+        batch_size=config["baselines"]["batch_size"],
+        reference=config["baselines"].get("reference"),
+        device=config["train"]["device"],
+    threads: config["threads"]
+    resources:
+        gpu=train_gpus,
+        mem_mb=train_mem,
+        runtime=train_runtime,
+    conda:
+        "../envs/paramdelta.yaml"
+    script:
+        "../workflow_scripts/logprob_scores.py"
+
+
+rule samia:
+    input:
+        model=model_input,
+        # The shard's texts are pinned by the params; see rule train.
+        dataset=ancient(f"{RESULTS}/data/{{dataset}}.parquet"),
+    output:
+        f"{RESULTS}/baselines/{{dataset}}/{{model}}/samia/{{shard}}.parquet",
+    log:
+        "logs/samia/{dataset}/{model}/{shard}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/samia/{{dataset}}/{{model}}/{{shard}}.tsv"
+    params:
+        model=train_model_params,
+        texts=samia_shard_texts,
+        samia=canonical(config["baselines"]["samia"]),
+        device=config["train"]["device"],
+    threads: config["threads"]
+    resources:
+        gpu=train_gpus,
+        mem_mb=train_mem,
+        runtime=train_runtime,
+    conda:
+        "../envs/paramdelta.yaml"
+    script:
+        "../workflow_scripts/samia.py"
+
+
+rule blind:
+    input:
+        f"{RESULTS}/data/{{dataset}}.parquet",
+    output:
+        f"{RESULTS}/baselines/{{dataset}}/blind.parquet",
+    log:
+        "logs/blind/{dataset}.log",
+    params:
+        blind=canonical(config["baselines"]["blind"]),
+    localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
+    script:
+        "../workflow_scripts/blind.py"
+
+
+rule baseline_scores:
+    input:
+        unpack(baseline_parts),
+    output:
+        f"{RESULTS}/scores/{{dataset}}/{{model}}/baselines.parquet",
+    log:
+        "logs/baseline_scores/{dataset}/{model}.log",
+    params:
+        attacks=config["attacks"],
+    localrule: True
+    conda:
+        "../envs/paramdelta.yaml"
+    script:
+        "../workflow_scripts/baseline_scores.py"
