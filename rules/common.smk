@@ -125,6 +125,10 @@ def report_config(wildcards):
     return canonical(config)
 
 
+def model_gpus(wildcards):
+    return {model: spec["gpus"] for model, spec in sorted(config["models"].items())}
+
+
 def train_engine(wildcards):
     return config["models"][wildcards.model].get("engine") or config["train"]["engine"]
 

@@ -6,10 +6,10 @@ rule metrics:
         scores=score_tables,
         texts=text_tables,
     output:
-        metrics=f"{RESULTS}/metrics.csv",
-        ttest=f"{RESULTS}/ttest.csv",
-        correlation=f"{RESULTS}/correlation.csv",
-        topk_cv=f"{RESULTS}/topk_cv.csv",
+        metrics=report(f"{RESULTS}/metrics.csv", caption="../report/metrics.rst", category="Tables"),
+        ttest=report(f"{RESULTS}/ttest.csv", caption="../report/ttest.rst", category="Tables"),
+        correlation=report(f"{RESULTS}/correlation.csv", caption="../report/correlation.rst", category="Tables"),
+        topk_cv=report(f"{RESULTS}/topk_cv.csv", caption="../report/topk_cv.rst", category="Tables"),
     log:
         "logs/metrics.log",
     params:

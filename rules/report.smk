@@ -1,4 +1,5 @@
-# The HTML report that lab members read.
+# The HTML report that lab members read, and its figures as Snakemake report items
+# (`snakemake --report report.zip` adds code, environments and runtimes).
 
 
 rule report:
@@ -6,14 +7,29 @@ rule report:
         metrics=f"{RESULTS}/metrics.csv",
         ttest=f"{RESULTS}/ttest.csv",
         correlation=f"{RESULTS}/correlation.csv",
+        topk_cv=f"{RESULTS}/topk_cv.csv",
         scores=score_tables,
         texts=text_tables,
+        layers=report_tables("layers"),
+        change=report_tables("change"),
     output:
-        f"{RESULTS}/report/index.html",
+        html=report(
+            f"{RESULTS}/report/index.html",
+            caption="../report/index.rst",
+            category="Report",
+        ),
+        figures=report(
+            directory(f"{RESULTS}/report/figures"),
+            patterns=["{name}.html"],
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
     log:
         "logs/report.log",
     params:
         config=report_config,
+        benchmarks=f"{RESULTS}/benchmarks",
+        gpus=model_gpus,
     localrule: True
     conda:
         "../envs/paramdelta.yaml"
