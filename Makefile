@@ -8,7 +8,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 # Every pip call, build environments included, must keep torch at 2.13.0.
 export PIP_CONSTRAINT := $(CURDIR)/envs/constraints.txt
 
-.PHONY: setup demo test clean
+.PHONY: setup browser demo test clean
 
 $(VENV)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 	@echo "Report: results/report/index.html   Metrics: results/metrics.csv"
 
-test: setup
+# The report is tested in a real browser: Debian's Chromium (nothing downloads a browser build).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the report's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -13,6 +13,7 @@ from paramdelta import train
 
 CPU = torch.device("cpu")
 REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
+REPO_OFFLOAD_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2_offload.json")
 N_TOKENS = 40  # short texts keep every run to a few optimizer steps
 MAX_LENGTH = 16  # -> 3 chunks per text
 
@@ -346,3 +347,10 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts):
     engine16.reset()
     assert _equal(engine16.state(), engine16.base)
     assert _equal(engine16.base, torch_engine.base)
+
+    # ZeRO-2 with the optimizer offloaded to CPU memory (the cluster config's engine).
+    offload_config = train.deepspeed_config(REPO_OFFLOAD_CONFIG, settings)
+    assert offload_config["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    offloaded = train.DeepSpeedEngine(load_tiny(), settings, CPU, offload_config)
+    b_offloaded = train.train_text(offloaded, "b", texts[1], "3", settings)
+    assert _max_diff(b_offloaded.after, b_torch.after) < 1e-6

@@ -247,3 +247,66 @@ def test_blind_baseline_runs_on_wikimia_format_without_a_model(tmp_path):
     snakemake(tmp_path, "--cores", "1", "results/baselines/wiki/blind.parquet", config=config)
     scores = pd.read_parquet(tmp_path / "results" / "baselines" / "wiki" / "blind.parquet")
     assert len(scores) == 40 and scores.score.between(0, 1).all()
+
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def test_report_renders_in_chromium(demo, tmp_path):
+    """The demo report in a real browser: no JavaScript errors, every plot drawn."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test (.ci/run installs it)"
+    errors = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((demo / "results" / "report" / "index.html").as_uri(), wait_until="load")
+        page.wait_for_timeout(500)
+        plots = page.locator("div.plotly-graph-div")
+        n_plots = plots.count()
+        drawn = page.locator("div.plotly-graph-div.js-plotly-plot .main-svg").count()
+        undrawn = page.evaluate(
+            "() => [...document.querySelectorAll('div.plotly-graph-div')]"
+            ".filter(d => !d.querySelector('.main-svg')).map(d => d.id)"
+        )
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert n_plots >= 2 * 5 and drawn >= n_plots and not undrawn, (n_plots, drawn, undrawn)
+    assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_report_numbers_are_the_metrics(demo):
+    """Every AUROC of the table 5.1 form is the one in results/metrics.csv."""
+    html = (demo / "results" / "report" / "index.html").read_text()
+    section = html[html.index('id="table-5-1"'):html.index('id="table-5-2"')]
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    rows = metrics[(metrics.method == "param-delta") & (metrics.selection == "all")]
+    assert len(rows) == 10
+    for row in rows.itertuples():
+        cell = f"{row.auroc:.2f} [{row.auroc_lo:.2f}, {row.auroc_hi:.2f}]"
+        assert cell in section, (row.model, row.budget, cell)
+    assert os.path.getsize(demo / "results" / "report" / "index.html") < 10 * 2**20
+
+
+def test_snakemake_report_has_the_captions(demo):
+    snakemake(demo, "--report", "report.zip")
+    import zipfile
+
+    with zipfile.ZipFile(demo / "report.zip") as bundle:
+        names = bundle.namelist()
+        page = bundle.read("report/report.html").decode("utf-8")
+    items = {Path(name).name for name in names if name.startswith("report/data/raw/")}
+    assert {"index.html", "metrics.csv", "ttest.csv", "correlation.csv", "topk_cv.csv"} <= items, items
+    assert {"roc-d0-m0.html", "budget-d0-m1.html"} <= items, items
+    page = " ".join(page.split())
+    for caption in ("workflow.rst", "metrics.rst", "ttest.rst", "topk_cv.rst", "figure.rst"):
+        # The caption's first sentence, whatever heading markup precedes it.
+        words = [w for w in (ROOT / "report" / caption).read_text().split() if set(w) != {"="}]
+        opening = " ".join(words[:12] if caption != "workflow.rst" else words[3:12])
+        assert opening in page, (caption, opening)
