@@ -25,8 +25,12 @@ demo: setup
 # The report is tested in a real browser: Debian's Chromium (nothing downloads a browser build).
 browser:
 	@command -v chromium >/dev/null || { \
-	  echo "Installing Debian's chromium for the report's browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the report's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: 'sudo apt-get install chromium', or the report's browser test fails"; \
+	  fi; }
 
 test: setup browser
 	$(BIN)/python -m pytest

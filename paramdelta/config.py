@@ -130,6 +130,12 @@ def check_references(config: dict) -> None:
                 raise ConfigError(
                     f"config field 'datasets.{name}.controlled.candidates': {n_candidates} candidates but the corpus has only {n_docs} documents"
                 )
+    snapshots = config["snapshots"]
+    if snapshots["store"] == "full" and snapshots["dtype"] != "float32":
+        raise ConfigError(
+            "config field 'snapshots.dtype': a full after-state in bfloat16 is rounded far more than one "
+            "text's training moves it, so its delta would measure rounding; use float32 (or store: delta)"
+        )
     if "ref" in config["attacks"] and not config["baselines"].get("reference"):
         raise ConfigError("config field 'baselines.reference': the 'ref' attack (in attacks) needs a reference model")
     if not any(model_datasets(config, slug) for slug in config["models"]):

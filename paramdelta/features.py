@@ -1,11 +1,12 @@
 """Per-text membership scores from the per-layer parameter-delta table.
 
-Each layer's delta norm is min-max normalised over the texts of one (dataset, model,
-budget) table (thesis eq. 4.2.4), so layers of very different size and learning speed
-contribute on one scale. A text's score is the negative aggregate of its normalised
-deltas over a selection of layers (eq. 4.2.5): members were already learned and move
-the weights less, so a higher score means more likely a member. The ``l2`` aggregation
-instead takes one global L2 norm over all selected parameters, unnormalised (eq. 4.2.6).
+Each layer's delta norm (thesis eq. 4.2.4) is min-max normalised over the texts of one
+(dataset, model, budget) table (eq. 4.2.6), so layers of very different size and
+learning speed contribute on one scale. A text's score is the negative aggregate of its
+normalised deltas over a selection of layers (the thesis does not print the aggregation;
+the mean is this project's default): members were already learned and move the weights
+less, so a higher score means more likely a member. The ``l2`` aggregation instead takes
+one global L2 norm over all selected parameters, unnormalised.
 
 Selections: every layer, one layer group (attention, mlp, norm, embedding), the K% of
 entries per layer with the largest |delta| (``topk-elements``), or the K% of layers

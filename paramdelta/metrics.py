@@ -249,16 +249,25 @@ def metrics_table(scores: pd.DataFrame, texts: pd.DataFrame, *, n_boot: int = 10
     return table
 
 
-def ttest_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Members vs non-members of the mean normalised change over all layers (thesis 5.1.4).
+def ttest_table(scores: pd.DataFrame, change: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Members vs non-members of the parameter change, Welch's t-test (thesis 5.1.4).
 
-    The param-delta score of selection `all` is minus that mean change.
+    mean_members/mean_nonmembers/t/p: the mean normalised change over all layers (minus the
+    param-delta score of selection `all`), as the thesis reports it. With `change` (per-text
+    rows with `mean_l2`), raw_* columns test the mean raw layer change as well.
     """
+    keys = ["dataset", "model", "budget"]
     chosen = scores[(scores["method"] == "param-delta") & (scores["selection"] == "all")]
-    rows = []
-    for (dataset, model, budget), group in chosen.groupby(["dataset", "model", "budget"], sort=True):
-        rows.append({"dataset": dataset, "model": model, "budget": budget, **member_ttest(-group["score"], group["label"])})
-    return pd.DataFrame(rows)
+    rows = {key: member_ttest(-group["score"], group["label"]) for key, group in chosen.groupby(keys, sort=True)}
+    table = pd.DataFrame([{**dict(zip(keys, key)), **row} for key, row in rows.items()])
+    if change is None or table.empty:
+        return table
+    raw = [
+        {**dict(zip(keys, key)), **{f"raw_{name}": value for name, value in member_ttest(group["mean_l2"], group["label"]).items()
+                                     if not name.startswith("n_")}}
+        for key, group in change.groupby(keys, sort=True)
+    ]
+    return table.merge(pd.DataFrame(raw), on=keys, how="left")
 
 
 def correlation_table(metrics: pd.DataFrame) -> pd.DataFrame:

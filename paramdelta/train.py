@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from paramdelta.config import budget_epochs
+
 BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -180,7 +182,7 @@ def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = Non
         config = json.load(handle)
     config.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=settings.grad_clip)
     config["bf16"] = {"enabled": settings.precision == "bf16"}
-    config["fp16"] = {"enabled": settings.precision == "fp16", **config.get("fp16", {})} if settings.precision == "fp16" else {"enabled": False}
+    config["fp16"] = {**config.get("fp16", {}), "enabled": True} if settings.precision == "fp16" else {"enabled": False}
     if zero_stage is not None:
         config.setdefault("zero_optimization", {})["stage"] = zero_stage
     # The optimizer is ours (torch AdamW/SGD, identical to the plain engine), not DeepSpeed's fused one.
@@ -251,10 +253,12 @@ def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, se
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     engine.reset()
-    early_stopping = budget == "es"
-    epochs = settings.max_epochs if early_stopping else int(budget)
+    early_stopping = budget_epochs(budget) is None
+    epochs = settings.max_epochs if early_stopping else budget_epochs(budget)
     total_steps = epochs * len(chunks)
-    best_loss, best_state, waited, step = math.inf, None, 0, 0
+    # The best state is the lowest loss seen; patience counts epochs that did not beat
+    # the last significant improvement (by min_delta).
+    best_loss, best_state, reference, waited, step = math.inf, None, math.inf, 0, 0
 
     for epoch in range(1, epochs + 1):
         losses = []
@@ -270,8 +274,10 @@ def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, se
             break
         if not early_stopping:
             continue
-        if loss < best_loss - settings.min_delta:
-            best_loss, best_state, run.best_epoch, waited = loss, engine.state(), epoch, 0
+        if loss < best_loss:
+            best_loss, best_state, run.best_epoch = loss, engine.state(), epoch
+        if loss < reference - settings.min_delta:
+            reference, waited = loss, 0
         else:
             waited += 1
             if waited >= settings.patience:

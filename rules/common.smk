@@ -56,7 +56,9 @@ def canonical(value):
     return value
 
 
-TRAIN = canonical(config["train"])
+# What a training job's result depends on; the engine and its DeepSpeed JSON come in
+# per model (train_engine) and as a file input (deepspeed_input).
+TRAIN = canonical({k: v for k, v in config["train"].items() if k not in ("engine", "deepspeed_config")})
 SNAPSHOTS = canonical(config["snapshots"])
 
 
@@ -131,6 +133,19 @@ def model_gpus(wildcards):
 
 def train_engine(wildcards):
     return config["models"][wildcards.model].get("engine") or config["train"]["engine"]
+
+
+def deepspeed_input(wildcards):
+    """The DeepSpeed JSON of a DeepSpeed job, relative to the workflow if not found where snakemake runs."""
+    if train_engine(wildcards) != "deepspeed":
+        return []
+    path = Path(config["train"]["deepspeed_config"])
+    return str(path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path)
+
+
+def train_ks(wildcards):
+    """Only a sketch store keeps top-K% statistics, so only then does K matter to training."""
+    return KS if config["snapshots"]["store"] == "sketch" else []
 
 
 def train_gpus(wildcards):

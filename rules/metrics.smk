@@ -5,6 +5,7 @@ rule metrics:
     input:
         scores=score_tables,
         texts=text_tables,
+        change=report_tables("change"),
     output:
         metrics=report(f"{RESULTS}/metrics.csv", caption="../report/metrics.rst", category="Tables"),
         ttest=report(f"{RESULTS}/ttest.csv", caption="../report/ttest.rst", category="Tables"),

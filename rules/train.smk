@@ -26,6 +26,7 @@ rule train:
         # The table is read for the shard's texts, which the params already pin down:
         # regenerating it (texts added elsewhere) must not rerun this job.
         dataset=ancient(f"{RESULTS}/data/{{dataset}}.parquet"),
+        deepspeed=deepspeed_input,
     output:
         directory(f"{RESULTS}/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.zarr"),
     log:
@@ -38,7 +39,7 @@ rule train:
         engine=train_engine,
         train=TRAIN,
         snapshots=SNAPSHOTS,
-        ks=KS,
+        ks=train_ks,
     threads: config["threads"]
     resources:
         gpu=train_gpus,

@@ -8,6 +8,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from paramdelta.metrics import (
+    ttest_table,
     topk_cv_table,
     SUMMARY_COLUMNS,
     auroc,
@@ -228,3 +229,18 @@ def test_topk_cv_table_reports_eval_and_cross_validated_k():
     assert row["k_folds"] == "5,5,5,5,5"
     assert row["auroc_cv"] == pytest.approx(eval_auroc)
     assert row["auroc_cv_lo"] < row["auroc_cv"] < row["auroc_cv_hi"]
+
+
+def test_ttest_table_normalised_and_raw():
+    labels = [1, 1, 1, 0, 0, 0]
+    scores = pd.DataFrame({"dataset": "d", "model": "m", "budget": "5", "method": "param-delta", "selection": "all",
+                           "k": np.nan, "text_id": [f"t{i}" for i in range(6)], "label": labels,
+                           "score": [-0.1, -0.2, -0.15, -0.5, -0.6, -0.55]})
+    change = scores[["dataset", "model", "budget", "text_id", "label"]].assign(mean_l2=[1.0, 1.1, 0.9, 2.0, 2.2, 2.1])
+    table = ttest_table(scores, change)
+    row = table.iloc[0]
+    assert row["mean_members"] == pytest.approx(0.15) and row["mean_nonmembers"] == pytest.approx(0.55)
+    assert row["t"] < 0 and row["raw_t"] < 0
+    assert row["raw_mean_members"] == pytest.approx(1.0) and row["raw_mean_nonmembers"] == pytest.approx(2.1)
+    expected = stats.ttest_ind([1.0, 1.1, 0.9], [2.0, 2.2, 2.1], equal_var=False)
+    assert row["raw_p"] == pytest.approx(expected.pvalue)

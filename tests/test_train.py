@@ -192,18 +192,19 @@ def test_early_stopping_with_a_flat_loss_keeps_the_first_epoch(load_tiny, texts)
 
 
 def test_early_stopping_returns_the_best_epoch_parameters(load_tiny, texts):
-    # Real training, scripted losses: improvements smaller than min_delta do not count.
+    # Real training, scripted losses: improvements smaller than min_delta do not reset the
+    # patience (it runs out 3 epochs after epoch 3), but the lowest loss is the state kept.
     settings = train.Settings(lr=1e-3, patience=3, max_epochs=50, min_delta=1e-4)
-    losses = [5.0, 4.0, 3.0, 3.0 - 5e-5, 3.5, 2.99995, 9.0, 9.0, 9.0, 9.0]
+    losses = [5.0, 4.0, 3.0, 3.0 - 5e-5, 3.5, 3.0 - 5e-5, 9.0, 9.0, 9.0, 9.0]
     engine = Scripted(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), losses)
     run = train.train_text(engine, "a", texts[0], "es", settings)
     assert run.ok
-    assert run.best_epoch == 3
+    assert run.best_epoch == 4  # the first epoch with the lowest loss
     assert run.epochs_run == 3 + settings.patience == 6
     assert run.losses == losses[:6]
-    assert run.attrs()["final_loss"] == 3.0
+    assert run.attrs()["final_loss"] == 3.0 - 5e-5
     assert len(engine.epoch_states) == 6
-    assert _equal(run.after, engine.epoch_states[2])  # the state at the end of epoch 3 ...
+    assert _equal(run.after, engine.epoch_states[3])  # the state at the end of epoch 4 ...
     assert not _equal(run.after, engine.epoch_states[-1])  # ... not the last one
     # The cosine schedule of an `es` run spans the epoch cap.
     assert run.lrs[0] == pytest.approx(train.lr_at(len(texts[0]) - 1, 50 * len(texts[0]), settings))

@@ -1,4 +1,6 @@
-"""Write the base snapshot of a model once: every parameter in the checkpoint's dtype."""
+"""Write the base snapshot of a model once: every parameter, in the configured dtype when
+that holds the weights exactly, else in float32 (training starts from the fp32 weights, so a
+rounded base would put rounding into every delta)."""
 
 import torch
 from _common import setup
@@ -7,18 +9,22 @@ from paramdelta import models, store
 
 log = setup(snakemake)
 params = snakemake.params
-model = models.load_causal_lm(params.path, dtype=getattr(torch, params.dtype), revision=params.revision)
+model = models.load_causal_lm(params.path, dtype=torch.float32, revision=params.revision)
 layers = models.model_layers(model)
-named = dict(model.named_parameters())
+named = {name: p.detach() for name, p in model.named_parameters()}
+dtype = getattr(torch, params.dtype)
+if dtype != torch.float32 and not all(torch.equal(t.to(dtype).float(), t) for t in named.values()):
+    log.warning("%s is not exactly representable in %s; the base snapshot is stored in float32", params.path, params.dtype)
+    dtype = torch.float32
 attrs = {
     "kind": "base",
     "model": snakemake.wildcards.model,
     "model_path": params.path,
     "revision": params.revision,
-    "dtype": params.dtype,
+    "dtype": str(dtype).removeprefix("torch."),
     "architecture": type(model).__name__,
-    "n_parameters": sum(p.numel() for p in named.values()),
+    "n_parameters": sum(t.numel() for t in named.values()),
     "layers": [layer.name for layer in layers],
 }
-store.write_snapshot(snakemake.output[0], {name: p.detach() for name, p in named.items()}, attrs)
-log.info("base snapshot of %s: %d tensors, %d parameters", params.path, len(named), attrs["n_parameters"])
+store.write_snapshot(snakemake.output[0], {name: t.to(dtype) for name, t in named.items()}, attrs)
+log.info("base snapshot of %s: %d tensors, %d parameters, %s", params.path, len(named), attrs["n_parameters"], attrs["dtype"])

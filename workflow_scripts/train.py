@@ -26,7 +26,7 @@ layers = models.model_layers(model)
 max_length = params.train.get("max_length") or models.context_length(model)
 device = train.pick_device(params.train["device"])
 if params.engine == "deepspeed":
-    ds_config = train.deepspeed_config(params.train["deepspeed_config"], settings, params.model.get("zero_stage"))
+    ds_config = train.deepspeed_config(snakemake.input.deepspeed, settings, params.model.get("zero_stage"))
     engine = train.DeepSpeedEngine(model, settings, device, ds_config)
 else:
     engine = train.TorchEngine(model, settings, device)
