@@ -209,3 +209,11 @@ def context_length(model_or_config) -> int:
         if isinstance(value, int) and value > 0:
             return value
     raise ValueError(f"cannot find the context length of {type(config).__name__}")
+
+
+def load_with_tokenizer(path: str, *, revision: str | None = None, dtype: torch.dtype = torch.float32):
+    """A causal LM and its tokenizer from one local directory or hub id: what every job loads."""
+    from transformers import AutoTokenizer
+
+    kwargs = {"revision": revision} if revision is not None else {}
+    return load_causal_lm(path, dtype=dtype, revision=revision), AutoTokenizer.from_pretrained(path, **kwargs)

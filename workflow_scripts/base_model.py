@@ -12,10 +12,7 @@ build = snakemake.params.build
 torch.set_num_threads(snakemake.threads)
 
 if "base" in build:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(build["base"])
-    model = models.load_causal_lm(build["base"])
+    model, tokenizer = models.load_with_tokenizer(build["base"])
 else:
     documents = pd.read_json(snakemake.input.background, lines=True)["text"].tolist()
     tokenizer = target.train_tokenizer(documents, build["vocab_size"])

@@ -3,7 +3,6 @@
 import pandas as pd
 import torch
 from _common import setup
-from transformers import AutoTokenizer
 
 from paramdelta import attacks, models, train
 from paramdelta.atomic import write_parquet
@@ -15,9 +14,8 @@ device = train.pick_device(params.device)
 
 
 def load(path, revision=None):
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-    model = models.load_causal_lm(path, revision=revision).to(device).eval()
-    return model, tokenizer
+    model, tokenizer = models.load_with_tokenizer(path, revision=revision)
+    return model.to(device).eval(), tokenizer
 
 
 table = pd.read_parquet(snakemake.input.dataset)

@@ -3,7 +3,6 @@
 import pandas as pd
 import torch
 from _common import setup
-from transformers import AutoTokenizer
 
 from paramdelta import attacks, models, train
 from paramdelta.atomic import write_parquet
@@ -14,8 +13,8 @@ torch.set_num_threads(snakemake.threads)
 device = train.pick_device(params.device)
 
 table = pd.read_parquet(snakemake.input.dataset).set_index("text_id").loc[list(params.texts)]
-tokenizer = AutoTokenizer.from_pretrained(params.model["path"], revision=params.model["revision"])
-model = models.load_causal_lm(params.model["path"], revision=params.model["revision"]).to(device).eval()
+model, tokenizer = models.load_with_tokenizer(params.model["path"], revision=params.model["revision"])
+model = model.to(device).eval()
 samia = params.samia
 scores = attacks.samia_scores(
     model, tokenizer, table["text"].tolist(),

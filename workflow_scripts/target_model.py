@@ -3,7 +3,6 @@
 import pandas as pd
 import torch
 from _common import setup
-from transformers import AutoTokenizer
 
 from paramdelta import models, target
 
@@ -13,8 +12,7 @@ torch.set_num_threads(snakemake.threads)
 
 table = pd.read_parquet(snakemake.input.dataset)
 members = table.loc[table.label == 1, "text"].tolist()
-tokenizer = AutoTokenizer.from_pretrained(snakemake.input.base)
-model = models.load_causal_lm(snakemake.input.base)
+model, tokenizer = models.load_with_tokenizer(snakemake.input.base)
 losses = target.pretrain(
     model, tokenizer, members,
     epochs=build["target_epochs"], lr=build["target_lr"], batch_size=build["batch_size"],

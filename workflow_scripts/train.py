@@ -4,7 +4,6 @@ exact base weights every time, and one snapshot store holding what each text did
 import pandas as pd
 import torch
 from _common import setup
-from transformers import AutoTokenizer
 
 from paramdelta import data, models, store, train
 
@@ -20,8 +19,7 @@ missing = [t for t in params.texts if t not in table.index]
 if missing:
     raise ValueError(f"{snakemake.input.dataset}: text ids {missing} of this job are not in the data set table")
 
-tokenizer = AutoTokenizer.from_pretrained(params.model["path"], revision=params.model["revision"])
-model = models.load_causal_lm(params.model["path"], revision=params.model["revision"])
+model, tokenizer = models.load_with_tokenizer(params.model["path"], revision=params.model["revision"])
 layers = models.model_layers(model)
 max_length = params.train.get("max_length") or models.context_length(model)
 device = train.pick_device(params.train["device"])
