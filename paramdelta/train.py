@@ -159,8 +159,18 @@ class TorchEngine:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().to("cpu", torch.float32, copy=True) for name, p in self.params.items()}
+    def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The fp32 parameters on the CPU; copied into `into` when given (no new allocation)."""
+        return _cpu_state({name: p.detach() for name, p in self.params.items()}, into)
+
+
+def _cpu_state(tensors: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    # For a 7B model one copy is 28 GB: early stopping refreshes one buffer, never a second one.
+    if into is None:
+        return {name: t.to("cpu", torch.float32, copy=True) for name, t in tensors.items()}
+    for name, t in tensors.items():
+        into[name].copy_(t)
+    return into
 
 
 def init_distributed_single_process() -> None:
@@ -239,8 +249,9 @@ class DeepSpeedEngine:
         self.engine.step()
         return loss.item()
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {name: self._full_fp32(p).detach().to("cpu", torch.float32, copy=True) for name, p in self.params.items()}
+    def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The fp32 master weights on the CPU; copied into `into` when given (no new allocation)."""
+        return _cpu_state({name: self._full_fp32(p).detach() for name, p in self.params.items()}, into)
 
 
 def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, settings: Settings) -> TextRun:
@@ -275,7 +286,7 @@ def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, se
         if not early_stopping:
             continue
         if loss < best_loss:
-            best_loss, best_state, run.best_epoch = loss, engine.state(), epoch
+            best_loss, best_state, run.best_epoch = loss, engine.state(into=best_state), epoch
         if loss < reference - settings.min_delta:
             reference, waited = loss, 0
         else:

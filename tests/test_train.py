@@ -67,8 +67,8 @@ class Scripted:
             self.epoch_states.append(self.engine.state())
         return self.losses[epoch]
 
-    def state(self):
-        return self.engine.state()
+    def state(self, into=None):
+        return self.engine.state(into)
 
 
 @pytest.fixture
