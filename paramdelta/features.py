@@ -158,7 +158,9 @@ def score_table(
     if any(selection in K_SELECTIONS for selection in selections) and not ks:
         raise ValueError(f"selections {list(K_SELECTIONS)} need at least one k")
     labels = _text_labels(table)
-    table = normalise(table)
+    normalised = [f"{column}_norm" for column in ["l2", *topk_columns(table).values()]]
+    if not set(normalised) <= set(table.columns):
+        table = normalise(table)
 
     blocks = []
     for selection in selections:
