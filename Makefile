@@ -19,7 +19,7 @@ $(VENV)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	@echo "Report: results/report/index.html   Metrics: results/metrics.csv"
 
 # The report is tested in a real browser: Debian's Chromium (nothing downloads a browser build).

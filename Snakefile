@@ -6,9 +6,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
-
-
+# No default config file: a config given with --configfile stands alone, never merged into
+# another. The demo is `--configfile config/demo.yaml` (what `make demo` runs).
 report: "report/workflow.rst"
 
 

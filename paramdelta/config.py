@@ -114,6 +114,17 @@ def check_references(config: dict) -> None:
                 raise ConfigError(f"config field 'models.{slug}.build.dataset': unknown data set '{target}'; known: {sorted(datasets)}")
             if "controlled" not in datasets[target]:
                 raise ConfigError(f"config field 'models.{slug}.build.dataset': data set '{target}' is not a controlled one; a built model needs known members")
+        if config["train"]["device"] == "cuda" and model["gpus"] == 0:
+            raise ConfigError(
+                f"config field 'models.{slug}.gpus': train.device is 'cuda' but this model's jobs ask for no GPU "
+                "(set gpus: 1 or more, or train.device: auto)"
+            )
+        engine = model.get("engine") or config["train"]["engine"]
+        if model["gpus"] > 1 and engine != "deepspeed":
+            raise ConfigError(
+                f"config field 'models.{slug}.gpus': {model['gpus']} GPUs need the deepspeed engine (ZeRO shards "
+                f"the training state over them); this model uses '{engine}'"
+            )
         for name in model.get("datasets", []):
             if name not in datasets:
                 raise ConfigError(f"config field 'models.{slug}.datasets': unknown data set '{name}'; known: {sorted(datasets)}")

@@ -17,12 +17,12 @@ rule logprob_scores:
         ks=config["baselines"]["k"],
         batch_size=config["baselines"]["batch_size"],
         reference=config["baselines"].get("reference"),
+        # A text longer than this (default: the model's context) is scored over training's chunks.
+        max_length=config["train"].get("max_length"),
         device=config["train"]["device"],
-    threads: config["threads"]
+    threads: model_threads
     resources:
-        gpu=train_gpus,
-        mem_mb=train_mem,
-        runtime=train_runtime,
+        **model_resources(gpus="one"),
     conda:
         "../envs/paramdelta.yaml"
     script:
@@ -44,12 +44,12 @@ rule samia:
         model=train_model_params,
         texts=samia_shard_texts,
         samia=canonical(config["baselines"]["samia"]),
+        # A text longer than this (default: the model's context) is read up to its first window.
+        max_length=config["train"].get("max_length"),
         device=config["train"]["device"],
-    threads: config["threads"]
+    threads: model_threads
     resources:
-        gpu=train_gpus,
-        mem_mb=train_mem,
-        runtime=train_runtime,
+        **model_resources(gpus="one"),
     conda:
         "../envs/paramdelta.yaml"
     script:

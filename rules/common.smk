@@ -12,6 +12,12 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from paramdelta import config as config_checks  # noqa: E402
 from paramdelta import data  # noqa: E402
 
+if not config:
+    raise WorkflowError(
+        "no configuration: name one with --configfile, e.g. `--configfile config/demo.yaml` (the demo, "
+        "what `make demo` runs) or `--configfile config/wikimia.yaml` (the thesis's cluster experiment)"
+    )
+
 try:
     config.update(config_checks.validate(config))
     # The official check and defaults; the line above already named any wrong field.
@@ -148,16 +154,43 @@ def train_ks(wildcards):
     return KS if config["snapshots"]["store"] == "sketch" else []
 
 
-def train_gpus(wildcards):
-    return config["models"][wildcards.model]["gpus"]
+def _model_entry(wildcards):
+    return config["models"][wildcards.model]
 
 
-def train_mem(wildcards):
-    return config["models"][wildcards.model]["mem_mb"]
+def model_threads(wildcards):
+    """CPUs of a job that runs a model (and the torch threads it uses): the model's `cpus`."""
+    return _model_entry(wildcards).get("cpus") or config["threads"]
 
 
-def train_runtime(wildcards):
-    return config["models"][wildcards.model]["runtime"]
+def model_resources(*, gpus="one"):
+    """Scheduler resources of a job that runs a model, from the model's entry.
+
+    `gpus`: "all" (the training job: `gpus: N` runs N processes), "one" (other model jobs
+    run one process on at most one GPU) or "none" (jobs that only read weights on the CPU).
+    Memory and runtime grow with the attempt, so a retry after an out-of-memory or a
+    time-out asks for more instead of failing the same way. Unset SLURM fields are None
+    and never reach sbatch.
+    """
+
+    def gpu(wildcards):
+        n = _model_entry(wildcards)["gpus"]
+        return n if gpus == "all" else min(n, 1)
+
+    def slurm(field):
+        return lambda wildcards: _model_entry(wildcards).get(field)
+
+    resources = {
+        "mem_mb": lambda wildcards, attempt: _model_entry(wildcards)["mem_mb"] * attempt,
+        "runtime": lambda wildcards, attempt: _model_entry(wildcards)["runtime"] * attempt,
+    }
+    if gpus != "none":
+        # A CPU-only job keeps the profile's default partition: it must not hold a GPU node.
+        resources["slurm_partition"] = slurm("partition")
+        resources["constraint"] = slurm("constraint")
+        resources["gpu"] = gpu
+        resources["gpu_model"] = lambda wildcards: _model_entry(wildcards).get("gpu_model") if gpu(wildcards) else None
+    return resources
 
 
 # Training jobs and their reductions.

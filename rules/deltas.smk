@@ -12,7 +12,7 @@ rule deltas:
     params:
         ks=KS,
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
     conda:
         "../envs/paramdelta.yaml"
     script:

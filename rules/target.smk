@@ -26,11 +26,9 @@ rule base_model:
         f"{RESULTS}/benchmarks/base_model/{{model}}.tsv"
     params:
         build=build_spec,
-    threads: config["threads"]
+    threads: model_threads
     resources:
-        gpu=train_gpus,
-        mem_mb=train_mem,
-        runtime=train_runtime,
+        **model_resources(gpus="one"),
     conda:
         "../envs/paramdelta.yaml"
     script:
@@ -49,11 +47,9 @@ rule target_model:
         f"{RESULTS}/benchmarks/target_model/{{model}}.tsv"
     params:
         build=build_spec,
-    threads: config["threads"]
+    threads: model_threads
     resources:
-        gpu=train_gpus,
-        mem_mb=train_mem,
-        runtime=train_runtime,
+        **model_resources(gpus="one"),
     conda:
         "../envs/paramdelta.yaml"
     script:

@@ -13,7 +13,7 @@ rule base_snapshot:
         revision=model_revision,
         dtype=model_dtype,
     resources:
-        mem_mb=train_mem,
+        **model_resources(gpus="none"),
     conda:
         "../envs/paramdelta.yaml"
     script:
@@ -40,11 +40,9 @@ rule train:
         train=TRAIN,
         snapshots=SNAPSHOTS,
         ks=train_ks,
-    threads: config["threads"]
+    threads: model_threads
     resources:
-        gpu=train_gpus,
-        mem_mb=train_mem,
-        runtime=train_runtime,
+        **model_resources(gpus="all"),
     conda:
         "../envs/paramdelta.yaml"
     script:

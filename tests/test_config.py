@@ -9,7 +9,7 @@ import yaml
 from paramdelta import config
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "config" / "config.yaml"
+DEMO = ROOT / "config" / "demo.yaml"
 WIKIMIA = ROOT / "config" / "wikimia.yaml"
 
 

@@ -317,7 +317,7 @@ def test_missing_hub_cache_says_what_to_run(tmp_path, monkeypatch):
     with pytest.raises(data.DataError) as info:
         data.load({"hf": "swj0419/WikiMIA", "split": "WikiMIA_length64", **SPEC_FIELDS}, "wikimia64")
     message = str(info.value)
-    assert "python -m paramdelta.data fetch" in message
+    assert "python -m paramdelta.hub fetch --configfile" in message
     assert "swj0419/WikiMIA" in message and "WikiMIA_length64" in message
     assert not (tmp_path / "data").exists()  # nothing was fetched or created
 
@@ -346,16 +346,54 @@ def test_one_text_per_job_names_shards_by_id():
 @pytest.mark.parametrize("per_job", [2, 3, 4, 10, 11])
 def test_shards_cover_every_id_once(per_job):
     shards = data.shards(IDS, per_job)
-    assert len(shards) == math.ceil(len(IDS) / per_job)
     flat = [tid for members in shards.values() for tid in members]
     assert sorted(flat) == sorted(IDS) and len(flat) == len(set(flat))
-    assert all(1 <= len(members) <= per_job for members in shards.values())
+    assert all(1 <= len(members) <= 2 * per_job for members in shards.values())
     assert all(re.fullmatch(r"[A-Za-z0-9]+", name) for name in shards)  # the workflow's shard wildcard
+    assert all(name == f"s{members[0]}" for name, members in shards.items())
 
 
-def test_three_per_job_gives_four_shards_of_ten():
-    shards = data.shards(IDS, 3)
-    assert [len(members) for members in shards.values()] == [3, 3, 3, 1]
+MANY = [data.text_id(f"candidate {i}") for i in range(2000)]
+
+
+@pytest.mark.parametrize("per_job", [5, 25])
+def test_shards_hold_texts_per_job_on_average(per_job):
+    sizes = [len(members) for members in data.shards(MANY, per_job).values()]
+    assert 0.7 * per_job <= sum(sizes) / len(sizes) <= 1.3 * per_job
+    assert max(sizes) <= 2 * per_job
+
+
+def changed_shards(before: dict, after: dict) -> dict:
+    return {name: members for name, members in after.items() if before.get(name) != members}
+
+
+@pytest.mark.parametrize("per_job", [5, 25])
+def test_adding_texts_changes_only_the_shards_that_receive_them(per_job):
+    before = data.shards(MANY, per_job)
+    added = [data.text_id(f"new candidate {i}") for i in range(10)]
+    after = data.shards(MANY + added, per_job)
+    changed = changed_shards(before, after)
+    # A changed job holds a new text, or is what is left of an old job that a new text split
+    # (the new text starts a shard of its own: the old job's first part keeps only old texts).
+    old_of = {tid: name for name, members in before.items() for tid in members}
+    receiving = {old_of[members[0]] for members in changed.values() if not set(members) & set(added)}
+    assert all(set(after_members) & set(added) for name, after_members in changed.items() if name not in receiving)
+    for name in receiving:
+        # The remainder keeps the old job's name; the rest of that old job went to a job with a new text.
+        assert set(changed[name]) < set(before[name])
+        rest = set(before[name]) - set(changed[name])
+        assert any(rest & set(members) and set(members) & set(added) for members in changed.values())
+    assert len(changed) <= 2 * len(added)
+    # Every other job keeps its name and its texts.
+    assert sum(1 for name in after if name not in changed) >= len(before) - 2 * len(added)
+
+
+def test_a_text_added_inside_a_shard_changes_that_shard_alone():
+    before = data.shards(MANY, 25)
+    added = next(tid for tid in (data.text_id(f"extra {i}") for i in range(1000)) if int(tid, 16) % 25)
+    after = data.shards(MANY + [added], 25)
+    changed = changed_shards(before, after)
+    assert len(changed) == 1 and added in next(iter(changed.values()))
 
 
 @pytest.mark.parametrize("per_job", [1, 3])

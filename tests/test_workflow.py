@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or ROOT / "config" / "config.yaml"), *args]
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or ROOT / "config" / "demo.yaml"), *args]
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:
@@ -61,7 +61,7 @@ def demo(tmp_path_factory) -> Path:
 def test_demo_writes_report_and_complete_metrics(demo):
     assert (demo / "results" / "report" / "index.html").stat().st_size > 10_000
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     required = {"dataset", "model", "budget", "method", "selection", "k", "auroc", "auroc_lo", "auroc_hi",
                 "tpr_at_1fpr", "tpr_at_5fpr", "n_members", "n_nonmembers", "n_failed"}
     assert required <= set(metrics.columns)
@@ -98,7 +98,7 @@ def test_demo_stores_open_with_plain_zarr(demo):
 def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
     assert "Nothing to be done" in snakemake(demo, "-n").stdout
 
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["models"]["opt-tiny"] = {**config["models"]["pythia-tiny"], "build": {**config["models"]["pythia-tiny"]["build"], "arch": "opt"}}
     third = tmp_path / "three_models.yaml"
     third.write_text(yaml.safe_dump(config))
@@ -200,7 +200,7 @@ def test_cluster_config_plans_with_slurm_profile(tmp_path):
                "--profile", "slurm", "-n"]
     missing = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     assert missing.returncode != 0
-    assert "python -m paramdelta.data fetch --configfile" in missing.stdout + missing.stderr
+    assert "python -m paramdelta.hub fetch --configfile" in missing.stdout + missing.stderr
 
     # What the fetch step leaves: the split in the project's cache, in WikiMIA's format.
     from paramdelta import data
@@ -223,7 +223,7 @@ def test_demo_baselines_in_metrics_for_every_model(demo):
     """Issue checks of the baselines: every attack for every model; the blind classifier
     cannot tell the controlled members apart; the loss attack can."""
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     baselines = metrics[metrics.method != "param-delta"]
     for model in config["models"]:
         methods = set(baselines[baselines.model == model].method)

@@ -15,11 +15,23 @@ if ROOT not in sys.path:
 
 
 def setup(snakemake) -> logging.Logger:
-    """Send the job's logging and warnings to the rule's log file."""
+    """Send the job's logging, warnings and any uncaught exception to the rule's log file.
+
+    On a cluster the job's stderr goes to the scheduler's log; the rule's log file is where
+    a user looks first, so a failing job's traceback is written there too (and still to
+    stderr).
+    """
     logging.basicConfig(
         filename=snakemake.log[0] if snakemake.log else None,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
-    return logging.getLogger(snakemake.rule)
+    log = logging.getLogger(snakemake.rule)
+
+    def log_uncaught(kind, error, trace):
+        log.critical("job failed", exc_info=(kind, error, trace))
+        sys.__excepthook__(kind, error, trace)
+
+    sys.excepthook = log_uncaught
+    return log
