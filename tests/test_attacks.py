@@ -127,9 +127,9 @@ def short_texts():
     return [" ".join(document.split()[: 3 + 3 * i]) for i, document in enumerate(corpus.generate_corpus(5, 2))]
 
 
-def direct_stats(model, tokenizer, text):
+def direct_stats(model, tokenizer, text, ids=None):
     """Unbatched reference computation, written out as the Min-K%++ authors' code does."""
-    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    ids = torch.tensor([tokenizer(text)["input_ids"] if ids is None else ids])
     with eval_mode(model):
         log_p = model(ids).logits[0, :-1].double().log_softmax(-1)
     p = log_p.exp()
@@ -167,10 +167,31 @@ def test_token_stats_without_moments(tiny_tokenizer, short_texts, single_thread)
         score("minkpp", Document(short_texts[0], light[0]), 10)
 
 
+def test_long_text_is_scored_over_the_chunks_training_uses(tiny_tokenizer, single_thread):
+    """A text longer than the context runs as training's chunks, each a sequence of its own."""
+    from paramdelta.train import chunk
+
+    model = tiny_model(tiny_tokenizer)
+    long_text = " ".join(f"word{i % 37}" for i in range(600))
+    ids = tiny_tokenizer(long_text)["input_ids"]
+    context = TINY["max_positions"]
+    assert len(ids) > context
+    (result,) = token_stats(model, tiny_tokenizer, [long_text])
+    pieces = chunk(ids, context)
+    assert len(pieces) > 1
+    expected = [direct_stats(model, tiny_tokenizer, None, ids=piece[0].tolist())[0] for piece in pieces]
+    np.testing.assert_allclose(result.log_probs, np.concatenate(expected), atol=1e-5)
+    assert len(result.log_probs) == len(ids) - len(pieces)
+    np.testing.assert_array_equal(result.token_ids, ids)
+    # A smaller window (train.max_length) chunks a shorter text the same way.
+    (windowed,) = token_stats(model, tiny_tokenizer, [long_text], max_length=16)
+    assert len(windowed.log_probs) == len(ids) - len(chunk(ids, 16))
+    table = score_texts(model, tiny_tokenizer, [long_text, "a short text here"], ["loss", "mink"], ks=[20])
+    assert table.score.notna().all()
+
+
 def test_token_stats_rejects_unscorable_texts(tiny_tokenizer, single_thread):
     model = tiny_model(tiny_tokenizer)
-    with pytest.raises(ValueError, match="longer than the model's context"):
-        token_stats(model, tiny_tokenizer, ["word " * 400])
     with pytest.raises(ValueError, match="fewer than 2 tokens"):
         token_stats(model, tiny_tokenizer, ["a long enough text", ""])
 

@@ -86,3 +86,20 @@ def test_top_1_sampling_equals_greedy_generate(arch_model, tiny_tokenizer, promp
                 pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=None,
             )
             assert samples == [greedy[0, len(prompt) :].tolist()] * 2
+
+
+def test_text_longer_than_the_window_is_read_up_to_its_first_window(arch_model, tiny_tokenizer, single_thread):
+    """Sampling cannot go past the context: a long text gives its first window's words to
+    SaMIA, and is scored instead of failing."""
+    from paramdelta.attacks.samia import first_window, samia_scores
+
+    long_text = " ".join(f"word{i % 37}" for i in range(300))
+    window = 64  # the tiny models' context
+    assert len(tiny_tokenizer(long_text)["input_ids"]) > window
+    head = first_window(long_text, tiny_tokenizer, window)
+    assert long_text.startswith(head) and len(tiny_tokenizer(head)["input_ids"]) <= window
+    longer = " ".join(long_text.split()[: len(head.split()) + 1])
+    assert len(tiny_tokenizer(longer)["input_ids"]) > window
+    assert first_window("a short text", tiny_tokenizer, window) == "a short text"
+    scores = samia_scores(arch_model, tiny_tokenizer, [long_text, "one two three four five six"], n_samples=2)
+    assert len(scores) == 4 and scores.score.notna().all()

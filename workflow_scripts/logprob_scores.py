@@ -24,6 +24,7 @@ reference = load(params.reference) if "ref" in params.attacks else None
 scores = attacks.score_texts(
     model, tokenizer, table["text"].tolist(), params.attacks,
     ks=params.ks, batch_size=params.batch_size, reference=reference, text_ids=table["text_id"].tolist(),
+    max_length=params.max_length,
 )
 write_parquet(scores, snakemake.output[0])
 log.info("%d scores of %d texts: %s", len(scores), len(table), ", ".join(params.attacks))

@@ -19,6 +19,7 @@ samia = params.samia
 scores = attacks.samia_scores(
     model, tokenizer, table["text"].tolist(),
     n_samples=samia["n_samples"], seed=samia["seed"], batch_size=samia["batch_size"], text_ids=table.index.tolist(),
+    max_length=params.max_length,
 )
 write_parquet(scores, snakemake.output[0])
 log.info("SaMIA: %d texts, %d samples each", len(table), samia["n_samples"])

@@ -14,6 +14,12 @@ holds
 All three come from one fp32 ``log_softmax`` of the logits. mu and sigma cost two more
 passes over the vocabulary per position; a pass whose attacks only need ``log_probs`` (the
 lowercased texts) skips them.
+
+A text longer than the window (the model's context, or ``train.max_length``) is handled the
+way training handles it: split into the same consecutive, balanced chunks
+(``paramdelta.train.chunk``), each run as a sequence of its own; the statistics of the
+chunks are concatenated, so the first token of every chunk is unscored. Every attack then
+sees the whole text, and the loss attack scores exactly the tokens training learns from.
 """
 
 from __future__ import annotations
@@ -66,22 +72,31 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
-def _encode(tokenizer, texts: Sequence[str], model: torch.nn.Module) -> list[list[int]]:
-    """Token ids of every text as the tokenizer encodes it alone (special tokens included).
+def _encode(tokenizer, texts: Sequence[str], window: int) -> list[list[list[int]]]:
+    """Token ids of every text as the tokenizer encodes it alone (special tokens included),
+    split into the chunks training uses when it is longer than ``window`` tokens.
 
-    A text needs two tokens for one to be scored, and must fit the model's context: a
-    longer text is an error rather than silently truncated, because truncation would
-    change its score.
+    A text needs two tokens for one to be scored.
     """
+    from paramdelta.train import chunk
+
     encoded = [tokenizer(text)["input_ids"] for text in texts]
-    context = models.context_length(model)
     too_short = [i for i, ids in enumerate(encoded) if len(ids) < 2]
-    too_long = [i for i, ids in enumerate(encoded) if len(ids) > context]
     if too_short:
         raise ValueError(f"texts at positions {too_short} have fewer than 2 tokens: nothing to score")
-    if too_long:
-        raise ValueError(f"texts at positions {too_long} are longer than the model's context of {context} tokens")
-    return encoded
+    return [[piece[0].tolist() for piece in chunk(ids, window)] for ids in encoded]
+
+
+def _joined(parts: list[TokenStats]) -> TokenStats:
+    """The statistics of a text's chunks, in order, as one text's."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(name):
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return TokenStats(cat("token_ids"), cat("log_probs"), cat("mu"), cat("sigma"))
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -120,7 +135,7 @@ def _row_stats(logits: torch.Tensor, ids: torch.Tensor, moments: bool) -> TokenS
 
 
 def token_stats(
-    model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, moments: bool = True
+    model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, moments: bool = True, max_length: int | None = None
 ) -> list[TokenStats]:
     """Per-token statistics of every text, in input order, from one forward pass per text.
 
@@ -128,17 +143,24 @@ def token_stats(
     comes after the text, so causal attention keeps it out of every real position and
     positions start at 0 as in an unpadded run). The logits of a batch are released before
     the next batch runs: at a 50k vocabulary they are the largest tensor of the pass.
-    ``moments=False`` leaves ``mu`` and ``sigma`` out (None).
+    ``moments=False`` leaves ``mu`` and ``sigma`` out (None). A text longer than
+    ``max_length`` (default: the model's context) runs as the chunks training uses.
     """
-    encoded = _encode(tokenizer, texts, model)
+    window = min(max_length or models.context_length(model), models.context_length(model))
+    chunked = _encode(tokenizer, texts, window)
+    # Every chunk is a sequence of its own: (text, chunk) pairs run in the same batches.
+    pieces = [(index, ids) for index, chunks in enumerate(chunked) for ids in chunks]
     device = next(model.parameters()).device
-    results: list[TokenStats | None] = [None] * len(texts)
+    results: list[TokenStats | None] = [None] * len(pieces)
     with eval_mode(model):
-        for batch in length_batches([len(ids) for ids in encoded], batch_size):
-            input_ids, attention_mask = _right_padded([encoded[i] for i in batch], pad_id(tokenizer), device)
+        for batch in length_batches([len(ids) for _, ids in pieces], batch_size):
+            input_ids, attention_mask = _right_padded([pieces[i][1] for i in batch], pad_id(tokenizer), device)
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
             for row, index in enumerate(batch):
-                length = len(encoded[index])
+                length = len(pieces[index][1])
                 results[index] = _row_stats(logits[row, :length], input_ids[row, :length], moments)
             del logits
-    return results
+    per_text: list[list[TokenStats]] = [[] for _ in texts]
+    for (index, _), stats in zip(pieces, results):
+        per_text[index].append(stats)
+    return [_joined(parts) for parts in per_text]

@@ -30,6 +30,10 @@ Where the paper leaves a detail open, or the authors' code and the paper part wa
   number of reference unigrams, computed here on lowercased word tokens (``\\w+``, so
   punctuation is dropped), close to Google's rouge-score package (which keeps [a-z0-9]+).
   The code compares case-sensitive space-separated tokens with punctuation attached.
+* Texts longer than the window (the model's context, or ``train.max_length``): sampling
+  cannot continue past the context, so SaMIA reads such a text's first window, the longest
+  run of its first words whose tokens fit in it, and splits that into prefix and reference
+  (the log-probability attacks and training see the whole text in chunks instead).
 * Sampling: each text has its own random generator seeded from (``seed``, text), so its
   candidates are reproducible and do not depend on the batch, the shard or the order of
   texts; the code samples unseeded, one ``generate`` call per candidate. Here the
@@ -63,6 +67,21 @@ class SplitText:
     prefix: str
     prefix_words: int
     reference: str
+
+
+def first_window(text: str, tokenizer, window: int) -> str:
+    """The text itself if it fits in ``window`` tokens, else its longest first-words run that does."""
+    if len(tokenizer(text)["input_ids"]) <= window:
+        return text
+    words = text.split()
+    fits, too_long = 0, len(words)
+    while too_long - fits > 1:  # binary search on the number of words
+        middle = (fits + too_long) // 2
+        if len(tokenizer(" ".join(words[:middle]))["input_ids"]) <= window:
+            fits = middle
+        else:
+            too_long = middle
+    return " ".join(words[:fits])
 
 
 def split_text(text: str) -> SplitText:
@@ -208,20 +227,23 @@ def samia_scores(
     top_k: int = 50,
     temperature: float = 1.0,
     text_ids: Sequence[Hashable] | None = None,
+    max_length: int | None = None,
 ) -> pd.DataFrame:
     """SaMIA and SaMIA*zlib scores of ``texts`` (higher = member), as a long table.
 
     Columns as ``score_texts``: ``text_id`` (``text_ids`` or the position), ``method``
     (``samia``, ``samia-zlib``; both from the same candidates), ``k`` (NaN), ``score``.
-    ``batch_size`` texts are sampled together, ``batch_size * n_samples`` sequences.
+    ``batch_size`` texts are sampled together, ``batch_size * n_samples`` sequences. A text
+    longer than ``max_length`` (default: the model's context) is read up to its first window.
     """
     if text_ids is not None and len(text_ids) != len(texts):
         raise ValueError(f"{len(text_ids)} text_ids for {len(texts)} texts")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    splits = [split_text(text) for text in texts]
-    prompts = [tokenizer(split.prefix)["input_ids"] for split in splits]
     context = models.context_length(model)
+    window = min(max_length or context, context)
+    splits = [split_text(first_window(text, tokenizer, window)) for text in texts]
+    prompts = [tokenizer(split.prefix)["input_ids"] for split in splits]
     limits = []
     for prompt, split in zip(prompts, splits):
         reference_tokens = len(tokenizer(" " + split.reference, add_special_tokens=False)["input_ids"])

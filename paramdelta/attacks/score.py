@@ -53,27 +53,29 @@ def score_texts(
     batch_size: int = 8,
     reference: tuple | None = None,
     text_ids: Sequence[Hashable] | None = None,
+    max_length: int | None = None,
 ) -> pd.DataFrame:
     """Membership scores of ``texts`` under ``model``, higher = member, as a long table.
 
     Columns: ``text_id`` (``text_ids``, or the position 0..n-1), ``method`` (attack name),
     ``k`` (percent, NaN for attacks without K), ``score``. The model runs once per text; a
     second pass over the lowercased texts runs only if ``lowercase`` is asked for, and
-    ``reference`` = (model, tokenizer) runs once per text if ``ref`` is.
+    ``reference`` = (model, tokenizer) runs once per text if ``ref`` is. A text longer than
+    ``max_length`` (default: each model's context) is scored over the chunks training uses.
     """
     selected = resolve_attacks(attacks, reference is not None)
     if text_ids is not None and len(text_ids) != len(texts):
         raise ValueError(f"{len(text_ids)} text_ids for {len(texts)} texts")
     moments = any(attack.needs_moments for attack in selected)
-    target = token_stats(model, tokenizer, texts, batch_size=batch_size, moments=moments)
+    target = token_stats(model, tokenizer, texts, batch_size=batch_size, moments=moments, max_length=max_length)
     lowercase = reference_stats = [None] * len(texts)
     if any(attack.needs_lowercase for attack in selected):
         lowered = [text.lower() for text in texts]
-        lowercase = token_stats(model, tokenizer, lowered, batch_size=batch_size, moments=False)
+        lowercase = token_stats(model, tokenizer, lowered, batch_size=batch_size, moments=False, max_length=max_length)
     if any(attack.needs_reference for attack in selected):
         reference_model, reference_tokenizer = reference
         reference_stats = token_stats(
-            reference_model, reference_tokenizer, texts, batch_size=batch_size, moments=False
+            reference_model, reference_tokenizer, texts, batch_size=batch_size, moments=False, max_length=max_length
         )
     documents = [
         Document(text, stats, lower, ref)
