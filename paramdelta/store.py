@@ -25,6 +25,7 @@ A writer killed mid-way leaves that temporary directory behind, never a partial 
 from __future__ import annotations
 
 import datetime
+import glob
 import importlib.metadata
 import math
 import os
@@ -111,6 +112,11 @@ def atomic_group(path: str | os.PathLike, attrs: dict | None = None) -> Iterator
     final = Path(path)
     root_attrs = _jsonable(attrs or {}, "")
     final.parent.mkdir(parents=True, exist_ok=True)
+    # A job killed outright (SIGKILL, scancel, a lost node) leaves its temporary sibling
+    # behind. Only one job ever writes a given output, so any such sibling is stale: drop it
+    # rather than let killed attempts fill the disk.
+    for stale in final.parent.glob(f"{glob.escape(final.name)}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     temporary = _sibling(final, "tmp")
     try:
         group = zarr.open_group(temporary, mode="w-", zarr_format=3)

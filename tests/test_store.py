@@ -269,3 +269,17 @@ def test_sigkill_mid_write_leaves_no_store(tmp_path):
     assert set(restored) == set(tensors)
     for name, tensor in tensors.items():
         assert torch.equal(_bits(restored[name]), _bits(tensor)), name
+
+
+def test_a_killed_writers_leftover_is_removed_by_the_next_write(tmp_path):
+    """scancel or SIGKILL leaves the temporary sibling behind; the next attempt drops it."""
+    final = tmp_path / "job.zarr"
+    leftover = tmp_path / "job.zarr.tmp-123-abcd"
+    leftover.mkdir()
+    (leftover / "zarr.json").write_text("{}")
+    other = tmp_path / "other.zarr.tmp-9-ffff"
+    other.mkdir()
+    with atomic_group(final, {"k": 1}):
+        pass
+    assert final.is_dir() and not leftover.exists()
+    assert other.exists(), "another output's temporary directory is not this job's to remove"
