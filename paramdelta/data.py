@@ -10,9 +10,11 @@ models never renames the work already done.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from paramdelta import corpus as corpus_mod
@@ -57,24 +59,25 @@ def hub_cache_path(name: str, split: str, revision: str | None = None) -> Path:
 
 
 def fetch_hub(name: str, split: str, revision: str | None = None) -> Path:
-    """Download a split from the Hugging Face datasets hub into the project's cache (needs network)."""
-    import datasets  # heavy import, only for the one step that downloads
+    """Download a split from the Hugging Face datasets hub into the project's cache (needs network).
 
-    path = hub_cache_path(name, split, revision)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".parquet.partial")
-    datasets.load_dataset(name, split=split, revision=revision).to_pandas().to_parquet(partial)
-    partial.rename(path)
-    return path
+    Kept for callers of the old name: paramdelta.hub.fetch_dataset does the work and records the commit.
+    """
+    from paramdelta import hub
+
+    hub.fetch_dataset(name, split, revision)
+    return hub_cache_path(name, split, revision)
 
 
 def read_hub(name: str, split: str, revision: str | None = None) -> pd.DataFrame:
     """A hub split, read from the project's cache: planning a workflow never touches the network."""
     path = hub_cache_path(name, split, revision)
     if not path.exists():
+        from paramdelta.hub import FETCH_COMMAND
+
         raise DataError(
             f"data set {name} (split {split}) has not been fetched ({path} is missing). "
-            "Run once, on a machine with network: python -m paramdelta.data fetch --configfile CONFIG"
+            f"Run once, on a machine with network: {FETCH_COMMAND}"
         )
     return pd.read_parquet(path)
 
@@ -168,30 +171,49 @@ def digest(table: pd.DataFrame) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
+def _cut(run: list[str], texts_per_job: int, level: int) -> list[list[str]]:
+    """Cut a run of ids in id order before every id whose hash falls in this level's bucket.
+
+    Each level looks at other bits of the id, so a run too long at one level is cut again
+    at the next; a cut depends on the id alone, never on its position.
+    """
+    if len(run) <= 2 * texts_per_job:
+        return [run]
+    bits = 4 * len(run[0])
+    if level * 16 >= bits:  # out of hash bits (never in practice): equal pieces
+        pieces = math.ceil(len(run) / (2 * texts_per_job))
+        return [list(piece) for piece in np.array_split(np.asarray(run, dtype=object), pieces)]
+    pieces: list[list[str]] = []
+    for tid in run:
+        if not pieces or (int(tid, 16) >> (16 * level)) % texts_per_job == 0:
+            pieces.append([])
+        pieces[-1].append(tid)
+    return [part for piece in pieces for part in _cut(piece, texts_per_job, level + 1)]
+
+
 def shards(text_ids: list[str], texts_per_job: int) -> dict[str, list[str]]:
-    """Pack texts into jobs. One text per job: the shard is named by the text id."""
+    """Pack texts into jobs whose contents do not move when texts are added or removed.
+
+    Texts are taken in id order, and a shard starts at every text whose id (a hash) falls
+    in a 1-in-`texts_per_job` bucket: the boundaries depend on each text alone, not on its
+    position, so adding a text changes only the shard it lands in (or splits that one in
+    two) and every other job keeps its texts and is not rerun. Shards hold about
+    `texts_per_job` texts; one that would hold more than twice that is cut again at
+    boundaries taken from other bits of the ids (so a text that pushes a shard past that
+    size reshapes that one shard's pieces, nothing else). A shard is named after its first
+    text; with one text per job the shard is the text id.
+    """
     ordered = sorted(text_ids)
     if texts_per_job == 1:
         return {tid: [tid] for tid in ordered}
-    return {f"shard{i // texts_per_job:05d}": ordered[i : i + texts_per_job] for i in range(0, len(ordered), texts_per_job)}
+    return {f"s{piece[0]}": piece for piece in _cut(ordered, texts_per_job, 0)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
+    """`python -m paramdelta.data fetch --configfile CONFIG`: the old name of `python -m paramdelta.hub fetch`."""
+    from paramdelta import hub
 
-    import yaml
-
-    parser = argparse.ArgumentParser(prog="python -m paramdelta.data", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("fetch", help="download the hub data sets a config names into data/hub/")
-    fetch.add_argument("--configfile", required=True)
-    args = parser.parse_args(argv)
-    with open(args.configfile) as handle:
-        config = yaml.safe_load(handle)
-    for name, spec in config.get("datasets", {}).items():
-        if "hf" in spec:
-            path = fetch_hub(spec["hf"], spec["split"], spec.get("revision"))
-            print(f"{name}: {spec['hf']} split {spec['split']} -> {path}")
+    hub.main(argv)
 
 
 if __name__ == "__main__":

@@ -191,12 +191,24 @@ def build_model(config: transformers.PretrainedConfig, seed: int) -> transformer
     return model
 
 
+def local_path(path: str, revision: str | None = None) -> str:
+    """The directory a model loads from: a local directory as it is, a hub id from the snapshot
+    that `python -m paramdelta.hub fetch` (or the workflow's fetch_model rule) recorded.
+
+    Jobs never download: a hub model that was not fetched is an error naming the command.
+    """
+    from pathlib import Path
+
+    from paramdelta import hub
+
+    return path if Path(path).is_dir() else hub.resolve(path, revision)["path"]
+
+
 def load_causal_lm(
     path: str, *, dtype: torch.dtype = torch.float32, revision: str | None = None
 ) -> transformers.PreTrainedModel:
-    """Load a causal LM from a local directory or hub id, in training mode."""
-    kwargs = {"revision": revision} if revision is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    """Load a causal LM from a local directory or a fetched hub id, in training mode."""
+    model = AutoModelForCausalLM.from_pretrained(local_path(path, revision), dtype=dtype)
     model.train()
     return model
 
@@ -215,5 +227,4 @@ def load_with_tokenizer(path: str, *, revision: str | None = None, dtype: torch.
     """A causal LM and its tokenizer from one local directory or hub id: what every job loads."""
     from transformers import AutoTokenizer
 
-    kwargs = {"revision": revision} if revision is not None else {}
-    return load_causal_lm(path, dtype=dtype, revision=revision), AutoTokenizer.from_pretrained(path, **kwargs)
+    return load_causal_lm(path, dtype=dtype, revision=revision), AutoTokenizer.from_pretrained(local_path(path, revision))

@@ -24,7 +24,7 @@ rule logprob_scores:
     resources:
         **model_resources(gpus="one"),
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/logprob_scores.py"
 
@@ -51,7 +51,7 @@ rule samia:
     resources:
         **model_resources(gpus="one"),
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/samia.py"
 
@@ -67,7 +67,7 @@ rule blind:
         blind=canonical(config["baselines"]["blind"]),
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/blind.py"
 
@@ -83,6 +83,6 @@ rule baseline_scores:
         attacks=config["attacks"],
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/report.yaml"
     script:
         "../workflow_scripts/baseline_scores.py"

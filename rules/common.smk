@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from paramdelta import config as config_checks  # noqa: E402
 from paramdelta import data  # noqa: E402
+from paramdelta import hub  # noqa: E402
 
 if not config:
     raise WorkflowError(
@@ -24,6 +25,20 @@ try:
     validate(config, "../config/schema.yaml", set_default=True)
 except config_checks.ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# Hub models named by `models.<slug>.path` are fetched by the fetch_model rule. A hub base model
+# (build.base) or reference model (baselines.reference) is fetched beforehand with the fetch
+# command, like hub data sets (whose texts the plan needs).
+unfetched = [
+    item.describe()
+    for item in hub.hub_items(config)
+    if item.field.endswith(".build.base") or item.field == "baselines.reference"
+    if hub.fetched(item) is None
+]
+if unfetched:
+    raise WorkflowError(
+        "not fetched: " + "; ".join(unfetched) + f". Run once, on a machine with network: {hub.FETCH_COMMAND}"
+    )
 
 RESULTS = config["results"]
 MODELS = list(config["models"])
@@ -110,9 +125,17 @@ def model_path(wildcards):
     return f"{RESULTS}/models/{wildcards.model}/target" if "build" in spec else spec["path"]
 
 
+def is_hub_model(model):
+    spec = config["models"][model]
+    return "path" in spec and hub.is_hub_id(spec["path"])
+
+
 def model_input(wildcards):
-    """A built target is a file dependency; a hub or local model is not."""
-    return [model_path(wildcards)] if "build" in config["models"][wildcards.model] else []
+    """What a job that runs the model waits for: a built target, or a hub model's fetch record;
+    a local directory is not a workflow output."""
+    if "build" in config["models"][wildcards.model]:
+        return [model_path(wildcards)]
+    return [f"{RESULTS}/hub/{wildcards.model}.json"] if is_hub_model(wildcards.model) else []
 
 
 def model_revision(wildcards):

@@ -11,6 +11,25 @@ rule dataset:
         digest=dataset_digest,
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/dataset.py"
+
+
+# Hub models: fetched once, on the submitting node (it has the network; compute nodes often
+# do not), before any job runs them. A model fetched before with `python -m paramdelta.hub
+# fetch` is not downloaded again. The output records the commit the revision resolved to;
+# the jobs that run the model take it as input and load the snapshot offline.
+rule fetch_model:
+    output:
+        f"{RESULTS}/hub/{{model}}.json",
+    log:
+        "logs/fetch_model/{model}.log",
+    params:
+        repo=lambda wildcards: config["models"][wildcards.model]["path"],
+        revision=model_revision,
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/fetch_model.py"

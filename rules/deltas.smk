@@ -14,6 +14,6 @@ rule deltas:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/deltas.py"

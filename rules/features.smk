@@ -17,6 +17,6 @@ rule scores:
         aggregate=config["features"]["aggregate"],
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/report.yaml"
     script:
         "../workflow_scripts/scores.py"

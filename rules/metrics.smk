@@ -18,6 +18,6 @@ rule metrics:
         seed=config["metrics"]["seed"],
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/report.yaml"
     script:
         "../workflow_scripts/metrics.py"

@@ -32,6 +32,6 @@ rule report:
         gpus=model_gpus,
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/report.yaml"
     script:
         "../workflow_scripts/report.py"

@@ -10,7 +10,7 @@ rule controlled_corpus:
         spec=dataset_spec,
     localrule: True
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/controlled_corpus.py"
 
@@ -30,7 +30,7 @@ rule base_model:
     resources:
         **model_resources(gpus="one"),
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/base_model.py"
 
@@ -51,6 +51,6 @@ rule target_model:
     resources:
         **model_resources(gpus="one"),
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/target_model.py"

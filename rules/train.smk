@@ -15,7 +15,7 @@ rule base_snapshot:
     resources:
         **model_resources(gpus="none"),
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/base_snapshot.py"
 
@@ -44,6 +44,6 @@ rule train:
     resources:
         **model_resources(gpus="all"),
     conda:
-        "../envs/paramdelta.yaml"
+        "../envs/train.yaml"
     script:
         "../workflow_scripts/train.py"

@@ -14,13 +14,19 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-def setup(snakemake) -> logging.Logger:
-    """Send the job's logging, warnings and any uncaught exception to the rule's log file.
+def setup(snakemake, offline: bool = True) -> logging.Logger:
+    """Send the job's logging, warnings and any uncaught exception to the rule's log file,
+    and (unless `offline` is False: the fetch rule) forbid hub downloads.
 
     On a cluster the job's stderr goes to the scheduler's log; the rule's log file is where
     a user looks first, so a failing job's traceback is written there too (and still to
-    stderr).
+    stderr). Jobs load only what was fetched before them: a download from a compute node
+    would be slow, unpinned and, on most clusters, impossible.
     """
+    if offline:
+        from paramdelta import hub
+
+        hub.offline()
     logging.basicConfig(
         filename=snakemake.log[0] if snakemake.log else None,
         level=logging.INFO,
