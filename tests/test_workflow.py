@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -310,3 +311,38 @@ def test_snakemake_report_has_the_captions(demo):
         words = [w for w in (ROOT / "report" / caption).read_text().split() if set(w) != {"="}]
         opening = " ".join(words[:12] if caption != "workflow.rst" else words[3:12])
         assert opening in page, (caption, opening)
+
+
+def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_dir):
+    """After a full run, ten more texts in the data set file plan only the training jobs whose
+    texts changed (each holds a new text, or is what is left of a job a new text split), the
+    per-data-set baselines, and the reductions."""
+    from paramdelta import data
+
+    texts = tmp_path / "texts.jsonl"
+    rows = [{"text": f"Candidate {i}: the council of town {i} met in {1900 + i}.", "label": i % 2} for i in range(50)]
+    texts.write_text("".join(json.dumps(row) + "\n" for row in rows[:40]))
+    config = small_config(tmp_path, datasets={"mine": {"path": str(texts)}}, models={"tiny": {"path": str(tiny_model_dir)}},
+                          budgets=[1], texts_per_job=5, attacks=["loss", "blind"])
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    snakemake(workdir, "--cores", "2", config=config)
+    assert "Nothing to be done" in snakemake(workdir, "-n", config=config).stdout
+
+    texts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    plan = snakemake(workdir, "-n", config=config)
+    jobs = planned_jobs(plan)
+    before = data.shards([data.text_id(row["text"]) for row in rows[:40]], 5)
+    after = data.shards([data.text_id(row["text"]) for row in rows], 5)
+    changed = {name for name, members in after.items() if before.get(name) != members}
+    added = {data.text_id(row["text"]) for row in rows[40:]}
+    planned = set(re.findall(r"results/train/mine/tiny/1/(s[0-9a-f]+)\.zarr", plan.stdout))
+    assert planned == changed, (planned, changed)
+    assert len(planned) < len(after), "every training job was planned"
+    for name in planned:
+        holds_new = set(after[name]) & added
+        remainder = name in before and set(after[name]) < set(before[name])
+        assert holds_new or remainder, name
+    assert set(jobs) == {"dataset", "train", "deltas", "scores", "logprob_scores", "blind", "baseline_scores",
+                         "metrics", "report", "all"}, jobs
+    assert jobs["train"] == len(changed)

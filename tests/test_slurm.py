@@ -1,0 +1,175 @@
+"""The workflow through a real SLURM scheduler: `snakemake --profile slurm` with
+snakemake-executor-plugin-slurm against a one-node cluster of Debian's slurmctld, slurmd
+and munge (slurm/local-cluster.sh), started for this module and stopped after it.
+
+It needs root and the Debian packages; `make test` installs them where it can. Elsewhere
+the module is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "slurm" / "local-cluster.sh"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+# The local cluster has no accounting daemon: job states come from squeue, there is no
+# account to charge, and status checks can start at once.
+LOCAL_CLUSTER_FLAGS = [
+    "--slurm-status-command", "squeue", "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _why_no_cluster() -> str | None:
+    if os.geteuid() != 0:
+        return "the local SLURM cluster needs root (slurmd starts the jobs)"
+    missing = [tool for tool in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(tool)]
+    if missing:
+        return f"{', '.join(missing)} not installed: run `slurm/local-cluster.sh install` (Debian's slurm-wlm and munge)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Environment of a running one-node SLURM cluster (SLURM_CONF set)."""
+    reason = _why_no_cluster()
+    if reason:
+        pytest.skip(reason)
+    started = subprocess.run([str(CLUSTER), "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        pytest.fail(f"the local SLURM cluster did not start:\n{started.stdout}\n{started.stderr}")
+    conf = re.search(r"export SLURM_CONF=(\S+)", started.stdout).group(1)
+    env = {**os.environ, "SLURM_CONF": conf}
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
+    yield env
+    subprocess.run([str(CLUSTER), "stop"], capture_output=True, text=True)
+
+
+def small_config(path: Path) -> Path:
+    """A controlled target with every kind of model job: build, snapshot, train, log-prob, SaMIA."""
+    config = {
+        "datasets": {"mini": {"controlled": {"corpus": {"generator": "templates", "n_documents": 120, "seed": 1},
+                                             "candidates": 12}}},
+        "models": {"neox": {"build": {"dataset": "mini", "arch": "gpt-neox", "hidden_size": 32, "num_layers": 1,
+                                      "intermediate_size": 64, "vocab_size": 300, "base_epochs": 1, "target_epochs": 1},
+                            "cpus": 1, "mem_mb": 2000, "runtime": 20}},
+        "budgets": [3, "es"],
+        "train": {"max_epochs": 8, "patience": 2},
+        "texts_per_job": 6,
+        "features": {"k": [1, 5]},
+        "attacks": ["loss", "mink", "samia", "blind"],
+        "baselines": {"k": [10, 20], "samia": {"n_samples": 2, "texts_per_job": 12}, "blind": {"folds": 2}},
+        "metrics": {"bootstrap": 100},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(workdir: Path, config: Path, *args: str, env: dict | None = None, check: bool = True):
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+# The rules that run on the submitting node; everything else must go through sbatch.
+LOCAL_RULES = {"dataset", "controlled_corpus", "blind", "baseline_scores", "scores", "metrics", "report", "all"}
+
+
+def submitted_jobs(output: str) -> dict[str, str]:
+    """SLURM job id -> its log file, from Snakemake's own log."""
+    return {job: log for job, log in SUBMITTED.findall(output)}
+
+
+def comparable_report(path: Path) -> str:
+    """The report's page without what differs between two runs of the same results:
+    times, run ids, paths and the compute-time section."""
+    html = path.read_text()
+    html = re.sub(r'<section id="summary"[\s\S]*?</section>', "", html)
+    html = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?", "TIME", html)
+    return html
+
+
+def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, tmp_path):
+    config = small_config(tmp_path / "small.yaml")
+
+    local = tmp_path / "local"
+    local.mkdir()
+    run(local, config, "--cores", "2")
+
+    workdir = tmp_path / "slurm"
+    shutil.copytree(ROOT / "slurm", workdir / "slurm")
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--profile", "slurm",
+               *LOCAL_CLUSTER_FLAGS, "--retries", "0", "--jobs", "4"]
+    first = subprocess.Popen(command, cwd=workdir, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    # Cancel a training job while it is writing its store.
+    cancelled, deadline = [], time.time() + 600
+    try:
+        while time.time() < deadline and first.poll() is None:
+            partial = list((workdir / "results" / "train").rglob("*.zarr.tmp-*"))
+            running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
+                                     text=True, env=cluster).stdout.split("\n")
+            train_jobs = [line.split()[0] for line in running if "rule_train_" in line]
+            if partial and train_jobs:
+                subprocess.run(["scancel", *train_jobs], check=True, env=cluster)
+                cancelled = train_jobs
+                break
+            time.sleep(0.2)
+        output, _ = first.communicate(timeout=900)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert cancelled, f"no training job was seen running:\n{output[-3000:]}"
+    assert first.returncode != 0, "a run with a cancelled job must fail"
+    jobs = submitted_jobs(output)
+    assert jobs and set(cancelled) <= set(jobs), (cancelled, jobs)
+    states = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(cancelled), "-o", "%T"],
+                            capture_output=True, text=True, env=cluster).stdout.split()
+    assert set(states) == {"CANCELLED"}, states
+    # Nothing of the cancelled job looks complete, and nothing downstream was made from it.
+    for job in cancelled:
+        dataset, model, budget, shard = re.search(r"rule_train/([^/]+)/", jobs[job]).group(1).split("_")
+        assert not (workdir / "results" / "train" / dataset / model / budget / f"{shard}.zarr").exists()
+    assert not (workdir / "results" / "metrics.csv").exists()
+
+    # The rerun redoes what was cancelled, through sbatch again, and finishes.
+    rerun = run(workdir, config, "--profile", "slurm", *LOCAL_CLUSTER_FLAGS, "--jobs", "4", env=cluster)
+    rerun_jobs = submitted_jobs(rerun.stdout + rerun.stderr)
+    assert rerun_jobs, "the rerun submitted nothing"
+    assert "rule_train" in " ".join(rerun_jobs.values())
+    assert not list((workdir / "results").rglob("*.tmp-*")), "a temporary output was left behind"
+
+    # Every job that is not a local rule went through sbatch: its SLURM log is named by its job id.
+    all_jobs = {**jobs, **rerun_jobs}
+    for job, log in all_jobs.items():
+        assert Path(log).name == f"{job}.log" and Path(log).exists(), (job, log)
+    ran_on_slurm = {re.search(r"rule_(\w+?)/", log).group(1) for log in all_jobs.values()}
+    assert ran_on_slurm == {"base_model", "target_model", "base_snapshot", "train", "deltas", "logprob_scores",
+                            "samia"}, ran_on_slurm
+    assert not ran_on_slurm & LOCAL_RULES
+
+    # The same results as the local run.
+    for table in ("metrics.csv", "ttest.csv", "correlation.csv", "topk_cv.csv"):
+        assert (workdir / "results" / table).read_text() == (local / "results" / table).read_text(), table
+    for scores in sorted((local / "results" / "scores").rglob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(scores), pd.read_parquet(workdir / scores.relative_to(local)))
+    assert comparable_report(workdir / "results" / "report" / "index.html") == comparable_report(
+        local / "results" / "report" / "index.html"
+    )
+    assert "Nothing to be done" in run(workdir, config, "-n", env=cluster).stdout
