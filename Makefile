@@ -8,7 +8,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 # Every pip call, build environments included, must keep torch at 2.13.0.
 export PIP_CONSTRAINT := $(CURDIR)/envs/constraints.txt
 
-.PHONY: setup browser demo test clean
+.PHONY: setup browser slurm demo test clean
 
 $(VENV)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,18 @@ browser:
 	    echo "chromium is missing: 'sudo apt-get install chromium', or the report's browser test fails"; \
 	  fi; }
 
-test: setup browser
+# The SLURM tests run the workflow through a real one-node cluster (Debian's slurmctld,
+# slurmd and munge, started by tests/test_slurm.py); it needs root, and is skipped otherwise.
+slurm:
+	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's slurmctld, slurmd, slurm-client and munge for the SLURM tests"; \
+	  slurm/local-cluster.sh install; \
+	else \
+	  echo "SLURM is not installed and this is not root on Debian: the SLURM tests will be skipped"; \
+	fi
+
+test: setup browser slurm
 	$(BIN)/python -m pytest
 
 clean:

@@ -7,9 +7,11 @@
 #   slurm/local-cluster.sh status    # sinfo
 #   slurm/local-cluster.sh stop
 #
-# Everything lives under $PARAMDELTA_SLURM_DIR (default /tmp/paramdelta-slurm); the system's
-# /etc/slurm is not touched. Clients find the cluster through SLURM_CONF, which `start`
-# prints:  export SLURM_CONF=/tmp/paramdelta-slurm/slurm.conf
+# State, spool and logs live under $PARAMDELTA_SLURM_DIR (default /tmp/paramdelta-slurm).
+# The configuration goes where every SLURM command looks for it, /etc/slurm/slurm.conf:
+# the executor plugin's job step drops SLURM_* variables (SLURM_CONF too) before its srun,
+# so a configuration elsewhere would not be found inside jobs. A slurm.conf that this
+# script did not write is never overwritten; `stop` removes the one it wrote.
 #
 # No cgroups (proctrack/linuxproc, task/none) and no accounting daemon: job states come from
 # squeue, so finished jobs are kept visible there for an hour (MinJobAge), and the profile
@@ -17,7 +19,8 @@
 set -euo pipefail
 
 DIR=${PARAMDELTA_SLURM_DIR:-/tmp/paramdelta-slurm}
-CONF=$DIR/slurm.conf
+CONF=/etc/slurm/slurm.conf
+MARK="# paramdelta local test cluster (slurm/local-cluster.sh)"
 NODE=localnode
 PARTITION=${PARAMDELTA_SLURM_PARTITION:-debug}
 
@@ -38,8 +41,12 @@ write_config() {
     cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
     memory=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
     memory=$((memory * 95 / 100))
-    mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
+    mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log" "$(dirname "$CONF")"
+    if [ -e "$CONF" ] && ! head -1 "$CONF" | grep -qF "$MARK"; then
+        die "$CONF exists and was not written by this script: not overwriting a real cluster's configuration"
+    fi
     cat >"$CONF" <<EOF
+$MARK
 ClusterName=paramdelta-local
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
@@ -109,6 +116,7 @@ stop() {
     done
     # Jobs and state of an earlier cluster must not leak into the next one.
     rm -rf "$DIR/state" "$DIR/spool"
+    if [ -e "$CONF" ] && head -1 "$CONF" | grep -qF "$MARK"; then rm -f "$CONF"; fi
     [ "${1:-}" = quiet ] || echo "SLURM stopped"
 }
 
