@@ -173,3 +173,57 @@ def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, t
         local / "results" / "report" / "index.html"
     )
     assert "Nothing to be done" in run(workdir, config, "-n", env=cluster).stdout
+
+
+def test_sbatch_lines_of_the_cluster_config(cluster, tmp_path):
+    """What the plugin asks SLURM for, for config/wikimia.yaml: every job that runs a 6-7B model
+    asks for its GPUs, GPU type, partition, CPUs, memory and time; the CPU job asks for no GPU.
+
+    The local cluster has no GPU or `gpu` partition, so sbatch refuses these jobs: the lines
+    are real sbatch calls, shown by the plugin with its refusal."""
+    from paramdelta import data
+
+    workdir = tmp_path / "cluster"
+    shutil.copytree(ROOT / "slurm", workdir / "slurm")
+    cache = workdir / data.hub_cache_path("swj0419/WikiMIA", "WikiMIA_length32")
+    cache.parent.mkdir(parents=True)
+    rows = [{"input": f"Candidate text number {i} about topic {i % 7}.", "label": i % 2} for i in range(60)]
+    pd.DataFrame(rows).to_parquet(cache)
+    config = yaml.safe_load((ROOT / "config" / "wikimia.yaml").read_text())
+    # What the fetch_model rule leaves (the weights are never loaded: sbatch refuses the jobs).
+    for model in config["models"]:
+        record = workdir / "results" / "hub" / f"{model}.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("{}")
+    shard = next(iter(data.shards([data.text_id(row["input"]) for row in rows], config["texts_per_job"])))
+    targets = [
+        path
+        for model in config["models"]
+        for path in (f"results/train/wikimia32/{model}/5/{shard}.zarr", f"results/baselines/wikimia32/{model}/logprob.parquet",
+                     f"results/snapshots/{model}/base.zarr")
+    ]
+    result = run(workdir, ROOT / "config" / "wikimia.yaml", "--profile", "slurm", *LOCAL_CLUSTER_FLAGS, "--verbose",
+                 *targets, env=cluster, check=False)
+    calls = re.findall(r"sbatch call: (sbatch .*?) --wrap=", result.stdout + result.stderr)
+    attempts: dict[str, list[str]] = {}
+    for call in calls:
+        attempts.setdefault(re.search(r"--comment (\S+)", call).group(1), []).append(call)
+    by_job = {job: tries[0] for job, tries in attempts.items()}
+    print("\n".join(f"{job}:\n    {call}" for job, call in sorted(by_job.items())))
+    # The profile's retry asks for twice the memory and time (rules/common.smk).
+    for job, tries in attempts.items():
+        assert len(tries) == 2, (job, tries)
+        first, second = (int(re.search(r"--mem (\d+)", call).group(1)) for call in tries)
+        assert second == 2 * first
+        first, second = (int(re.search(r" -t (\d+)", call).group(1)) for call in tries)
+        assert second == 2 * first
+    for model, spec in config["models"].items():
+        train = by_job[f"rule_train_wildcards_wikimia32_{model}_5_{shard}"]
+        assert f"--gpus={spec['gpu_model']}:{spec['gpus']}" in train
+        assert f"-p {spec['partition']}" in train and f"--mem {spec['mem_mb']}" in train
+        assert f"--cpus-per-task={spec['cpus']}" in train and f"-t {spec['runtime']}" in train
+        logprob = by_job[f"rule_logprob_scores_wildcards_wikimia32_{model}"]
+        assert f"--gpus={spec['gpu_model']}:1" in logprob and f"-p {spec['partition']}" in logprob
+        snapshot = by_job[f"rule_base_snapshot_wildcards_{model}"]
+        assert "--gpus" not in snapshot and "-p gpu" not in snapshot and f"--mem {spec['mem_mb']}" in snapshot
+    assert "Invalid generic resource" in result.stdout + result.stderr or "invalid partition" in (result.stdout + result.stderr).lower()

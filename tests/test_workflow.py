@@ -214,10 +214,21 @@ def test_cluster_config_plans_with_slurm_profile(tmp_path):
     assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
     jobs = planned_jobs(planned)
     config = yaml.safe_load((ROOT / "config" / "wikimia.yaml").read_text())
-    shards = -(-60 // config["texts_per_job"])
-    assert jobs["train"] == len(config["models"]) * len(config["budgets"]) * shards
-    assert jobs["deltas"] == len(config["models"]) * len(config["budgets"])
-    assert "base_model" not in jobs
+    shards = len(data.shards([data.text_id(row["input"]) for row in rows], config["texts_per_job"]))
+    models, budgets = len(config["models"]), len(config["budgets"])
+    assert models == 4
+    assert jobs == {
+        "dataset": 1, "fetch_model": models, "base_snapshot": models, "train": models * budgets * shards,
+        "deltas": models * budgets, "scores": models * budgets, "logprob_scores": models,
+        "samia": models * len(data.shards([data.text_id(row["input"]) for row in rows], 50)), "blind": 1,
+        "baseline_scores": models, "metrics": 1, "report": 1, "all": 1,
+    }, jobs
+    # The four 6-7B models and nothing of the demo, with the thesis's settings.
+    outputs = "\n".join(line for line in planned.stdout.splitlines() if "output:" in line)
+    planned_models = set(re.findall(r"results/train/wikimia32/([^/]+)/", outputs))
+    assert planned_models == {"gpt-j-6b", "opt-6.7b", "pythia-6.9b", "llama-2-7b"}
+    assert "demo" not in outputs and "tiny" not in outputs
+    assert config["train"]["min_delta"] == 1.0e-4 and config["train"]["patience"] == 20
 
 
 def test_demo_baselines_in_metrics_for_every_model(demo):

@@ -1,0 +1,184 @@
+"""Tests for paramdelta.train_job: the training job in one process, and as two DeepSpeed ranks
+(gloo on the CPU) whose store must be the one-process store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from paramdelta import data, deltas, store, train_job
+
+REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
+KS = [1, 10, 50]
+TOLERANCE = 1e-6
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+pytest.importorskip("deepspeed")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, sample_texts) -> tuple[str, dict[str, int]]:
+    """A data set table of three short texts, and their labels."""
+    texts = sample_texts[:3]
+    table = pd.DataFrame({"text_id": [data.text_id(t) for t in texts], "text": texts, "label": [1, 0, 1]})
+    path = tmp_path_factory.mktemp("dataset") / "data.parquet"
+    table.to_parquet(path)
+    return str(path), dict(zip(table.text_id, table.label))
+
+
+@pytest.fixture(scope="module")
+def deepspeed_configs(tmp_path_factory) -> dict[int, str]:
+    """The repository's DeepSpeed JSON with small buckets, as ZeRO-2 and as ZeRO-3.
+
+    DeepSpeed's default buckets hold 5e8 values, and a deterministic torch fills every new
+    tensor (NaN): on the CPU that is seconds per step. The ZeRO-3 one partitions every
+    parameter: by default it keeps the tiny model's (all below the persistence threshold)
+    gathered, which would not exercise the partitioned path.
+    """
+    with open(REPO_DEEPSPEED_CONFIG) as handle:
+        config = json.load(handle)
+    buckets = dict(reduce_bucket_size=100_000, allgather_bucket_size=100_000, stage3_prefetch_bucket_size=100_000)
+    folder = tmp_path_factory.mktemp("deepspeed")
+    paths = {}
+    for stage, extra in ((2, {}), (3, {"stage3_param_persistence_threshold": 0})):
+        config["zero_optimization"].update(stage=stage, **buckets, **extra)
+        paths[stage] = folder / f"zero{stage}.json"
+        paths[stage].write_text(json.dumps(config))
+    return {stage: str(path) for stage, path in paths.items()}
+
+
+def _spec(tiny_model_dir, dataset, output, *, budget="3", policy="delta", engine="deepspeed",
+          deepspeed_config=None, zero_stage=None, threads=1) -> dict:
+    table, labels = dataset
+    return {
+        "texts": list(labels),
+        "dataset_table": table,
+        "model_path": str(tiny_model_dir),
+        "revision": None,
+        "engine": engine,
+        "train": {"lr": 1e-3, "max_epochs": 5, "patience": 2, "max_length": 24, "device": "cpu"},
+        "deepspeed_config": deepspeed_config if engine == "deepspeed" else None,
+        "zero_stage": zero_stage,
+        "policy": policy,
+        "snapshot_dtype": "float32",
+        "ks": KS,
+        "model": "tiny",
+        "dataset": "demo",
+        "budget": budget,
+        "output": str(output),
+        "threads": threads,
+        "device": "cpu",
+    }
+
+
+def _compare(one: Path, two: Path, labels: dict[str, int]) -> float:
+    """Check that two stores hold the same texts and statistics; the largest difference."""
+    table1, texts1 = deltas.read_job_store(one, labels, KS)
+    table2, texts2 = deltas.read_job_store(two, labels, KS)
+    assert (texts1.status == "ok").all()
+    for column in ("text_id", "status", "n_tokens", "n_chunks", "epochs_run", "best_epoch"):
+        assert texts1[column].tolist() == texts2[column].tolist(), column
+    for a, b in zip(texts1.losses, texts2.losses):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    numbers = ["l2", "sq"] + [f"topk_l2_{k}" for k in KS]
+    assert table1.drop(columns=numbers).equals(table2.drop(columns=numbers))
+    assert (table1.l2 > 0).all()  # training moved every layer
+    differences = [np.abs(table1[c].to_numpy() - table2[c].to_numpy()).max() for c in numbers]
+    root1, root2 = store.open_store(one), store.open_store(two)
+    if root1.attrs["policy"] == "delta":
+        for text_id in labels:
+            a = store.read_tensors(root1[f"texts/{text_id}/params"])
+            b = store.read_tensors(root2[f"texts/{text_id}/params"])
+            differences += [(a[name] - b[name]).abs().max().item() for name in a]
+    return max(differences)
+
+
+@pytest.mark.parametrize(
+    "stage, budget, policy",
+    [(2, "3", "delta"), (2, "es", "sketch"), (3, "3", "delta"), (3, "es", "sketch")],
+    ids=["zero2-fixed", "zero2-es", "zero3-fixed", "zero3-es"],
+)
+def test_two_processes_match_one(tiny_model_dir, dataset, deepspeed_configs, tmp_path, stage, budget, policy):
+    """Two ranks write the store of one process, which is the plain PyTorch engine's: three
+    texts in a row, so each one's exact restore of the base is checked too."""
+    kwargs = dict(budget=budget, policy=policy, deepspeed_config=deepspeed_configs[stage])
+    reference, one, two = tmp_path / "torch.zarr", tmp_path / "one.zarr", tmp_path / "two.zarr"
+    train_job.launch(_spec(tiny_model_dir, dataset, reference, budget=budget, policy=policy, engine="torch"), 1)
+    started = time.perf_counter()
+    train_job.launch(_spec(tiny_model_dir, dataset, one, **kwargs), 1)
+    middle = time.perf_counter()
+    train_job.launch(_spec(tiny_model_dir, dataset, two, threads=2, **kwargs), 2, log_path=str(tmp_path / "two.log"))
+    ended = time.perf_counter()
+    assert [store.open_store(path).attrs["world_size"] for path in (reference, one, two)] == [1, 1, 2]
+    from_torch, from_one = _compare(reference, one, dataset[1]), _compare(one, two, dataset[1])
+    print(f"ZeRO-{stage} budget {budget}: max |torch - 1 process| = {from_torch:.3g}, "
+          f"|1 - 2 processes| = {from_one:.3g}; {middle - started:.1f} s in process, {ended - middle:.1f} s with 2")
+    assert from_torch < TOLERANCE and from_one < TOLERANCE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.zarr", "torch.zarr", "two.log", "two.zarr"]
+
+
+SITECUSTOMIZE = '''
+import os
+
+if os.environ.get("RANK") == "1":
+    import paramdelta.train
+
+    real, calls = paramdelta.train.run_text, []
+
+    def run_text(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # rank 0 has written the first text into its temporary store
+            raise RuntimeError("injected failure of rank 1")
+        return real(*args, **kwargs)
+
+    paramdelta.train.run_text = run_text
+'''
+
+
+def test_a_failing_rank_fails_the_launch_and_leaves_no_store(tiny_model_dir, dataset, deepspeed_configs, tmp_path,
+                                                              monkeypatch):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    monkeypatch.setenv("PYTHONPATH", str(hooks))
+    output, log = tmp_path / "out" / "shard.zarr", tmp_path / "job.log"
+    with pytest.raises(RuntimeError, match=r"exited with code \d+; see .*job\.log"):
+        spec = _spec(tiny_model_dir, dataset, output, deepspeed_config=deepspeed_configs[2], threads=2)
+        train_job.launch(spec, 2, log_path=str(log))
+    assert "injected failure of rank 1" in log.read_text()
+    assert list(output.parent.iterdir()) == []  # no store, no temporary store, no spec
+
+
+def test_torch_engine_refuses_several_processes(tiny_model_dir, dataset, tmp_path):
+    spec = _spec(tiny_model_dir, dataset, tmp_path / "out.zarr", engine="torch")
+    with pytest.raises(ValueError, match="needs the deepspeed engine"):
+        train_job.launch(spec, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spec_keys_are_checked(tiny_model_dir, dataset, tmp_path):
+    spec = _spec(tiny_model_dir, dataset, tmp_path / "out.zarr", deepspeed_config="zero2.json")
+    with pytest.raises(ValueError, match=r"missing keys \['texts'\], unknown keys \['text'\]"):
+        train_job.launch({**{k: v for k, v in spec.items() if k != "texts"}, "text": []}, 1)
+    with pytest.raises(ValueError, match="needs a deepspeed_config"):
+        train_job.launch({**spec, "deepspeed_config": None}, 1)
+
+
+def test_one_process_store_attributes(tiny_model_dir, dataset, tmp_path):
+    """The torch engine in this process: the store the workflow's deltas rule reads."""
+    output = tmp_path / "torch.zarr"
+    train_job.launch(_spec(tiny_model_dir, dataset, output, engine="torch", policy="sketch"), 1)
+    attrs = store.open_store(output).attrs.asdict()
+    expected = {"kind", "policy", "model", "model_path", "revision", "dataset", "budget", "engine", "seed",
+                "train", "ks", "layers", "texts", "device", "world_size", "provenance"}
+    assert set(attrs) == expected
+    assert attrs["world_size"] == 1 and attrs["engine"] == "torch" and attrs["device"] == "cpu"
+    table, texts = deltas.read_job_store(output, dataset[1], KS)
+    assert (texts.epochs_run == 3).all() and len(table) == len(attrs["layers"]) * len(dataset[1])
+    assert torch.get_num_threads() == 1
