@@ -98,9 +98,12 @@ def test_demo_model_datasets(demo):
     assert config.model_datasets(completed, "llama-tiny") == ["demo"]
 
 
-@pytest.mark.skipif(not WIKIMIA.exists(), reason="config/wikimia.yaml is not written yet")
 def test_wikimia_config_validates():
     completed = config.validate(read(WIKIMIA))
+    # It stands alone: the thesis's settings are its own, not the demo's.
+    assert completed["train"]["min_delta"] == 1.0e-4 and completed["train"]["patience"] == 20
+    assert set(completed["models"]) == {"gpt-j-6b", "opt-6.7b", "pythia-6.9b", "llama-2-7b"}
+    assert all(model["gpus"] >= 1 and model["partition"] and model["gpu_model"] for model in completed["models"].values())
     assert completed["models"]
     hub = {name: d for name, d in completed["datasets"].items() if "WikiMIA" in d.get("hf", "")}
     for d in hub.values():
@@ -236,6 +239,26 @@ def test_missing_models():
 
 
 # Cross references.
+
+
+def test_cuda_device_with_a_model_that_asks_for_no_gpu(demo):
+    demo["train"]["device"] = "cuda"
+    message = error_of(demo)
+    assert "models.pythia-tiny.gpus" in message and "no GPU" in message
+
+
+def test_several_gpus_need_the_deepspeed_engine(demo):
+    demo["models"]["pythia-tiny"]["gpus"] = 2
+    message = error_of(demo)
+    assert "models.pythia-tiny.gpus" in message and "deepspeed" in message
+    demo["models"]["pythia-tiny"]["engine"] = "deepspeed"
+    assert config.validate(demo)["models"]["pythia-tiny"]["gpus"] == 2
+
+
+@pytest.mark.parametrize("field, value", [("gpu_model", "h100 'x'"), ("partition", ""), ("cpus", 0)])
+def test_bad_scheduler_fields(demo, field, value):
+    demo["models"]["pythia-tiny"][field] = value
+    assert f"models.pythia-tiny.{field}" in error_of(demo)
 
 
 def test_build_on_unknown_dataset(demo):
