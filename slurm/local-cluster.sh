@@ -114,6 +114,11 @@ stop() {
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         fi
     done
+    # Without cgroups (proctrack/linuxproc) a process that left its job's process tree
+    # can outlive a cancelled job: end whatever still carries a job id of this cluster.
+    for proc in /proc/[0-9]*; do
+        if grep -qz '^SLURM_JOB_ID=' "$proc/environ" 2>/dev/null; then kill -9 "${proc#/proc/}" 2>/dev/null || true; fi
+    done
     # Jobs and state of an earlier cluster must not leak into the next one.
     rm -rf "$DIR/state" "$DIR/spool"
     if [ -e "$CONF" ] && head -1 "$CONF" | grep -qF "$MARK"; then rm -f "$CONF"; fi
