@@ -13,11 +13,13 @@ resolution of bf16, so a delta between two bf16 copies would measure rounding.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 import socket
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -161,20 +163,28 @@ class TorchEngine:
 
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The fp32 parameters on the CPU; copied into `into` when given (no new allocation)."""
-        return _cpu_state({name: p.detach() for name, p in self.params.items()}, into)
+        return _cpu_state(((name, p.detach()) for name, p in self.params.items()), into)
 
 
-def _cpu_state(tensors: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+def _cpu_state(
+    tensors: Iterable[tuple[str, torch.Tensor]], into: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
     # For a 7B model one copy is 28 GB: early stopping refreshes one buffer, never a second one.
+    # Taken one tensor at a time, so that a tensor gathered whole on the accelerator (DeepSpeed)
+    # is freed before the next is gathered.
     if into is None:
-        return {name: t.to("cpu", torch.float32, copy=True) for name, t in tensors.items()}
-    for name, t in tensors.items():
+        return {name: t.to("cpu", torch.float32, copy=True) for name, t in tensors}
+    for name, t in tensors:
         into[name].copy_(t)
     return into
 
 
 def init_distributed_single_process() -> None:
-    """Make a one-process torch.distributed group so DeepSpeed runs without a launcher (CPU: gloo)."""
+    """Join torch.distributed for DeepSpeed: the launcher's group under torchrun (RANK and the
+    rest set), else a one-process group of our own, so DeepSpeed runs without a launcher.
+
+    CPU: gloo. CUDA: nccl, each rank on its own GPU (cuda:LOCAL_RANK).
+    """
     import deepspeed
 
     if "RANK" not in os.environ:
@@ -183,7 +193,13 @@ def init_distributed_single_process() -> None:
             port = probe.getsockname()[1]
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
     backend = "nccl" if torch.cuda.is_available() else "gloo"
-    deepspeed.init_distributed(dist_backend=backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # Rank 0 writes each text's record while the other ranks wait in the next collective: a
+    # large model's delta or full snapshot can take longer than DeepSpeed's default 10 minutes.
+    # A rank that dies is noticed by the launcher at once, whatever the timeout.
+    minutes = int(os.environ.get("DEEPSPEED_TIMEOUT", "60"))
+    deepspeed.init_distributed(dist_backend=backend, timeout=datetime.timedelta(minutes=minutes))
 
 
 def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = None) -> dict:
@@ -203,42 +219,84 @@ def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = Non
 
 
 class DeepSpeedEngine:
-    """DeepSpeed ZeRO: the optimizer holds the fp32 master weights (model weights may be bf16)."""
+    """DeepSpeed ZeRO: the optimizer holds the fp32 master weights (model weights may be bf16).
+
+    Under a launcher (torchrun) every rank builds one engine and trains on the same chunk
+    as the others, in lockstep: their gradients are identical, so averaging them changes
+    nothing and the result is the one-process result. ZeRO only spreads the memory: ZeRO-2
+    shards the optimizer state and gradients over the ranks, ZeRO-3 the weights too.
+    `step` and `state` communicate, so every rank must call them in the same order; the
+    loss `step` returns is rank 0's on every rank, so that early stopping decides alike
+    everywhere (a rank that stopped early would leave the others waiting forever).
+    """
 
     def __init__(self, model: torch.nn.Module, settings: Settings, device: torch.device, config: dict):
         import deepspeed
+        import torch.distributed as dist
         from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
 
         self._full_fp32 = safe_get_full_fp32_param
         self._set_full_fp32 = safe_set_full_fp32_param
         init_distributed_single_process()
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.settings = settings
         model = model.to(dtype=torch.float32)
         model.train()
-        # The base is taken in fp32 before DeepSpeed casts the module to bf16/fp16.
+        # The base is taken in fp32 before DeepSpeed casts the module to bf16/fp16 (and, under
+        # ZeRO-3, partitions it): every rank keeps the whole of it, on the CPU.
         self.base = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
         optimizer = _make_optimizer(model.parameters(), settings)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.zero_stage = self.engine.zero_optimization_stage()
         self.params = dict(self.engine.module.named_parameters())
         self.device = self.engine.device
 
     def reset(self) -> None:
         # One engine serves every text: reinitialising DeepSpeed per text would stack its
-        # gradient hooks. Restore the module, refresh the fp32 master partitions from it
-        # and drop the optimizer state: the same as a fresh start.
+        # gradient hooks. Write the exact fp32 base into the module (rounded to 16 bits with
+        # bf16/fp16) and into the fp32 master weights, and drop the optimizer state: the same
+        # as a fresh start. No communication: every rank holds the whole base and writes its
+        # own shards.
         with torch.no_grad():
-            for name, p in self.params.items():
-                p.copy_(self.base[name])
-        master = getattr(self.optimizer, "refresh_fp32_params", None)
-        if master is not None:
-            master()
-        # With bf16/fp16 the module holds the base rounded to 16 bits, and so does the master
-        # refreshed from it: write the exact fp32 base into the master weights themselves.
-        with torch.no_grad():
-            for name, p in self.params.items():
-                self._set_full_fp32(p, self.base[name])
+            if self.zero_stage == 3:
+                for name, p in self.params.items():
+                    self._reset_partitioned(p, self.base[name])
+                # ZeRO++'s secondary copies of the slices (hpZ), if any, are rebuilt from them.
+                self.optimizer.invalidate_secondary_tensor()
+            else:
+                for name, p in self.params.items():
+                    p.copy_(self.base[name])
+                master = getattr(self.optimizer, "refresh_fp32_params", None)
+                if master is not None:
+                    master()
+                # With bf16/fp16 the module holds the base rounded to 16 bits, and so does the
+                # master refreshed from it: write the exact fp32 base into the master itself.
+                for name, p in self.params.items():
+                    self._set_full_fp32(p, self.base[name])
         inner = getattr(self.optimizer, "optimizer", self.optimizer)
         inner.state.clear()
+
+    def _reset_partitioned(self, p: torch.nn.Parameter, base: torch.Tensor) -> None:
+        """ZeRO-3: write the base into this rank's slice of `p` in the module (p.ds_tensor) and
+        in the fp32 master, and into the whole of p while it is gathered (ZeRO-3 keeps small
+        parameters gathered all the time).
+
+        DeepSpeed's safe_set_full_fp32_param cannot serve here: it reads a slice of the full
+        value past its end on the rank whose slice is padded (numel not a multiple of the
+        world size). The master slice is found as it finds it (deepspeed 0.19).
+        """
+        master, _ = self.optimizer._get_fp32_opt_state_partition(p, release_swap_buffers=False)
+        size = p.ds_tensor.numel()
+        if master.numel() != size:
+            raise RuntimeError(f"ZeRO-3 slice of {tuple(p.ds_shape)} parameter: {size} module values, {master.numel()} master values")
+        flat = base.reshape(-1)
+        start = min(self.optimizer._get_param_partition_rank(p) * size, flat.numel())
+        piece = torch.zeros(size, dtype=torch.float32)
+        piece[: min(size, flat.numel() - start)] = flat[start : start + size]
+        p.ds_tensor.copy_(piece.view_as(p.ds_tensor))
+        master.copy_(piece.view_as(master))
+        if p.numel() == p.ds_numel:
+            p.copy_(base)
 
     def step(self, input_ids: torch.Tensor, lr: float) -> float:
         input_ids = input_ids.to(self.device)
@@ -247,11 +305,23 @@ class DeepSpeedEngine:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.engine.step()
-        return loss.item()
+        return self._rank0(loss.detach())
+
+    def _rank0(self, loss: torch.Tensor) -> float:
+        """Rank 0's loss, on every rank (the ranks compute the same loss, but early stopping
+        must not depend on whether they agree to the last bit)."""
+        if self.world_size == 1:
+            return loss.item()
+        import torch.distributed as dist
+
+        value = loss.to(self.device, torch.float64).reshape(1)
+        dist.broadcast(value, src=0)
+        return value.item()
 
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The fp32 master weights on the CPU; copied into `into` when given (no new allocation)."""
-        return _cpu_state({name: self._full_fp32(p).detach() for name, p in self.params.items()}, into)
+        """The fp32 master weights, gathered whole on every rank, on the CPU; copied into `into`
+        when given (no new allocation)."""
+        return _cpu_state(((name, self._full_fp32(p).detach()) for name, p in self.params.items()), into)
 
 
 def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, settings: Settings) -> TextRun:

@@ -17,6 +17,7 @@ from paramdelta import data, deltas, store, train_job
 REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
 KS = [1, 10, 50]
 TOLERANCE = 1e-6
+MAX_EPOCHS = 8
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 pytest.importorskip("deepspeed")
@@ -38,8 +39,8 @@ def deepspeed_configs(tmp_path_factory) -> dict[int, str]:
 
     DeepSpeed's default buckets hold 5e8 values, and a deterministic torch fills every new
     tensor (NaN): on the CPU that is seconds per step. The ZeRO-3 one partitions every
-    parameter: by default it keeps the tiny model's (all below the persistence threshold)
-    gathered, which would not exercise the partitioned path.
+    parameter; ZeRO-3 by default keeps parameters below 1e5 values gathered all the time,
+    which all of the tiny model's are.
     """
     with open(REPO_DEEPSPEED_CONFIG) as handle:
         config = json.load(handle)
@@ -62,7 +63,10 @@ def _spec(tiny_model_dir, dataset, output, *, budget="3", policy="delta", engine
         "model_path": str(tiny_model_dir),
         "revision": None,
         "engine": engine,
-        "train": {"lr": 1e-3, "max_epochs": 5, "patience": 2, "max_length": 24, "device": "cpu"},
+        # `es`: the loss falls by less than min_delta at about epoch 6 of 8, so training stops
+        # (on every rank alike) before the cap.
+        "train": {"lr": 1e-3, "max_epochs": MAX_EPOCHS, "patience": 1, "min_delta": 0.1, "max_length": 24,
+                  "device": "cpu"},
         "deepspeed_config": deepspeed_config if engine == "deepspeed" else None,
         "zero_stage": zero_stage,
         "policy": policy,
@@ -100,14 +104,17 @@ def _compare(one: Path, two: Path, labels: dict[str, int]) -> float:
 
 
 @pytest.mark.parametrize(
-    "stage, budget, policy",
-    [(2, "3", "delta"), (2, "es", "sketch"), (3, "3", "delta"), (3, "es", "sketch")],
-    ids=["zero2-fixed", "zero2-es", "zero3-fixed", "zero3-es"],
+    "stage, zero_stage, budget, policy",
+    [(2, None, "3", "delta"), (2, None, "es", "sketch"), (3, None, "3", "delta"), (2, 3, "es", "sketch")],
+    ids=["zero2-fixed", "zero2-es", "zero3-partitioned-fixed", "zero3-gathered-es"],
 )
-def test_two_processes_match_one(tiny_model_dir, dataset, deepspeed_configs, tmp_path, stage, budget, policy):
+def test_two_processes_match_one(tiny_model_dir, dataset, deepspeed_configs, tmp_path, stage, zero_stage, budget,
+                                 policy):
     """Two ranks write the store of one process, which is the plain PyTorch engine's: three
-    texts in a row, so each one's exact restore of the base is checked too."""
-    kwargs = dict(budget=budget, policy=policy, deepspeed_config=deepspeed_configs[stage])
+    texts in a row, so each one's exact restore of the base is checked too. ZeRO-3 both with
+    every parameter partitioned and with the model's `zero_stage: 3` on the ZeRO-2 JSON, which
+    keeps the tiny model's parameters gathered."""
+    kwargs = dict(budget=budget, policy=policy, deepspeed_config=deepspeed_configs[stage], zero_stage=zero_stage)
     reference, one, two = tmp_path / "torch.zarr", tmp_path / "one.zarr", tmp_path / "two.zarr"
     train_job.launch(_spec(tiny_model_dir, dataset, reference, budget=budget, policy=policy, engine="torch"), 1)
     started = time.perf_counter()
@@ -117,9 +124,11 @@ def test_two_processes_match_one(tiny_model_dir, dataset, deepspeed_configs, tmp
     ended = time.perf_counter()
     assert [store.open_store(path).attrs["world_size"] for path in (reference, one, two)] == [1, 1, 2]
     from_torch, from_one = _compare(reference, one, dataset[1]), _compare(one, two, dataset[1])
-    print(f"ZeRO-{stage} budget {budget}: max |torch - 1 process| = {from_torch:.3g}, "
+    print(f"ZeRO-{zero_stage or stage} budget {budget}: max |torch - 1 process| = {from_torch:.3g}, "
           f"|1 - 2 processes| = {from_one:.3g}; {middle - started:.1f} s in process, {ended - middle:.1f} s with 2")
     assert from_torch < TOLERANCE and from_one < TOLERANCE
+    epochs = deltas.read_job_store(two, dataset[1], KS)[1].epochs_run
+    assert (epochs < MAX_EPOCHS).all() if budget == "es" else (epochs == int(budget)).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.zarr", "torch.zarr", "two.log", "two.zarr"]
 
 
@@ -148,8 +157,8 @@ def test_a_failing_rank_fails_the_launch_and_leaves_no_store(tiny_model_dir, dat
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     monkeypatch.setenv("PYTHONPATH", str(hooks))
     output, log = tmp_path / "out" / "shard.zarr", tmp_path / "job.log"
+    spec = _spec(tiny_model_dir, dataset, output, deepspeed_config=deepspeed_configs[2], threads=2)
     with pytest.raises(RuntimeError, match=r"exited with code \d+; see .*job\.log"):
-        spec = _spec(tiny_model_dir, dataset, output, deepspeed_config=deepspeed_configs[2], threads=2)
         train_job.launch(spec, 2, log_path=str(log))
     assert "injected failure of rank 1" in log.read_text()
     assert list(output.parent.iterdir()) == []  # no store, no temporary store, no spec

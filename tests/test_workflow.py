@@ -332,13 +332,21 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
 
     texts = tmp_path / "texts.jsonl"
     rows = [{"text": f"Candidate {i}: the council of town {i} met in {1900 + i}.", "label": i % 2} for i in range(50)]
+    # One text far longer than the tiny model's 64-token context: every attack must still score it.
+    rows[0]["text"] = " ".join(f"Long candidate word{i % 23} in town {i}." for i in range(60))
     texts.write_text("".join(json.dumps(row) + "\n" for row in rows[:40]))
     config = small_config(tmp_path, datasets={"mine": {"path": str(texts)}}, models={"tiny": {"path": str(tiny_model_dir)}},
-                          budgets=[1], texts_per_job=5, attacks=["loss", "blind"])
+                          budgets=[1], texts_per_job=5, attacks=["loss", "mink", "samia", "blind"],
+                          baselines={"k": [20], "samia": {"n_samples": 2, "texts_per_job": 100}})
     workdir = tmp_path / "run"
     workdir.mkdir()
     snakemake(workdir, "--cores", "2", config=config)
     assert "Nothing to be done" in snakemake(workdir, "-n", config=config).stdout
+    metrics = pd.read_csv(workdir / "results" / "metrics.csv")
+    assert set(metrics.method) == {"param-delta", "loss", "mink", "samia", "blind"}
+    assert ((metrics.n_members + metrics.n_nonmembers) == 40).all() and (metrics.n_failed == 0).all()
+    trained = pd.read_parquet(workdir / "results" / "deltas" / "mine" / "tiny" / "1.texts.parquet")
+    assert trained.set_index("text_id").at[data.text_id(rows[0]["text"]), "n_chunks"] > 1
 
     texts.write_text("".join(json.dumps(row) + "\n" for row in rows))
     plan = snakemake(workdir, "-n", config=config)
@@ -354,6 +362,6 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
         holds_new = set(after[name]) & added
         remainder = name in before and set(after[name]) < set(before[name])
         assert holds_new or remainder, name
-    assert set(jobs) == {"dataset", "train", "deltas", "scores", "logprob_scores", "blind", "baseline_scores",
+    assert set(jobs) == {"dataset", "train", "deltas", "scores", "logprob_scores", "samia", "blind", "baseline_scores",
                          "metrics", "report", "all"}, jobs
     assert jobs["train"] == len(changed)

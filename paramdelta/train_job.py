@@ -1,0 +1,263 @@
+"""One training job: continual pre-training of one model on each text of a shard, from the
+exact base weights every time, and one snapshot store holding what each text did.
+
+`run(spec)` is the whole job. `launch(spec, processes)` runs it in this process, or with
+several processes (one per GPU) as the ranks of torch.distributed.run (torchrun), started
+inside the job's allocation. The ranks train with DeepSpeed ZeRO, which spreads the memory
+over them: ZeRO-2 shards the optimizer state and gradients, ZeRO-3 the weights too. Every
+rank trains on the same text with batch size 1, so their gradients are identical and
+averaging them changes nothing: the store is the one a single process writes. Only rank 0
+writes it; the others train in lockstep and write nothing.
+
+The spec is a plain JSON-able dict (written to a file for the ranks):
+
+    texts            text ids of the job, in order
+    dataset_table    the data set table (parquet: text_id, text, ...)
+    model_path       what models.load_with_tokenizer loads (a directory or hub id) ...
+    revision         ... at this revision (None: the default one)
+    engine           "torch" (one process only) or "deepspeed"
+    train            the config's `train` settings (Settings.from_config; max_length)
+    deepspeed_config the DeepSpeed JSON (deepspeed engine; None otherwise)
+    zero_stage       overrides the JSON's ZeRO stage (None: keep it)
+    policy           what the store keeps per text: "sketch", "delta" or "full"
+    snapshot_dtype   torch dtype name of stored tensors ("delta", "full")
+    ks               top-K% of the sketch statistics
+    model, dataset   names recorded in the store
+    budget           epoch budget ("3") or "es" (early stopping)
+    output           path of the store (a Zarr directory)
+    threads          CPU threads of the job, shared among its processes
+    device           "auto", "cpu" or "cuda" (config train.device)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("paramdelta.train_job")  # not __main__ in the ranks
+
+REQUIRED_KEYS = (
+    "texts", "dataset_table", "model_path", "engine", "train", "policy", "snapshot_dtype", "ks",
+    "model", "dataset", "budget", "output", "threads", "device",
+)
+OPTIONAL_KEYS = {"revision": None, "deepspeed_config": None, "zero_stage": None}
+
+# Set by torchrun for its ranks; a launcher started from a process that has them (a test run
+# after a one-process DeepSpeed job, say) must not hand them down.
+_RANK_VARIABLES = (
+    "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+    "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+)
+
+
+def check_spec(spec: dict) -> dict:
+    """The spec with its optional keys filled in; a missing or unknown key is an error."""
+    missing = [key for key in REQUIRED_KEYS if key not in spec]
+    unknown = sorted(set(spec) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if missing or unknown:
+        raise ValueError(f"training job spec: missing keys {missing}, unknown keys {unknown}")
+    spec = {**OPTIONAL_KEYS, **spec}
+    if spec["engine"] not in ("torch", "deepspeed"):
+        raise ValueError(f"training job spec: engine {spec['engine']!r} is neither 'torch' nor 'deepspeed'")
+    if spec["engine"] == "deepspeed" and not spec["deepspeed_config"]:
+        raise ValueError("training job spec: the deepspeed engine needs a deepspeed_config (a DeepSpeed JSON)")
+    return spec
+
+
+def _refuse_unsharded(engine: str, processes: int) -> None:
+    if processes > 1 and engine != "deepspeed":
+        raise ValueError(
+            f"a training job with {processes} processes needs the deepspeed engine, not {engine!r}: only "
+            f"DeepSpeed ZeRO shards the training over the processes (set the model's engine: deepspeed, or gpus: 1)"
+        )
+
+
+def run(spec: dict) -> None:
+    """Train on every text of the job and write its store (rank 0 only, atomically).
+
+    Under torchrun this runs on every rank (RANK and WORLD_SIZE in the environment): the
+    ranks do the same work in the same order, so every collective DeepSpeed makes is made
+    by all of them; rank 0 alone writes the store and logs the texts.
+    """
+    # Imported here: a launcher of several ranks needs none of it (transformers takes seconds).
+    import pandas as pd
+
+    from paramdelta import data, models, store, train
+
+    spec = check_spec(spec)
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    _refuse_unsharded(spec["engine"], world_size)
+    settings = train.Settings.from_config(spec["train"])
+    budget = spec["budget"]
+    torch.set_num_threads(max(1, int(spec["threads"]) // world_size))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    table = pd.read_parquet(spec["dataset_table"]).set_index("text_id")
+    missing = [t for t in spec["texts"] if t not in table.index]
+    if missing:
+        raise ValueError(f"{spec['dataset_table']}: text ids {missing} of this job are not in the data set table")
+
+    model, tokenizer = models.load_with_tokenizer(spec["model_path"], revision=spec["revision"])
+    layers = models.model_layers(model)  # before DeepSpeed partitions the parameters (ZeRO-3)
+    max_length = spec["train"].get("max_length") or models.context_length(model)
+    device = train.pick_device(spec["device"])
+    if spec["engine"] == "deepspeed":
+        ds_config = train.deepspeed_config(spec["deepspeed_config"], settings, spec["zero_stage"])
+        engine = train.DeepSpeedEngine(model, settings, device, ds_config)
+        if engine.world_size != world_size:
+            raise RuntimeError(f"DeepSpeed runs {engine.world_size} processes, the environment says WORLD_SIZE={world_size}")
+    else:
+        engine = train.TorchEngine(model, settings, device)
+    policy, ks = spec["policy"], list(spec["ks"])
+    snapshot_dtype = getattr(torch, spec["snapshot_dtype"])
+
+    attrs = {
+        "kind": "train",
+        "policy": policy,
+        "model": spec["model"],
+        "model_path": spec["model_path"],
+        "revision": spec["revision"],
+        "dataset": spec["dataset"],
+        "budget": budget,
+        "engine": spec["engine"],
+        "seed": settings.seed,
+        "train": spec["train"],
+        "ks": ks,
+        "layers": [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)} for l in layers],
+        "texts": list(spec["texts"]),
+        "device": str(engine.device),
+        "world_size": world_size,
+    }
+    writer = store.atomic_group(spec["output"], attrs) if rank == 0 else nullcontext(None)
+    with writer as root:
+        for text_id in spec["texts"]:
+            text = table.at[text_id, "text"]
+            # On every rank: training and the gathers of its states are collectives.
+            result = train.run_text(engine, tokenizer, text_id, text, budget, settings, max_length)
+            if root is None:
+                continue
+            train.write_text_record(root, result, data.text_sha256(text), policy=policy, layers=layers,
+                                    base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype)
+            if result.ok:
+                log.info("text %s: %d epochs (best %d), loss %.4f, %.2f s", text_id, result.epochs_run,
+                         result.best_epoch, result.losses[result.best_epoch - 1], result.seconds)
+            else:
+                log.warning("text %s failed at epoch %s: %s", text_id, result.failed_epoch, result.failure)
+
+
+def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
+    """Run the job in this process (processes == 1) or as `processes` ranks of torchrun.
+
+    With several processes the spec goes to a temporary JSON beside the output, and the
+    launcher's and the ranks' output is appended to `log_path` (when given). If any rank
+    fails, torchrun stops the others and this raises, naming the exit code; no store
+    appears at the output path, and the temporary stores of ranks killed before they could
+    clean up are removed.
+    """
+    spec = check_spec(spec)
+    if processes < 1:
+        raise ValueError(f"a training job needs at least one process, not {processes}")
+    _refuse_unsharded(spec["engine"], processes)
+    if processes == 1:
+        run(spec)
+        return
+
+    output = Path(spec["output"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, spec_path = tempfile.mkstemp(prefix=f"{output.name}.spec-", suffix=".json", dir=output.parent)
+    with os.fdopen(handle, "w") as stream:
+        json.dump(spec, stream)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+        "-m", "paramdelta.train_job", spec_path,
+    ]
+    log.info("training with %d processes: %s", processes, " ".join(command))
+    stream = open(log_path, "a") if log_path else None
+    try:
+        code = _wait(subprocess.Popen(command, env=_rank_environment(spec, processes), stdout=stream,
+                                      stderr=subprocess.STDOUT if stream else None))
+    finally:
+        if stream is not None:
+            stream.close()
+        os.remove(spec_path)
+    if code != 0:
+        _remove_temporaries(output)
+        where = f"see {log_path}" if log_path else "see the ranks' output above"
+        raise RuntimeError(
+            f"training job {output} with {processes} processes failed: torch.distributed.run exited with code "
+            f"{code}; {where}"
+        )
+    if not output.is_dir():
+        raise RuntimeError(f"training job with {processes} processes ended without writing {output}")
+
+
+def _wait(launcher: subprocess.Popen) -> int:
+    """The launcher's exit code. Interrupted (Ctrl-C, an error), stop it with SIGTERM, which
+    it passes on to the ranks: killed outright, it would leave them running, orphaned."""
+    try:
+        return launcher.wait()
+    except BaseException:
+        launcher.terminate()
+        try:
+            launcher.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+        raise
+
+
+def _rank_environment(spec: dict, processes: int) -> dict[str, str]:
+    """The launcher's environment: no inherited rank variables, the checkout's paramdelta
+    importable whatever the job's environment has installed, and each rank's share of the
+    CPU threads (torchrun would set one)."""
+    env = {name: value for name, value in os.environ.items() if name not in _RANK_VARIABLES}
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env["OMP_NUM_THREADS"] = str(max(1, int(spec["threads"]) // processes))
+    return env
+
+
+def _remove_temporaries(output: Path) -> None:
+    # store.atomic_group's temporary siblings: a rank killed outright (torchrun's SIGKILL after
+    # its grace period) leaves its own behind. This job is the only writer of its output.
+    for leftover in output.parent.glob(f"{output.name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _terminated(signum: int, frame) -> None:
+    # torchrun stops the other ranks with SIGTERM when one fails: raising unwinds
+    # store.atomic_group, which removes the temporary store.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One rank under torchrun: `python -m paramdelta.train_job SPEC.json`."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m torch.distributed.run ... -m paramdelta.train_job SPEC.json")
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(
+        level=logging.INFO if rank == "0" else logging.WARNING,
+        format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.captureWarnings(True)
+    signal.signal(signal.SIGTERM, _terminated)
+    with open(args[0]) as stream:
+        spec = json.load(stream)
+    run(spec)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
