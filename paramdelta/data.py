@@ -174,10 +174,11 @@ def digest(table: pd.DataFrame) -> str:
 def _cut(run: list[str], texts_per_job: int, level: int) -> list[list[str]]:
     """Cut a run of ids in id order before every id whose hash falls in this level's bucket.
 
-    Each level looks at other bits of the id, so a run too long at one level is cut again
-    at the next; a cut depends on the id alone, never on its position.
+    Level 0 cuts the whole sorted list; each further level looks at other bits of the ids and
+    cuts only the pieces longer than twice `texts_per_job`. A cut depends on the id alone,
+    never on its position.
     """
-    if len(run) <= 2 * texts_per_job:
+    if level > 0 and len(run) <= 2 * texts_per_job:
         return [run]
     bits = 4 * len(run[0])
     if level * 16 >= bits:  # out of hash bits (never in practice): equal pieces

@@ -105,8 +105,12 @@ def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
     third.write_text(yaml.safe_dump(config))
     result = snakemake(demo, "-n", config=third)
     jobs = planned_jobs(result)
-    budgets, shards = len(config["budgets"]), 2
-    samia_shards = 2
+    from paramdelta import data
+
+    ids = pd.read_parquet(demo / "results" / "data" / "demo.parquet")["text_id"].tolist()
+    budgets, shards = len(config["budgets"]), len(data.shards(ids, config["texts_per_job"]))
+    samia_shards = len(data.shards(ids, config["baselines"]["samia"]["texts_per_job"]))
+    assert shards > 1
     assert jobs == {
         "base_model": 1, "target_model": 1, "base_snapshot": 1, "train": budgets * shards,
         "deltas": budgets, "scores": budgets, "logprob_scores": 1, "samia": samia_shards, "baseline_scores": 1,
@@ -331,10 +335,10 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     from paramdelta import data
 
     texts = tmp_path / "texts.jsonl"
-    rows = [{"text": f"Candidate {i}: the council of town {i} met in {1900 + i}.", "label": i % 2} for i in range(50)]
+    rows = [{"text": f"Candidate {i}: the council of town {i} met in {1900 + i}.", "label": i % 2} for i in range(40)]
     # One text far longer than the tiny model's 64-token context: every attack must still score it.
     rows[0]["text"] = " ".join(f"Long candidate word{i % 23} in town {i}." for i in range(60))
-    texts.write_text("".join(json.dumps(row) + "\n" for row in rows[:40]))
+    texts.write_text("".join(json.dumps(row) + "\n" for row in rows[:30]))
     config = small_config(tmp_path, datasets={"mine": {"path": str(texts)}}, models={"tiny": {"path": str(tiny_model_dir)}},
                           budgets=[1], texts_per_job=5, attacks=["loss", "mink", "samia", "blind"],
                           baselines={"k": [20], "samia": {"n_samples": 2, "texts_per_job": 100}})
@@ -344,18 +348,19 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     assert "Nothing to be done" in snakemake(workdir, "-n", config=config).stdout
     metrics = pd.read_csv(workdir / "results" / "metrics.csv")
     assert set(metrics.method) == {"param-delta", "loss", "mink", "samia", "blind"}
-    assert ((metrics.n_members + metrics.n_nonmembers) == 40).all() and (metrics.n_failed == 0).all()
+    assert ((metrics.n_members + metrics.n_nonmembers) == 30).all() and (metrics.n_failed == 0).all()
     trained = pd.read_parquet(workdir / "results" / "deltas" / "mine" / "tiny" / "1.texts.parquet")
     assert trained.set_index("text_id").at[data.text_id(rows[0]["text"]), "n_chunks"] > 1
 
     texts.write_text("".join(json.dumps(row) + "\n" for row in rows))
     plan = snakemake(workdir, "-n", config=config)
     jobs = planned_jobs(plan)
-    before = data.shards([data.text_id(row["text"]) for row in rows[:40]], 5)
+    before = data.shards([data.text_id(row["text"]) for row in rows[:30]], 5)
     after = data.shards([data.text_id(row["text"]) for row in rows], 5)
     changed = {name for name, members in after.items() if before.get(name) != members}
-    added = {data.text_id(row["text"]) for row in rows[40:]}
-    planned = set(re.findall(r"results/train/mine/tiny/1/(s[0-9a-f]+)\.zarr", plan.stdout))
+    added = {data.text_id(row["text"]) for row in rows[30:]}
+    outputs = "\n".join(line for line in plan.stdout.splitlines() if line.strip().startswith("output:"))
+    planned = set(re.findall(r"results/train/mine/tiny/1/(s[0-9a-f]+)\.zarr", outputs))
     assert planned == changed, (planned, changed)
     assert len(planned) < len(after), "every training job was planned"
     for name in planned:
