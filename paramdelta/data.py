@@ -202,12 +202,16 @@ def shards(text_ids: list[str], texts_per_job: int) -> dict[str, list[str]]:
     `texts_per_job` texts; one that would hold more than twice that is cut again at
     boundaries taken from other bits of the ids (so a text that pushes a shard past that
     size reshapes that one shard's pieces, nothing else). A shard is named after its first
-    text; with one text per job the shard is the text id.
+    text and a digest of all its texts; with one text per job the shard is the text id.
     """
     ordered = sorted(text_ids)
     if texts_per_job == 1:
         return {tid: [tid] for tid in ordered}
-    return {f"s{piece[0]}": piece for piece in _cut(ordered, texts_per_job, 0)}
+    # The name carries a digest of the shard's texts: a shard whose texts change is a new
+    # output, which Snakemake plans for certain (a params change alone is not checked for a
+    # job whose data set table is regenerated in the same run).
+    return {f"s{piece[0]}{hashlib.sha256(' '.join(piece).encode()).hexdigest()[:8]}": piece
+            for piece in _cut(ordered, texts_per_job, 0)}
 
 
 def main(argv: list[str] | None = None) -> None:

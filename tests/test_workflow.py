@@ -162,9 +162,8 @@ def test_killed_training_job_is_redone_and_never_read(tmp_path):
     assert not (workdir / "results" / "metrics.csv").exists()
 
     snakemake(workdir, "--cores", "1", config=config)
-    (final,) = store.glob("*.zarr")
-    group = zarr.open_group(final, mode="r")
-    assert len(group["texts"]) == 12
+    finals = sorted(store.glob("*.zarr"))
+    assert sum(len(zarr.open_group(final, mode="r")["texts"]) for final in finals) == 12
     assert (workdir / "results" / "metrics.csv").exists()
 
 
@@ -365,7 +364,7 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     assert len(planned) < len(after), "every training job was planned"
     for name in planned:
         holds_new = set(after[name]) & added
-        remainder = name in before and set(after[name]) < set(before[name])
+        remainder = any(set(after[name]) < set(old) for old in before.values())
         assert holds_new or remainder, name
     assert set(jobs) == {"dataset", "train", "deltas", "scores", "logprob_scores", "samia", "blind", "baseline_scores",
                          "metrics", "report", "all"}, jobs
