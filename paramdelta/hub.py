@@ -211,7 +211,8 @@ def _manifest(item: HubItem, snapshot: str) -> dict:
     }
 
 
-def _write_json(content: dict, path: Path) -> None:
+def write_json(content: dict, path: Path) -> None:
+    """Write a manifest as JSON, atomically."""
     with atomic_file(path) as partial:
         partial.write_text(json.dumps(content, indent=2) + "\n")
 
@@ -230,7 +231,7 @@ def fetch_model(repo_id: str, revision: str | None = None, cache_dir: str | Path
     ignore = FOREIGN_WEIGHTS + (PICKLED_WEIGHTS if files & set(SAFETENSORS_WEIGHTS) else [])
     snapshot = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, ignore_patterns=ignore)
     manifest = _manifest(item, snapshot)
-    _write_json(manifest, manifest_path(item))
+    write_json(manifest, manifest_path(item))
     return manifest
 
 
@@ -256,7 +257,7 @@ def fetch_dataset(name: str, split: str, revision: str | None = None, cache_dir:
             raise HubError(f"{item.describe()}: cannot read the split from {snapshot}: {error}") from error
     write_parquet(table, table_path)
     manifest.update(split=split, table=str(table_path))
-    _write_json(manifest, manifest_path(item))
+    write_json(manifest, manifest_path(item))
     return manifest
 
 

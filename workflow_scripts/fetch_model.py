@@ -1,12 +1,10 @@
 """Fetch one hub model at its configured revision (on the submitting node) and record the commit."""
 
-import json
 import warnings
 
 from _common import setup
 
 from paramdelta import hub
-from paramdelta.atomic import atomic_file
 
 log = setup(snakemake, offline=False)
 field = f"models.{snakemake.wildcards.model}"
@@ -17,6 +15,5 @@ for warning in caught:
     # Shown on the submitting node's terminal as well as in the log.
     print(f"warning: {warning.message}")
     log.warning("%s", warning.message)
-with atomic_file(snakemake.output[0]) as partial:
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+hub.write_json(manifest, snakemake.output[0])
 log.info("%s: %s at commit %s in %s", field, manifest["repo_id"], manifest["commit"], manifest["path"])
