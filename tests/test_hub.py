@@ -403,7 +403,7 @@ def test_missing_lists_every_hub_item_and_a_vanished_snapshot(tmp_path, monkeypa
     snapshot = tmp_path / "snapshot"
     snapshot.mkdir()
     manifest = {"repo_id": "org/big", "revision": "step1000", "commit": "f" * 40, "path": str(snapshot), "fetched": "now"}
-    hub._write_json(manifest, hub.model_manifest_path("org/big", "step1000"))
+    hub.write_json(manifest, hub.model_manifest_path("org/big", "step1000"))
     assert hub.missing(config) == expected[1:]
     snapshot.rmdir()
     assert hub.missing(config) == expected
