@@ -125,6 +125,11 @@ def check_references(config: dict) -> None:
                 f"config field 'models.{slug}.gpus': {model['gpus']} GPUs need the deepspeed engine (ZeRO shards "
                 f"the training state over them); this model uses '{engine}'"
             )
+        if config["train"]["parallel_texts"] > 1 and engine != "torch":
+            raise ConfigError(
+                f"config field 'train.parallel_texts': texts side by side need the torch engine; model '{slug}' "
+                f"uses '{engine}' (set parallel_texts: 1 for it, or engine: torch)"
+            )
         for name in model.get("datasets", []):
             if name not in datasets:
                 raise ConfigError(f"config field 'models.{slug}.datasets': unknown data set '{name}'; known: {sorted(datasets)}")
@@ -141,6 +146,11 @@ def check_references(config: dict) -> None:
                 raise ConfigError(
                     f"config field 'datasets.{name}.controlled.candidates': {n_candidates} candidates but the corpus has only {n_docs} documents"
                 )
+    if config["train"]["parallel_texts"] > 1 and config["train"]["precision"] == "fp16":
+        raise ConfigError(
+            "config field 'train.parallel_texts': texts side by side train in fp32 or bf16, not fp16 (its loss "
+            "scale is per text); use precision: bf16, or parallel_texts: 1"
+        )
     snapshots = config["snapshots"]
     if snapshots["store"] == "full" and snapshots["dtype"] != "float32":
         raise ConfigError(

@@ -19,7 +19,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -34,6 +34,7 @@ BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
 @dataclass(frozen=True)
 class Settings:
     optimizer: str = "adamw"
+    fused: bool = True
     lr: float = 3e-5
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-5
@@ -57,7 +58,8 @@ class Settings:
 
 @dataclass
 class TextRun:
-    """What one text's training did. `after` holds the fp32 parameters to snapshot."""
+    """What one text's training did: `after` holds the fp32 parameters to snapshot, or
+    `stats` only their per-layer statistics (when the job keeps nothing else)."""
 
     text_id: str
     n_tokens: int
@@ -70,6 +72,7 @@ class TextRun:
     failed_epoch: int | None = None
     seconds: float = 0.0
     after: dict[str, torch.Tensor] | None = None
+    stats: dict[str, np.ndarray] | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,9 +117,15 @@ def lr_at(step: int, total_steps: int, settings: Settings) -> float:
 
 
 def _make_optimizer(params, settings: Settings) -> torch.optim.Optimizer:
+    """torch's AdamW or SGD; with `fused`, the implementation that updates every tensor in
+    one kernel (CPU and CUDA), else torch's default. They agree to float rounding: a few
+    ulp of the parameters, far below the change a step makes."""
+    fused = settings.fused or None
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, eps=settings.eps, weight_decay=settings.weight_decay)
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay,
+                               fused=fused)
+    return torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, eps=settings.eps,
+                             weight_decay=settings.weight_decay, fused=fused)
 
 
 class TorchEngine:
@@ -128,8 +137,10 @@ class TorchEngine:
         self.model = model.to(device=device, dtype=torch.float32)
         self.model.train()
         self.params = dict(self.model.named_parameters())
-        # The exact base, kept off the accelerator: restoring copies it back bit for bit.
-        self.base = {name: p.detach().to("cpu", copy=True) for name, p in self.params.items()}
+        # The exact base, restored bit for bit before every text: on the device when a second
+        # copy of the weights fits there (a device-to-device copy), else in host memory.
+        home = device if _fits(device, self.params.values(), copies=2) else torch.device("cpu")
+        self.base = {name: p.detach().to(home, copy=True) for name, p in self.params.items()}
         self.scaler: torch.amp.GradScaler | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -164,6 +175,30 @@ class TorchEngine:
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The fp32 parameters on the CPU; copied into `into` when given (no new allocation)."""
         return _cpu_state(((name, p.detach()) for name, p in self.params.items()), into)
+
+    def keep(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """A copy of the fp32 parameters for early stopping's best state: on the device when
+        one more copy fits there, else on the CPU; into `into` when given."""
+        if into is None and not _fits(self.device, self.params.values(), copies=1):
+            return self.state()
+        if into is None:
+            return {name: p.detach().clone() for name, p in self.params.items()}
+        for name, p in self.params.items():
+            into[name].copy_(p.detach())
+        return into
+
+    def named_fp32(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """The fp32 parameters where they are (for statistics computed on the device)."""
+        return ((name, p.detach()) for name, p in self.params.items())
+
+
+def _fits(device: torch.device, tensors: Iterable[torch.Tensor], copies: int) -> bool:
+    """Whether `copies` more fp32 copies of `tensors` fit in the device's free memory, with
+    a quarter of it left for activations (always true off CUDA: host memory is the host's)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return copies * sum(t.numel() * 4 for t in tensors) < 0.75 * free
 
 
 def _cpu_state(
@@ -321,14 +356,30 @@ class DeepSpeedEngine:
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The fp32 master weights, gathered whole on every rank, on the CPU; copied into `into`
         when given (no new allocation)."""
-        return _cpu_state(((name, self._full_fp32(p).detach()) for name, p in self.params.items()), into)
+        return _cpu_state(self.named_fp32(), into)
+
+    # The gathered master weights are the engine's to reuse: a best state is kept on the host.
+    keep = state
+
+    def named_fp32(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """The fp32 master weights gathered whole, one tensor at a time (a collective: every
+        rank must iterate them all, in order)."""
+        return ((name, self._full_fp32(p).detach()) for name, p in self.params.items())
 
 
-def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, settings: Settings) -> TextRun:
+Summarise = Callable[[Iterable[tuple[str, torch.Tensor]]], dict[str, np.ndarray]]
+
+
+def train_text(
+    engine, text_id: str, chunks: list[torch.Tensor], budget: str, settings: Settings, summarise: Summarise | None = None
+) -> TextRun:
     """Train on one text from the exact base: a fixed epoch budget, or `es` (early stopping).
 
     With early stopping the parameters of the best-loss epoch are kept in memory and
-    returned; nothing is written per epoch (thesis A.2.2).
+    returned; nothing is written per epoch (thesis A.2.2). With `summarise` (a job that
+    keeps only per-layer statistics), the run keeps `summarise` of the parameters instead,
+    computed where they are: early stopping then keeps the best epoch's statistics, a few
+    numbers per layer, and never copies the whole state.
     """
     run = TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=len(chunks), budget=budget)
     started = time.perf_counter()
@@ -356,7 +407,8 @@ def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, se
         if not early_stopping:
             continue
         if loss < best_loss:
-            best_loss, best_state, run.best_epoch = loss, engine.state(into=best_state), epoch
+            best_state = summarise(engine.named_fp32()) if summarise else engine.keep(into=best_state)
+            best_loss, run.best_epoch = loss, epoch
         if loss < reference - settings.min_delta:
             reference, waited = loss, 0
         else:
@@ -365,16 +417,28 @@ def train_text(engine, text_id: str, chunks: list[torch.Tensor], budget: str, se
                 break
 
     if run.ok:
-        run.after = best_state if early_stopping else engine.state()
         if not early_stopping:
+            best_state = summarise(engine.named_fp32()) if summarise else engine.state()
             run.best_epoch = run.epochs_run
-        # The last step of an epoch can blow the weights up while the loss it was computed
-        # from is still finite: such a state would give NaN/inf deltas, so the text fails.
-        if not all(torch.isfinite(t).all() for t in run.after.values()):
-            run.failure = f"non-finite parameters after epoch {run.best_epoch}"
-            run.failed_epoch, run.after = run.best_epoch, None
+        if summarise:
+            run.stats = best_state
+        else:
+            run.after = best_state
+        _fail_if_not_finite(run)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _fail_if_not_finite(run: TextRun) -> None:
+    """The last step of an epoch can blow the weights up while the loss it was computed
+    from is still finite: such a state would give NaN/inf deltas, so the text fails."""
+    if run.stats is not None:
+        finite = all(np.isfinite(values).all() for values in run.stats.values())
+    else:
+        finite = all(torch.isfinite(t).all() for t in run.after.values())
+    if not finite:
+        run.failure = f"non-finite parameters after epoch {run.best_epoch}"
+        run.failed_epoch, run.after, run.stats = run.best_epoch, None, None
 
 
 def pick_device(name: str) -> torch.device:
@@ -385,28 +449,84 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_text(engine, tokenizer, text_id: str, text: str, budget: str, settings: Settings, max_length: int) -> TextRun:
+def run_text(
+    engine, tokenizer, text_id: str, text: str, budget: str, settings: Settings, max_length: int,
+    summarise: Summarise | None = None,
+) -> TextRun:
     """Tokenise one text and train on it; a text with nothing to predict is a recorded failure."""
     token_ids = tokenizer(text)["input_ids"]
     if len(token_ids) < 2:
-        return TextRun(text_id=text_id, n_tokens=len(token_ids), n_chunks=0, budget=budget,
-                       failure="fewer than 2 tokens: nothing to predict")
-    return train_text(engine, text_id, chunk(token_ids, max_length), budget, settings)
+        return too_short(text_id, len(token_ids), budget)
+    return train_text(engine, text_id, chunk(token_ids, max_length), budget, settings, summarise)
 
 
-def write_text_record(root, run: TextRun, text_sha256: str, *, policy: str, layers, base, ks, snapshot_dtype) -> None:
-    """One text's group in a job store: its run attributes, per-epoch loss and lr, and,
-    if it succeeded, what `policy` keeps (per-layer statistics, the delta, or the after-state)."""
-    from paramdelta import deltas, store
+def too_short(text_id: str, n_tokens: int, budget: str) -> TextRun:
+    return TextRun(text_id=text_id, n_tokens=n_tokens, n_chunks=0, budget=budget,
+                   failure="fewer than 2 tokens: nothing to predict")
 
-    group = root.require_group(f"texts/{run.text_id}")
-    group.update_attributes({**run.attrs(), "text_sha256": text_sha256})
-    store.write_arrays(group, {"loss": np.asarray(run.losses, dtype=np.float64), "lr": np.asarray(run.lrs, dtype=np.float64)})
-    if not run.ok:
-        return
-    if policy == "sketch":
-        store.write_arrays(group, deltas.layer_stats(layers, base, run.after, ks))
-    elif policy == "delta":
-        store.write_tensors(group.require_group("params"), {n: (t - base[n]).to(snapshot_dtype) for n, t in run.after.items()})
-    else:
-        store.write_tensors(group.require_group("params"), {n: t.to(snapshot_dtype) for n, t in run.after.items()})
+
+class JobRecords:
+    """What a job store holds of its texts, written as the texts finish and at the end.
+
+    Layout of the job store (root group):
+    - attribute `records`: one dict per text, in the job's order (TextRun.attrs and the
+      text's sha256);
+    - arrays `loss` and `lr` [texts, epochs]: each text's per-epoch values, NaN after its
+      last epoch;
+    - `sketch`: arrays `layer_l2`, `layer_sq` [texts, layers], `layer_topk_l2` [texts,
+      layers, K], `tensor_l2` [texts, tensors] (deltas.layer_stats), NaN rows for texts
+      that failed; a handful of files per job whatever its number of texts;
+    - `delta` / `full`: group `texts/<text id>/params` per text that succeeded, one array
+      per tensor (the delta, or the after-state), written when the text finishes.
+    """
+
+    def __init__(self, root, *, policy: str, layers, base, ks, snapshot_dtype):
+        self.root, self.policy, self.layers, self.base, self.ks = root, policy, layers, base, list(ks)
+        self.snapshot_dtype = snapshot_dtype
+        self.records: list[dict] = []
+        self.losses: list[list[float]] = []
+        self.lrs: list[list[float]] = []
+        self.stats: list[dict[str, np.ndarray] | None] = []
+
+    def add(self, run: TextRun, text_sha256: str) -> None:
+        from paramdelta import deltas, store
+
+        self.records.append({**run.attrs(), "text_sha256": text_sha256})
+        self.losses.append(run.losses)
+        self.lrs.append(run.lrs)
+        if self.policy == "sketch":
+            stats = run.stats
+            if run.ok and stats is None:
+                stats = deltas.layer_stats(self.layers, self.base, run.after, self.ks)
+            self.stats.append(stats if run.ok else None)
+        elif run.ok:
+            after = {name: t.to("cpu") for name, t in run.after.items()}
+            if self.policy == "delta":
+                after = {name: t - self.base[name].to("cpu") for name, t in after.items()}
+            params = self.root.require_group(f"texts/{run.text_id}/params")
+            store.write_tensors(params, {name: t.to(self.snapshot_dtype) for name, t in after.items()})
+
+    def close(self) -> None:
+        from paramdelta import store
+
+        self.root.update_attributes({"records": self.records})
+        arrays = {"loss": _ragged(self.losses), "lr": _ragged(self.lrs)}
+        if self.policy == "sketch":
+            shapes = {
+                "layer_l2": (len(self.layers),),
+                "layer_sq": (len(self.layers),),
+                "layer_topk_l2": (len(self.layers), len(self.ks)),
+                "tensor_l2": (sum(len(layer.params) for layer in self.layers),),
+            }
+            for name, shape in shapes.items():
+                rows = [np.full(shape, np.nan) if stats is None else stats[name] for stats in self.stats]
+                arrays[name] = np.stack(rows) if rows else np.zeros((0, *shape))
+        store.write_arrays(self.root, arrays)
+
+
+def _ragged(rows: list[list[float]]) -> np.ndarray:
+    """Rows of different lengths as one float64 array, NaN past each row's end."""
+    out = np.full((len(rows), max((len(row) for row in rows), default=0)), np.nan)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out

@@ -92,7 +92,7 @@ def run(spec: dict) -> None:
     # Imported here: a launcher of several ranks needs none of it (transformers takes seconds).
     import pandas as pd
 
-    from paramdelta import data, models, store, train
+    from paramdelta import data, deltas, models, store, train
 
     spec = check_spec(spec)
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -111,7 +111,14 @@ def run(spec: dict) -> None:
     layers = models.model_layers(model)  # before DeepSpeed partitions the parameters (ZeRO-3)
     max_length = spec["train"].get("max_length") or models.context_length(model)
     device = train.pick_device(spec["device"])
-    if spec["engine"] == "deepspeed":
+    parallel_texts = int(spec["train"].get("parallel_texts", 1))
+    if parallel_texts > 1 and spec["engine"] != "torch":
+        raise ValueError(f"train.parallel_texts = {parallel_texts} needs the torch engine, not {spec['engine']!r}")
+    if parallel_texts > 1:
+        from paramdelta.side_by_side import SideBySideEngine
+
+        engine = SideBySideEngine(model, settings, device, parallel_texts)
+    elif spec["engine"] == "deepspeed":
         ds_config = train.deepspeed_config(spec["deepspeed_config"], settings, spec["zero_stage"])
         engine = train.DeepSpeedEngine(model, settings, device, ds_config)
         if engine.world_size != world_size:
@@ -120,6 +127,9 @@ def run(spec: dict) -> None:
         engine = train.TorchEngine(model, settings, device)
     policy, ks = spec["policy"], list(spec["ks"])
     snapshot_dtype = getattr(torch, spec["snapshot_dtype"])
+    # A sketch keeps per-layer statistics only: computed where the parameters are, from the
+    # engine's base, and early stopping keeps the best epoch's statistics, not its state.
+    summarise = (lambda named: deltas.layer_stats(layers, engine.base, named, ks)) if policy == "sketch" else None
 
     attrs = {
         "kind": "train",
@@ -139,20 +149,43 @@ def run(spec: dict) -> None:
         "world_size": world_size,
     }
     writer = store.atomic_group(spec["output"], attrs) if rank == 0 else nullcontext(None)
+    if parallel_texts > 1:
+        results = _side_by_side(engine, tokenizer, table, spec["texts"], budget, max_length, summarise)
+    else:
+        # On every rank: training and the gathers of its states are collectives.
+        results = (train.run_text(engine, tokenizer, text_id, table.at[text_id, "text"], budget, settings, max_length,
+                                  summarise) for text_id in spec["texts"])
     with writer as root:
-        for text_id in spec["texts"]:
-            text = table.at[text_id, "text"]
-            # On every rank: training and the gathers of its states are collectives.
-            result = train.run_text(engine, tokenizer, text_id, text, budget, settings, max_length)
-            if root is None:
+        records = None if root is None else train.JobRecords(
+            root, policy=policy, layers=layers, base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype
+        )
+        for text_id, result in zip(spec["texts"], results):
+            if records is None:
                 continue
-            train.write_text_record(root, result, data.text_sha256(text), policy=policy, layers=layers,
-                                    base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype)
+            records.add(result, data.text_sha256(table.at[text_id, "text"]))
             if result.ok:
                 log.info("text %s: %d epochs (best %d), loss %.4f, %.2f s", text_id, result.epochs_run,
                          result.best_epoch, result.losses[result.best_epoch - 1], result.seconds)
             else:
                 log.warning("text %s failed at epoch %s: %s", text_id, result.failed_epoch, result.failure)
+        if records is not None:
+            records.close()
+
+
+def _side_by_side(engine, tokenizer, table, text_ids, budget, max_length, summarise):
+    """Every text's run, the texts trained side by side (texts too short to train fail alone)."""
+    from paramdelta import train
+
+    runs, trainable = {}, []
+    for text_id in text_ids:
+        token_ids = tokenizer(table.at[text_id, "text"])["input_ids"]
+        if len(token_ids) < 2:
+            runs[text_id] = train.too_short(text_id, len(token_ids), budget)
+        else:
+            trainable.append((text_id, train.chunk(token_ids, max_length)))
+    for (text_id, _), run in zip(trainable, engine.train(trainable, budget, summarise)):
+        runs[text_id] = run
+    return [runs[text_id] for text_id in text_ids]
 
 
 def launch(spec: dict, processes: int, log_path: str | None = None) -> None:

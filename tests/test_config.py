@@ -255,6 +255,19 @@ def test_several_gpus_need_the_deepspeed_engine(demo):
     assert config.validate(demo)["models"]["pythia-tiny"]["gpus"] == 2
 
 
+def test_texts_side_by_side_need_the_torch_engine_and_no_fp16(demo):
+    demo["train"]["parallel_texts"] = 8
+    assert config.validate(copy.deepcopy(demo))["train"]["parallel_texts"] == 8
+    demo["models"]["pythia-tiny"]["engine"] = "deepspeed"
+    message = error_of(demo)
+    assert "train.parallel_texts" in message and "pythia-tiny" in message and "deepspeed" in message
+    demo["models"]["pythia-tiny"]["engine"] = "torch"
+    demo["train"]["precision"] = "fp16"
+    assert "train.parallel_texts" in error_of(demo)
+    demo["train"].update(precision="fp32", parallel_texts=0)
+    assert "train.parallel_texts" in error_of(demo)
+
+
 @pytest.mark.parametrize("field, value", [("gpu_model", "h100 'x'"), ("partition", ""), ("cpus", 0)])
 def test_bad_scheduler_fields(demo, field, value):
     demo["models"]["pythia-tiny"][field] = value

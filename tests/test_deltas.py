@@ -182,9 +182,10 @@ def _write_job_store(path, policy, engine, layers, runs, texts, ks, snapshot_dty
         "texts": list(runs), "device": "cpu",
     }
     with store.atomic_group(path, attrs) as root:
+        records = train.JobRecords(root, policy=policy, layers=layers, base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype)
         for text_id, run in runs.items():
-            train.write_text_record(root, run, data.text_sha256(texts[text_id]), policy=policy, layers=layers,
-                                    base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype)
+            records.add(run, data.text_sha256(texts[text_id]))
+        records.close()
     return path
 
 

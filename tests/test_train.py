@@ -70,6 +70,9 @@ class Scripted:
     def state(self, into=None):
         return self.engine.state(into)
 
+    def keep(self, into=None):
+        return self.engine.keep(into)
+
 
 @pytest.fixture
 def texts(saved_tokenizer, sample_texts):

@@ -185,9 +185,27 @@ def test_one_process_store_attributes(tiny_model_dir, dataset, tmp_path):
     train_job.launch(_spec(tiny_model_dir, dataset, output, engine="torch", policy="sketch"), 1)
     attrs = store.open_store(output).attrs.asdict()
     expected = {"kind", "policy", "model", "model_path", "revision", "dataset", "budget", "engine", "seed",
-                "train", "ks", "layers", "texts", "device", "world_size", "provenance"}
+                "train", "ks", "layers", "texts", "device", "world_size", "provenance", "records"}
     assert set(attrs) == expected
     assert attrs["world_size"] == 1 and attrs["engine"] == "torch" and attrs["device"] == "cpu"
     table, texts = deltas.read_job_store(output, dataset[1], KS)
     assert (texts.epochs_run == 3).all() and len(table) == len(attrs["layers"]) * len(dataset[1])
     assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("policy", ["sketch", "delta"])
+@pytest.mark.parametrize("budget", ["2", "es"])
+def test_texts_side_by_side_give_the_job_store_of_one_at_a_time(tiny_model_dir, dataset, tmp_path, policy, budget):
+    """train.parallel_texts: the same delta table and per-text records as one text at a time
+    (to float rounding), and the same store layout."""
+    outputs = {}
+    for width in (1, 2):
+        spec = _spec(tiny_model_dir, dataset, tmp_path / f"{width}.zarr", engine="torch", policy=policy, budget=budget)
+        spec["train"]["parallel_texts"] = width
+        train_job.launch(spec, 1)
+        outputs[width] = deltas.read_job_store(spec["output"], dataset[1], KS)
+    (table1, texts1), (table2, texts2) = outputs[1], outputs[2]
+    pd.testing.assert_frame_equal(table1, table2, check_exact=False, atol=1e-7, rtol=1e-5)
+    columns = ["text_id", "status", "n_tokens", "n_chunks", "epochs_run", "best_epoch"]
+    pd.testing.assert_frame_equal(texts1[columns], texts2[columns])
+    assert np.allclose(np.concatenate(texts1.losses.tolist()), np.concatenate(texts2.losses.tolist()), rtol=1e-5)

@@ -1,0 +1,130 @@
+"""The fast path gives the results of the plain one: fused optimizers, statistics kept instead
+of whole states under early stopping, and several texts trained side by side."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from paramdelta import deltas, models, train
+from paramdelta.side_by_side import SideBySideEngine
+
+CPU = torch.device("cpu")
+KS = [1, 5, 50]
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture
+def chunked(saved_tokenizer, sample_texts):
+    """(text id, chunks): texts of 1, 2 and 3 chunks of different lengths, two of each count."""
+    items = []
+    for i, text in enumerate(sample_texts * 2):
+        ids = saved_tokenizer(text)["input_ids"][: 20 + 9 * i]
+        items.append((f"t{i}", train.chunk(ids, 24)))
+    assert {len(chunks) for _, chunks in items} >= {1, 2, 3}
+    return items
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[name] - b[name]).abs().max().item() for name in a)
+
+
+def _one_at_a_time(load_tiny, items, budget, settings):
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    return [train.train_text(engine, text_id, chunks, budget, settings) for text_id, chunks in items]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_fused_optimizer_equals_default(load_tiny, chunked, optimizer):
+    base = dict(lr=1e-3, optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0)
+    fused = _one_at_a_time(load_tiny, chunked[:3], "4", train.Settings(**base, fused=True))
+    default = _one_at_a_time(load_tiny, chunked[:3], "4", train.Settings(**base, fused=False))
+    for a, b in zip(fused, default):
+        assert a.ok and b.ok
+        assert _max_diff(a.after, b.after) < 1e-6
+        assert a.losses == pytest.approx(b.losses, rel=1e-5)
+    engine = train.TorchEngine(load_tiny(), train.Settings(**base), CPU)
+    engine.reset()
+    assert engine.optimizer.defaults["fused"] is True  # the default is the fused kernel
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        train.Settings(lr=1e-3),
+        train.Settings(lr=1e-3, fused=False, schedule="constant", weight_decay=0.0),
+        train.Settings(lr=3e-2, optimizer="sgd", momentum=0.9, grad_clip=0.5),
+    ],
+    ids=["adamw-cosine", "adamw-constant", "sgd-momentum-clipped"],
+)
+@pytest.mark.parametrize("budget", ["3", "es"])
+def test_side_by_side_equals_one_at_a_time(load_tiny, chunked, settings, budget):
+    # Early stopping that ends these texts' runs after 2 or 3 epochs, at different epochs.
+    settings = dataclasses.replace(settings, patience=1, min_delta=0.25, max_epochs=8)
+    alone = _one_at_a_time(load_tiny, chunked, budget, settings)
+    # Width 4 over six texts of three chunk counts: full and partial groups.
+    together = SideBySideEngine(load_tiny(), settings, CPU, width=4).train(chunked, budget)
+    assert [r.text_id for r in together] == [text_id for text_id, _ in chunked]
+    for a, b in zip(alone, together):
+        assert a.ok and b.ok, (a.failure, b.failure)
+        assert (a.n_tokens, a.n_chunks, a.epochs_run, a.best_epoch) == (b.n_tokens, b.n_chunks, b.epochs_run, b.best_epoch)
+        assert b.losses == pytest.approx(a.losses, rel=1e-5)
+        assert b.lrs == pytest.approx(a.lrs, rel=1e-12)
+        assert _max_diff(a.after, b.after) < 1e-6
+    if budget == "es" and settings.optimizer == "adamw":  # some runs ended before others
+        assert len({r.epochs_run for r in together}) > 1
+
+
+def test_side_by_side_failure_stays_in_its_copy(load_tiny, chunked):
+    """A copy whose loss becomes non-finite fails alone; the others are untouched."""
+    settings = train.Settings(lr=1e-3)
+    engine = SideBySideEngine(load_tiny(), settings, CPU, width=3)
+    items = [item for item in chunked if len(item[1]) == 1][:2]
+    # A huge-valued copy of one text's base can only come from a poisoned base: poison copy 0
+    # by training a second engine whose base holds an infinity in one weight.
+    clean = engine.train(items, "2")
+    poisoned = SideBySideEngine(load_tiny(), settings, CPU, width=3)
+    name = next(iter(poisoned.base))
+    poisoned.base[name][0] = float("inf")
+    runs = poisoned.train(items, "2")
+    assert all(not run.ok for run in runs)  # every copy starts from the poisoned base
+    assert all(run.ok for run in clean)
+
+
+def test_statistics_kept_on_the_device_equal_the_state_kept(load_tiny, chunked, tiny_model_dir):
+    """Under a sketch, early stopping keeps the best epoch's statistics instead of its state:
+    the same numbers as the statistics of the kept state."""
+    settings = train.Settings(lr=1e-3, patience=2, min_delta=0.05, max_epochs=8)
+    layers = models.model_layers(load_tiny())
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    summarise = lambda named: deltas.layer_stats(layers, engine.base, named, KS)  # noqa: E731
+    for budget in ("3", "es"):
+        for text_id, chunks in chunked[:3]:
+            kept = train.train_text(engine, text_id, chunks, budget, settings)
+            summarised = train.train_text(engine, text_id, chunks, budget, settings, summarise)
+            assert kept.after is not None and summarised.after is None
+            assert kept.best_epoch == summarised.best_epoch
+            expected = deltas.layer_stats(layers, engine.base, kept.after, KS)
+            for name, values in expected.items():
+                np.testing.assert_array_equal(summarised.stats[name], values)
+
+
+def test_layer_stats_from_a_stream_equal_from_a_mapping(load_tiny):
+    """The statistics of tensors arriving one at a time (DeepSpeed gathers them so) equal
+    those of the whole state; parameters outside every layer are ignored."""
+    model = load_tiny()
+    layers = models.model_layers(model)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    generator = torch.Generator().manual_seed(0)
+    after = {name: t + 1e-3 * torch.randn(t.shape, generator=generator) for name, t in before.items()}
+    whole = deltas.layer_stats(layers, before, after, KS)
+    streamed = deltas.layer_stats(layers, before, iter(list(after.items())[::-1]), KS)
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], streamed[name])
+    with pytest.raises(ValueError, match="no parameters for layers"):
+        deltas.layer_stats(layers, before, iter(list(after.items())[1:]), KS)
