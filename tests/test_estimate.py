@@ -1,0 +1,242 @@
+"""Tests of the cost estimate: steps, parameters and disk against hand-computed values, the
+byte counts against a store the training job really writes, and clear messages for what is unknown."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from paramdelta import config as config_checks
+from paramdelta import corpus, data, estimate, models, target, train
+
+# The tiny controlled model of demo_like(): GPT-NeoX, hidden 32, FFN 64, 2 blocks, vocabulary 300.
+# Layers (parameter-owning modules): embed_in; per block 2 LayerNorms, query_key_value, dense,
+# dense_h_to_4h, dense_4h_to_h (6); final_layer_norm; embed_out -> 1 + 12 + 1 + 1 = 15.
+# Tensors: embed_in 1; per block 2 x 2 (norms) + 4 x 2 (weights and biases) = 12; final norm 2;
+# embed_out 1 -> 28. Parameters: 300 x 32 (embed_in) + 2 x (2 x 64 + 32 x 96 + 96 + 32 x 32 + 32
+# + 32 x 64 + 64 + 64 x 32 + 32) + 64 + 32 x 300 (embed_out) = 9,600 + 17,088 + 64 + 9,600.
+TINY_LAYERS, TINY_TENSORS, TINY_PARAMS = 15, 28, 36_352
+
+
+def demo_like(tmp_path) -> dict:
+    return config_checks.validate({
+        "datasets": {"demo": {"controlled": {"corpus": {"generator": "templates", "n_documents": 60, "seed": 7},
+                                             "candidates": 10, "members": 0.5}}},
+        "models": {"tiny": {"build": {"dataset": "demo", "arch": "gpt-neox", "hidden_size": 32, "num_layers": 2,
+                                      "num_heads": 4, "intermediate_size": 64, "vocab_size": 300}}},
+        "budgets": [2, "es"],
+        "train": {"max_length": 16, "max_epochs": 6, "patience": 2},
+        "features": {"k": [1, 2]},
+        "texts_per_job": 4,
+        "results": str(tmp_path / "results"),
+    })
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in an empty directory (no data/hub/ or results/ of the checkout is seen); the switches
+    that estimate.main's hub.offline() sets are restored afterwards."""
+    import huggingface_hub.constants
+
+    from paramdelta import hub
+
+    monkeypatch.chdir(tmp_path)
+    for name in hub.OFFLINE_VARIABLES:
+        monkeypatch.setenv(name, os.environ.get(name, "0"))  # undone at the end, unset if it was
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+    return tmp_path
+
+
+def test_controlled_model_steps_parameters_and_disk(in_tmp):
+    cfg = demo_like(in_tmp)
+    notes = []
+    [row] = estimate.estimate(cfg, ["cpu-2core"], notes=notes)
+
+    # Tokens as the training job will see them: the tokenizer the base_model rule trains on the background.
+    table, background = data.controlled_split(corpus.generate_corpus(60, 7), 10, 0.5, 0)
+    tokenizer = target.train_tokenizer(background, 300)
+    assert len(tokenizer) == 300
+    tokens = [len(tokenizer(t)["input_ids"]) for t in table["text"]]
+    chunks = sum(math.ceil(n / 16) for n in tokens)
+    assert chunks > 10  # some texts are longer than max_length 16: several chunks
+    assert row.texts == 10 and row.tokens_per_text == pytest.approx(sum(tokens) / 10)
+    assert row.chunks_per_text == pytest.approx(chunks / 10)
+    # Steps per (text, budget): epochs x chunks; es expected round(0.89 x 6) = 5 epochs, at most 6.
+    assert row.steps["2"] == pytest.approx(2 * chunks / 10)
+    assert row.steps["es"] == pytest.approx(5 * chunks / 10)
+    assert row.steps_es_max == pytest.approx(6 * chunks / 10)
+    assert row.params == TINY_PARAMS
+    shards = len(data.shards(table["text_id"].tolist(), 4))
+    assert row.jobs == 2 * shards
+    assert ("tokens", "a tokenizer trained as the base_model rule trains it", "tiny") in notes
+
+    # Disk: float64 statistics, layers x (2 + |K|) + tensors, and loss + lr per epoch (under es as
+    # long as max_epochs: the job's longest run), plus the text's record; per job, the root's
+    # attributes (the layer list) and six arrays' metadata.
+    record = estimate.RECORD_BYTES
+    assert row.run_bytes["2"] == record + 8 * (15 * (2 + 2) + 28) + 8 * 2 * 2 == record + 736
+    assert row.run_bytes["es"] == record + 704 + 8 * 2 * 6 == record + 800
+    info = estimate.model_info(cfg, "tiny")
+    assert (info.layers, info.tensors) == (TINY_LAYERS, TINY_TENSORS)
+    per_job = estimate.JOB_OVERHEAD + info.layer_attrs + 6 * estimate.ARRAY_OVERHEAD
+    assert row.store_bytes == 10 * (736 + 800 + 2 * record) + row.jobs * per_job
+    assert row.store_files == row.jobs * 13  # root, and zarr.json + one chunk for each of 6 arrays
+    assert row.base_bytes == TINY_PARAMS * 4 + 28 * estimate.ARRAY_OVERHEAD + estimate.JOB_OVERHEAD
+
+    # Time: the sum over budgets of epochs x steps, the work around each text-run, and the jobs' start.
+    device = estimate.COST_MODEL["devices"]["cpu-2core"]
+    epoch = sum(estimate.step_seconds(device, cfg, "tiny", TINY_PARAMS, t)
+                for n in tokens for t in estimate.chunk_sizes(n, 16))
+    around = estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 1)
+    best = estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 5 - 2)  # summaries: 5 epochs - patience 2
+    start = device["job_start_s"] + TINY_PARAMS * 4 / device["load_bandwidth"]
+    assert row.seconds["cpu-2core"]["expected"] == pytest.approx(2 * epoch + 10 * around + 5 * epoch + 10 * best + row.jobs * start)
+
+
+def test_sketch_bytes_match_a_store_the_training_job_writes(tmp_path):
+    """The disk figure of a sketch job against the store train.JobRecords writes for the same model."""
+    from paramdelta import store
+
+    config = models.tiny_config("gpt-neox", 300, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
+    model = models.build_model(config, 0)
+    layers = models.model_layers(model)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    listing = [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)} for l in layers]
+    texts = [f"{i:016x}" for i in range(10)]
+    attrs = {"kind": "train", "policy": "sketch", "model": "tiny", "budget": "3", "ks": [1, 2], "layers": listing,
+             "texts": texts, "train": {"lr": 3e-5, "max_epochs": 100, "patience": 20}}
+    with store.atomic_group(tmp_path / "job.zarr", attrs) as root:
+        records = train.JobRecords(root, policy="sketch", layers=layers, base=base, ks=[1, 2], snapshot_dtype=torch.float32)
+        for text_id in texts:
+            after = {n: t + 1e-4 * torch.randn_like(t) for n, t in base.items()}
+            records.add(train.TextRun(text_id=text_id, n_tokens=40, n_chunks=1, budget="3", losses=[3.1, 2.7, 2.5],
+                                      lrs=[3e-5, 2e-5, 1e-5], best_epoch=3, seconds=0.25, after=after), "ab" * 32)
+        records.close()
+    files = [p for p in (tmp_path / "job.zarr").rglob("*") if p.is_file()]
+    written = sum(p.stat().st_size for p in files)
+    cfg = {"snapshots": {"store": "sketch", "dtype": "float32"}, "features": {"k": [1, 2]}}
+    info = estimate.ModelInfo(TINY_PARAMS, len(layers), sum(len(l.params) for l in layers), 64, len(json.dumps(listing)), "test")
+    assert len(files) == estimate.store_files(cfg, info, 10, 1)
+    assert 10 * estimate.run_bytes(cfg, info, 3) + estimate.job_bytes(cfg, info) == pytest.approx(written, rel=0.1)
+
+
+def test_local_model_and_data_set_delta_policy(in_tmp, tiny_model_dir, saved_tokenizer, sample_texts):
+    path = in_tmp / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(sample_texts)))
+    cfg = config_checks.validate({
+        "datasets": {"mine": {"path": str(path)}},
+        "models": {"tiny": {"path": str(tiny_model_dir), "dtype": "bfloat16"}},
+        "budgets": [3],
+        "train": {"max_length": 8},
+        "snapshots": {"store": "delta", "dtype": "bfloat16"},
+    })
+    notes = []
+    [row] = estimate.estimate(cfg, ["cpu-2core"], notes=notes)
+    tokens = [len(saved_tokenizer(t)["input_ids"]) for t in sample_texts]
+    assert row.tokens_per_text == pytest.approx(sum(tokens) / len(tokens))
+    assert row.steps["3"] == pytest.approx(3 * sum(math.ceil(n / 8) for n in tokens) / len(tokens))
+    params = sum(p.numel() for p in models.load_causal_lm(str(tiny_model_dir)).parameters())
+    assert row.params == params
+    tensors = estimate.model_info(cfg, "tiny").tensors
+    # A delta: every parameter in bfloat16 (2 bytes), compressed ~1x, with a zarr.json per tensor
+    # in the text's own two groups; and the text's record and loss and lr rows.
+    assert row.run_bytes["3"] == (estimate.RECORD_BYTES + 8 * 2 * 3 + params * 2 + tensors * estimate.ARRAY_OVERHEAD
+                                  + 2 * estimate.GROUP_OVERHEAD)
+    assert row.base_bytes == params * 2 + tensors * estimate.ARRAY_OVERHEAD + estimate.JOB_OVERHEAD
+    assert ("tokens", "the tokenizer of the local directory", "tiny") in notes
+    assert ("parameters", "config.json of the local directory", "tiny") in notes
+
+
+def test_fetched_hub_model_is_read_from_its_snapshot(in_tmp, tiny_model_dir, saved_tokenizer, sample_texts):
+    """A hub model fetched before (its manifest under data/hub/): config.json and tokenizer of the snapshot."""
+    from paramdelta import hub
+
+    hub.write_json({"repo_id": "someone/tiny", "revision": None, "commit": "0" * 40, "path": str(tiny_model_dir)},
+                   hub.model_manifest_path("someone/tiny"))
+    path = in_tmp / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(sample_texts)))
+    cfg = config_checks.validate({"datasets": {"mine": {"path": str(path)}}, "models": {"tiny": {"path": "someone/tiny"}},
+                                  "budgets": [1], "texts_per_job": 2})
+    notes = []
+    [row] = estimate.estimate(cfg, ["h100"], notes=notes, params=["7e9"])  # a bare --params: only for unknown models
+    assert row.tokens_per_text == pytest.approx(sum(len(saved_tokenizer(t)["input_ids"]) for t in sample_texts) / 4)
+    assert ("parameters", "config.json of the fetched snapshot", "tiny") in notes
+    assert ("tokens", "the tokenizer of the fetched snapshot", "tiny") in notes
+    assert row.params < 1e6 and row.seconds["h100"]["units"] == 1  # gpus: 0 counts as one GPU
+
+
+def hub_config(tmp_path) -> str:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(json.dumps({
+        "datasets": {"wiki": {"hf": "someone/absent", "split": "test", "text": "input"}},
+        "models": {"pythia-6.9b": {"path": "EleutherAI/pythia-6.9b", "dtype": "float16", "gpus": 2, "engine": "deepspeed"}},
+        "budgets": [5, "es"],
+        "train": {"max_epochs": 100, "patience": 20, "precision": "bf16", "device": "cuda"},
+    }))
+    return str(path)
+
+
+def test_missing_data_set_is_a_message_not_a_traceback(in_tmp, capsys):
+    configfile = hub_config(in_tmp)
+    with pytest.raises(SystemExit) as exit_info:
+        estimate.main(["--configfile", configfile])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "data set wiki (someone/absent, split test) is not fetched" in err
+    assert "--texts N" in err and "--words-per-text" in err and "python -m paramdelta.hub fetch" in err
+
+    # Given its size, the estimate runs offline: the model from the built-in table, ~1.4 tokens a word.
+    estimate.main(["--configfile", configfile, "--texts", "wiki=50", "--words-per-text", "10", "--es-epochs", "40"])
+    out = capsys.readouterr().out
+    assert "6.86 B" in out and "Time on h100" in out
+    assert "Parameters from the built-in table, not fetched (pythia-6.9b)." in out
+    assert "~1.4 tokens a word x 10 words" in out and "Texts from --texts, data set not fetched (wiki)." in out
+    assert "placeholders" in out
+
+
+def test_unknown_model_needs_params(in_tmp, capsys):
+    path = in_tmp / "texts.jsonl"
+    path.write_text('{"text": "one text", "label": 1}\n{"text": "another text", "label": 0}\n')
+    configfile = in_tmp / "c.yaml"
+    configfile.write_text(json.dumps({"datasets": {"mine": {"path": str(path)}}, "models": {"big": {"path": "someone/unknown-model"}}}))
+    with pytest.raises(SystemExit):
+        estimate.main(["--configfile", str(configfile)])
+    err = capsys.readouterr().err
+    assert "someone/unknown-model is not fetched" in err and "--params" in err and "Traceback" not in err
+    estimate.main(["--configfile", str(configfile), "--params", "big=1.3e9"])
+    out = capsys.readouterr().out
+    assert "1.3 B" in out and "--params" in out
+
+
+@pytest.mark.parametrize("repo_id", list(estimate.KNOWN_MODELS))
+def test_built_in_models_have_their_published_sizes(repo_id):
+    from transformers import AutoConfig
+
+    kind, fields, params = estimate.KNOWN_MODELS[repo_id]
+    assert estimate._info_of_config(AutoConfig.for_model(kind, **fields), "table").params == params
+
+
+def test_traffic_counts():
+    # torch engine, AdamW with clipping: forward/backward 12, clipping 12, AdamW 28 bytes a parameter.
+    assert estimate.traffic("torch", "bf16", "adamw", 0.0, 1.0, 1, 0) == {"forward_backward": 12, "optimizer": 40, "link": 0}
+    assert sum(estimate.traffic("torch", "fp32", "adamw", 0.0, 1.0, 1, 0).values()) == 52
+    assert estimate.traffic("torch", "fp32", "sgd", 0.0, 0.0, 1, 0)["optimizer"] == 12
+    # DeepSpeed ZeRO-2 over 2 GPUs in bf16: 6 + (2 + 48 / 2 + 2), and 2 bytes a parameter over the link.
+    assert estimate.traffic("deepspeed", "bf16", "adamw", 0.0, 1.0, 2, 2) == {"forward_backward": 6, "optimizer": 28, "link": 2}
+
+
+def test_chunks_and_early_stopping_epochs():
+    assert estimate.chunk_sizes(1, 8) == []  # nothing to predict: no step
+    assert estimate.chunk_sizes(17, 8) == [6, 6, 5]  # as train.chunk balances them
+    assert [c.shape[1] for c in train.chunk(list(range(17)), 8)] == [6, 6, 5]
+    cfg = {"train": {"max_epochs": 100, "patience": 20}}
+    assert estimate.es_epochs(cfg) == (89, 100)
+    assert estimate.es_epochs(cfg, 30) == (30, 100)
+    # Early stopping cannot stop before patience + 1 epochs.
+    assert estimate.es_epochs({"train": {"max_epochs": 10, "patience": 20}}) == (10, 10)
+    assert estimate.es_epochs({"train": {"max_epochs": 100, "patience": 95}}) == (96, 100)
