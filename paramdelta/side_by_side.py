@@ -19,7 +19,8 @@ What makes the copies line up:
 - Gradient clipping takes each copy's own global norm.
 - Early stopping is per copy: a copy whose run has ended keeps being stepped with the
   others (cheaper than regrouping), but its losses, its best state and its result are
-  frozen at the epoch its run ended.
+  frozen at the epoch its run ended. Best states are copies on the device (the models
+  this is for are small); statistics are taken once, at the end.
 
 The optimizer update is written out here (AdamW and SGD exactly as torch's default
 implementations compute them), because torch's optimizers take one learning rate and
@@ -133,7 +134,7 @@ class SideBySideEngine:
                     if waited[i] >= settings.patience:
                         running[i] = False
             for i in improved:
-                best[i] = self._keep(params, i, summarise)
+                best[i] = {name: p[i].clone() for name, p in params.items()}
             if not any(running):
                 break
 
@@ -141,24 +142,18 @@ class SideBySideEngine:
             if not run.ok:
                 continue
             if not early_stopping:
-                best[i] = self._keep(params, i, summarise)
+                best[i] = {name: p[i] for name, p in params.items()}
                 run.best_epoch = run.epochs_run
             if summarise:
-                run.stats = best[i]
+                run.stats = summarise(best[i].items())
             else:
-                run.after = best[i]
+                run.after = {name: t.to("cpu", copy=True) for name, t in best[i].items()}
             _fail_if_not_finite(run)
         # The texts trained together: each is charged an equal share of the batch's time.
         seconds = (time.perf_counter() - started) / n
         for run in runs:
             run.seconds = seconds
         return runs
-
-    def _keep(self, params: dict[str, torch.Tensor], i: int, summarise: Summarise | None):
-        if summarise:
-            return summarise((name, p[i]) for name, p in params.items())
-        return {name: p[i].to("cpu", copy=True) for name, p in params.items()}
-
 
 def _padded(chunks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Input ids [n, 1, length] right-padded with token 0, and labels with -100 on the padding."""

@@ -137,10 +137,17 @@ class TorchEngine:
         self.model = model.to(device=device, dtype=torch.float32)
         self.model.train()
         self.params = dict(self.model.named_parameters())
-        # The exact base, restored bit for bit before every text: on the device when a second
-        # copy of the weights fits there (a device-to-device copy), else in host memory.
-        home = device if _fits(device, self.params.values(), copies=2) else torch.device("cpu")
+        # Memory still to come on the device: gradients, and the optimizer's moments (AdamW
+        # two, SGD with momentum one) in fp32, beside the weights already there.
+        moments = 2 if settings.optimizer == "adamw" else int(settings.momentum > 0)
+        state = (1 + moments) * _fp32_bytes(self.params.values())
+        # The exact base, restored bit for bit before every text: on the device when it fits
+        # beside the training state (a device-to-device copy), else in host memory. So is
+        # early stopping's best state (`keep`), when one more copy fits.
+        copy = _fp32_bytes(self.params.values())
+        home = device if _spare_bytes(device) > state + copy else torch.device("cpu")
         self.base = {name: p.detach().to(home, copy=True) for name, p in self.params.items()}
+        self.copy_on_device = home == device and _spare_bytes(device) > state + copy
         self.scaler: torch.amp.GradScaler | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -178,9 +185,9 @@ class TorchEngine:
 
     def keep(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """A copy of the fp32 parameters for early stopping's best state: on the device when
-        one more copy fits there, else on the CPU; into `into` when given."""
-        if into is None and not _fits(self.device, self.params.values(), copies=1):
-            return self.state()
+        one more copy fits there (copy_on_device), else on the CPU; into `into` when given."""
+        if not self.copy_on_device:
+            return self.state(into)
         if into is None:
             return {name: p.detach().clone() for name, p in self.params.items()}
         for name, p in self.params.items():
@@ -192,13 +199,17 @@ class TorchEngine:
         return ((name, p.detach()) for name, p in self.params.items())
 
 
-def _fits(device: torch.device, tensors: Iterable[torch.Tensor], copies: int) -> bool:
-    """Whether `copies` more fp32 copies of `tensors` fit in the device's free memory, with
-    a quarter of it left for activations (always true off CUDA: host memory is the host's)."""
+def _fp32_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return 4 * sum(t.numel() for t in tensors)
+
+
+def _spare_bytes(device: torch.device) -> float:
+    """Free memory of a CUDA device less a tenth of its size kept for activations and the
+    allocator; unbounded elsewhere (the host's memory is what a job asked SLURM for)."""
     if device.type != "cuda":
-        return True
-    free, _ = torch.cuda.mem_get_info(device)
-    return copies * sum(t.numel() * 4 for t in tensors) < 0.75 * free
+        return math.inf
+    free, total = torch.cuda.mem_get_info(device)
+    return free - 0.1 * total
 
 
 def _cpu_state(
@@ -285,6 +296,12 @@ class DeepSpeedEngine:
         self.zero_stage = self.engine.zero_optimization_stage()
         self.params = dict(self.engine.module.named_parameters())
         self.device = self.engine.device
+        # The training state is allocated by now: the base moves to the device if it fits
+        # there too (restores and statistics then never cross PCIe). A best state is kept
+        # on the host (`keep`), or only its statistics.
+        if _spare_bytes(self.device) > _fp32_bytes(self.base.values()):
+            self.base = {name: t.to(self.device) for name, t in self.base.items()}
+        self.copy_on_device = False
 
     def reset(self) -> None:
         # One engine serves every text: reinitialising DeepSpeed per text would stack its
@@ -377,15 +394,19 @@ def train_text(
 
     With early stopping the parameters of the best-loss epoch are kept in memory and
     returned; nothing is written per epoch (thesis A.2.2). With `summarise` (a job that
-    keeps only per-layer statistics), the run keeps `summarise` of the parameters instead,
-    computed where they are: early stopping then keeps the best epoch's statistics, a few
-    numbers per layer, and never copies the whole state.
+    keeps only per-layer statistics), the run hands back `summarise` of the parameters
+    instead, computed where they are; early stopping keeps a copy of the best state on the
+    device when one fits (engine.copy_on_device), else only the best epoch's statistics.
     """
     run = TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=len(chunks), budget=budget)
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     engine.reset()
     early_stopping = budget_epochs(budget) is None
+    # The best state is kept as a copy on the device when one fits there (the cheapest), else,
+    # when statistics are all the job keeps, as the statistics themselves: never a copy of
+    # the whole state sent to the host at every improvement.
+    summarise_each = summarise is not None and not engine.copy_on_device
     epochs = settings.max_epochs if early_stopping else budget_epochs(budget)
     total_steps = epochs * len(chunks)
     # The best state is the lowest loss seen; patience counts epochs that did not beat
@@ -407,7 +428,7 @@ def train_text(
         if not early_stopping:
             continue
         if loss < best_loss:
-            best_state = summarise(engine.named_fp32()) if summarise else engine.keep(into=best_state)
+            best_state = summarise(engine.named_fp32()) if summarise_each else engine.keep(into=best_state)
             best_loss, run.best_epoch = loss, epoch
         if loss < reference - settings.min_delta:
             reference, waited = loss, 0
@@ -420,6 +441,8 @@ def train_text(
         if not early_stopping:
             best_state = summarise(engine.named_fp32()) if summarise else engine.state()
             run.best_epoch = run.epochs_run
+        elif summarise and not summarise_each:
+            best_state = summarise(best_state.items())
         if summarise:
             run.stats = best_state
         else:
