@@ -12,7 +12,7 @@ rule logprob_scores:
     benchmark:
         f"{RESULTS}/benchmarks/logprob_scores/{{dataset}}/{{model}}.tsv"
     params:
-        model=train_model_params,
+        model=per_model(train_model_params),
         attacks=LOGPROB_ATTACKS,
         ks=config["baselines"]["k"],
         batch_size=config["baselines"]["batch_size"],
@@ -20,7 +20,7 @@ rule logprob_scores:
         # A text longer than this (default: the model's context) is scored over training's chunks.
         max_length=config["train"].get("max_length"),
         device=config["train"]["device"],
-    threads: model_threads
+    threads: per_model(model_threads)
     resources:
         **model_resources(gpus="one"),
     conda:
@@ -31,7 +31,7 @@ rule logprob_scores:
 
 rule samia:
     input:
-        model=model_input,
+        model=per_model(model_input),
         # The shard's texts are pinned by the params; see rule train.
         dataset=ancient(f"{RESULTS}/data/{{dataset}}.parquet"),
     output:
@@ -41,13 +41,13 @@ rule samia:
     benchmark:
         f"{RESULTS}/benchmarks/samia/{{dataset}}/{{model}}/{{shard}}.tsv"
     params:
-        model=train_model_params,
+        model=per_model(train_model_params),
         texts=samia_shard_texts,
         samia=canonical(config["baselines"]["samia"]),
         # A text longer than this (default: the model's context) is read up to its first window.
         max_length=config["train"].get("max_length"),
         device=config["train"]["device"],
-    threads: model_threads
+    threads: per_model(model_threads)
     resources:
         **model_resources(gpus="one"),
     conda:

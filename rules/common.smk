@@ -1,5 +1,6 @@
 # Configuration, the candidate tables and the job fan-out, known when the DAG is built.
 
+import inspect
 import re
 import sys
 from pathlib import Path
@@ -116,13 +117,39 @@ def build_dataset_table(wildcards):
     return f"{RESULTS}/data/{build_spec(wildcards)['dataset']}.parquet"
 
 
+# Planning cost. Snakemake calls a rule's functions (input, params, threads, resources) once per
+# job, and works out each function's signature again at every call. With one training job per
+# text (texts_per_job: 1; 15,520 jobs for config/wikimia.yaml) those calls, not the functions'
+# own work, were most of the planning time (benchmarks/bench_planning.py). So a field that depends
+# on the model alone is a value where every model agrees (per_model), and the functions that are
+# left carry their signature (per_job).
+
+
+def per_job(function):
+    """A rule function with its signature worked out once: inspect.signature, which Snakemake
+    calls several times a job, returns a function's __signature__ as it is."""
+    function.__signature__ = inspect.signature(function)
+    return function
+
+
+def per_model(value_of):
+    """A rule field that depends on the model only, from `value_of(model)`: the value itself when
+    every model has the same one (nothing to evaluate per job), else a function of the wildcards
+    that looks the job's model up in a table made once."""
+    values = {model: value_of(model) for model in MODELS}
+    first = values[MODELS[0]]
+    if all(value == first for value in values.values()):
+        return first
+    return per_job(lambda wildcards: values[wildcards.model])
+
+
 # Models.
 
 
-def model_path(wildcards):
+def model_path(model):
     """Where a model loads from: a hub id or local directory, or the target the workflow builds."""
-    spec = config["models"][wildcards.model]
-    return f"{RESULTS}/models/{wildcards.model}/target" if "build" in spec else spec["path"]
+    spec = config["models"][model]
+    return f"{RESULTS}/models/{model}/target" if "build" in spec else spec["path"]
 
 
 def is_hub_model(model):
@@ -130,26 +157,26 @@ def is_hub_model(model):
     return "path" in spec and hub.is_hub_id(spec["path"])
 
 
-def model_input(wildcards):
+def model_input(model):
     """What a job that runs the model waits for: a built target, or a hub model's fetch record;
     a local directory is not a workflow output."""
-    if "build" in config["models"][wildcards.model]:
-        return [model_path(wildcards)]
-    return [f"{RESULTS}/hub/{wildcards.model}.json"] if is_hub_model(wildcards.model) else []
+    if "build" in config["models"][model]:
+        return [model_path(model)]
+    return [f"{RESULTS}/hub/{model}.json"] if is_hub_model(model) else []
 
 
-def model_revision(wildcards):
-    return config["models"][wildcards.model].get("revision")
+def model_revision(model):
+    return config["models"][model].get("revision")
 
 
-def model_dtype(wildcards):
-    return config["models"][wildcards.model]["dtype"]
+def model_dtype(model):
+    return config["models"][model]["dtype"]
 
 
-def train_model_params(wildcards):
+def train_model_params(model):
     """What a training job needs to know of its model; nothing that only schedules it."""
-    spec = config["models"][wildcards.model]
-    return {"path": model_path(wildcards), "revision": spec.get("revision"), "zero_stage": spec.get("zero_stage")}
+    spec = config["models"][model]
+    return {"path": model_path(model), "revision": spec.get("revision"), "zero_stage": spec.get("zero_stage")}
 
 
 def report_config(wildcards):
@@ -160,30 +187,25 @@ def model_gpus(wildcards):
     return {model: spec["gpus"] for model, spec in sorted(config["models"].items())}
 
 
-def train_engine(wildcards):
-    return config["models"][wildcards.model].get("engine") or config["train"]["engine"]
+def train_engine(model):
+    return config["models"][model].get("engine") or config["train"]["engine"]
 
 
-def deepspeed_input(wildcards):
+def deepspeed_input(model):
     """The DeepSpeed JSON of a DeepSpeed job, relative to the workflow if not found where snakemake runs."""
-    if train_engine(wildcards) != "deepspeed":
+    if train_engine(model) != "deepspeed":
         return []
     path = Path(config["train"]["deepspeed_config"])
     return str(path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path)
 
 
-def train_ks(wildcards):
-    """Only a sketch store keeps top-K% statistics, so only then does K matter to training."""
-    return KS if config["snapshots"]["store"] == "sketch" else []
+# Only a sketch store keeps top-K% statistics, so only then does K matter to training.
+TRAIN_KS = KS if config["snapshots"]["store"] == "sketch" else []
 
 
-def _model_entry(wildcards):
-    return config["models"][wildcards.model]
-
-
-def model_threads(wildcards):
+def model_threads(model):
     """CPUs of a job that runs a model (and the torch threads it uses): the model's `cpus`."""
-    return _model_entry(wildcards).get("cpus") or config["threads"]
+    return config["models"][model].get("cpus") or config["threads"]
 
 
 def model_resources(*, gpus="one"):
@@ -192,33 +214,34 @@ def model_resources(*, gpus="one"):
     `gpus`: "all" (the training job: `gpus: N` runs N processes), "one" (other model jobs
     run one process on at most one GPU) or "none" (jobs that only read weights on the CPU).
     Memory and runtime grow with the attempt, so a retry after an out-of-memory or a
-    time-out asks for more instead of failing the same way. Unset SLURM fields are None
-    and never reach sbatch.
+    time-out asks for more instead of failing the same way. A SLURM field that no model sets
+    is left out (as an unset one is: it never reaches sbatch).
     """
-
-    def gpu(wildcards):
-        n = _model_entry(wildcards)["gpus"]
-        return n if gpus == "all" else min(n, 1)
-
-    def slurm(field):
-        return lambda wildcards: _model_entry(wildcards).get(field)
-
+    entries = config["models"]
+    mem_mb = {model: entries[model]["mem_mb"] for model in MODELS}
+    runtime = {model: entries[model]["runtime"] for model in MODELS}
     resources = {
-        "mem_mb": lambda wildcards, attempt: _model_entry(wildcards)["mem_mb"] * attempt,
-        "runtime": lambda wildcards, attempt: _model_entry(wildcards)["runtime"] * attempt,
+        "mem_mb": per_job(lambda wildcards, attempt: mem_mb[wildcards.model] * attempt),
+        "runtime": per_job(lambda wildcards, attempt: runtime[wildcards.model] * attempt),
     }
     if gpus != "none":
+
+        def gpu(model):
+            n = entries[model]["gpus"]
+            return n if gpus == "all" else min(n, 1)
+
         # A CPU-only job keeps the profile's default partition: it must not hold a GPU node.
-        resources["slurm_partition"] = slurm("partition")
-        resources["constraint"] = slurm("constraint")
-        resources["gpu"] = gpu
-        resources["gpu_model"] = lambda wildcards: _model_entry(wildcards).get("gpu_model") if gpu(wildcards) else None
-    return resources
+        resources["slurm_partition"] = per_model(lambda model: entries[model].get("partition"))
+        resources["constraint"] = per_model(lambda model: entries[model].get("constraint"))
+        resources["gpu"] = per_model(gpu)
+        resources["gpu_model"] = per_model(lambda model: entries[model].get("gpu_model") if gpu(model) else None)
+    return {name: value for name, value in resources.items() if value is not None}
 
 
 # Training jobs and their reductions.
 
 
+@per_job
 def shard_texts(wildcards):
     return SHARDS[wildcards.dataset][wildcards.shard]
 
@@ -240,10 +263,11 @@ def delta_inputs(wildcards):
 
 
 def logprob_inputs(wildcards):
-    inputs = {"model": model_input(wildcards), "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet"}
+    inputs = {"model": model_input(wildcards.model), "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet"}
     return inputs
 
 
+@per_job
 def samia_shard_texts(wildcards):
     return SAMIA_SHARDS[wildcards.dataset][wildcards.shard]
 

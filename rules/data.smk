@@ -27,7 +27,7 @@ rule fetch_model:
         "logs/fetch_model/{model}.log",
     params:
         repo=lambda wildcards: config["models"][wildcards.model]["path"],
-        revision=model_revision,
+        revision=per_model(model_revision),
     localrule: True
     conda:
         "../envs/train.yaml"

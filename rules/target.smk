@@ -26,7 +26,7 @@ rule base_model:
         f"{RESULTS}/benchmarks/base_model/{{model}}.tsv"
     params:
         build=build_spec,
-    threads: model_threads
+    threads: per_model(model_threads)
     resources:
         **model_resources(gpus="one"),
     conda:
@@ -47,7 +47,7 @@ rule target_model:
         f"{RESULTS}/benchmarks/target_model/{{model}}.tsv"
     params:
         build=build_spec,
-    threads: model_threads
+    threads: per_model(model_threads)
     resources:
         **model_resources(gpus="one"),
     conda:

@@ -3,15 +3,15 @@
 
 rule base_snapshot:
     input:
-        model_input,
+        per_model(model_input),
     output:
         directory(f"{RESULTS}/snapshots/{{model}}/base.zarr"),
     log:
         "logs/base_snapshot/{model}.log",
     params:
-        path=model_path,
-        revision=model_revision,
-        dtype=model_dtype,
+        path=per_model(model_path),
+        revision=per_model(model_revision),
+        dtype=per_model(model_dtype),
     resources:
         **model_resources(gpus="none"),
     conda:
@@ -22,11 +22,11 @@ rule base_snapshot:
 
 rule train:
     input:
-        model=model_input,
+        model=per_model(model_input),
         # The table is read for the shard's texts, which the params already pin down:
         # regenerating it (texts added elsewhere) must not rerun this job.
         dataset=ancient(f"{RESULTS}/data/{{dataset}}.parquet"),
-        deepspeed=deepspeed_input,
+        deepspeed=per_model(deepspeed_input),
     output:
         directory(f"{RESULTS}/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.zarr"),
     log:
@@ -35,12 +35,12 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.tsv"
     params:
         texts=shard_texts,
-        model=train_model_params,
-        engine=train_engine,
+        model=per_model(train_model_params),
+        engine=per_model(train_engine),
         train=TRAIN,
         snapshots=SNAPSHOTS,
-        ks=train_ks,
-    threads: model_threads
+        ks=TRAIN_KS,
+    threads: per_model(model_threads)
     resources:
         **model_resources(gpus="all"),
     conda:
