@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import transformers
-from transformers import AutoModelForCausalLM, GPTJConfig, GPTNeoXConfig, LlamaConfig, OPTConfig
+
+# transformers is imported where a model is built or loaded: a job that only reads layer
+# names (the delta tables) does not pay its seconds of import.
+if TYPE_CHECKING:
+    import transformers
 
 ARCHITECTURES: tuple[str, ...] = ("gpt-neox", "llama", "gptj", "opt")
 GROUPS: tuple[str, ...] = ("attention", "mlp", "norm", "embedding", "other")
@@ -150,6 +154,8 @@ def tiny_config(
     pad_token_id=None,
 ) -> transformers.PretrainedConfig:
     """A small config of architecture ``arch`` (one of ARCHITECTURES)."""
+    from transformers import GPTJConfig, GPTNeoXConfig, LlamaConfig, OPTConfig
+
     intermediate = intermediate_size if intermediate_size is not None else 4 * hidden_size
     # Special token ids are always passed, so that the families' defaults (e.g. GPT-J's
     # 50256) never point outside a small vocabulary.
@@ -184,6 +190,8 @@ def tiny_config(
 
 def build_model(config: transformers.PretrainedConfig, seed: int) -> transformers.PreTrainedModel:
     """A randomly initialised fp32 causal LM; the same seed gives the same weights (on CPU)."""
+    from transformers import AutoModelForCausalLM
+
     # fork_rng keeps the caller's global torch RNG stream untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -208,6 +216,8 @@ def load_causal_lm(
     path: str, *, dtype: torch.dtype = torch.float32, revision: str | None = None
 ) -> transformers.PreTrainedModel:
     """Load a causal LM from a local directory or a fetched hub id, in training mode."""
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(local_path(path, revision), dtype=dtype)
     model.train()
     return model

@@ -22,9 +22,9 @@ What makes the copies line up:
   frozen at the epoch its run ended. Best states are copies on the device (the models
   this is for are small); statistics are taken once, at the end.
 
-The optimizer update is written out here (AdamW and SGD exactly as torch's default
-implementations compute them), because torch's optimizers take one learning rate and
-clip nothing per copy. Attention runs in the "eager" implementation: fused attention
+The job's own optimizer (torch's AdamW or SGD) updates the stacked copies: both are
+elementwise, so only gradient clipping, which takes a norm over a whole model, is done
+per copy before it. Attention runs in the "eager" implementation: fused attention
 kernels have no batching rule on every device and vmap would otherwise run them one
 copy at a time.
 
@@ -44,7 +44,7 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from paramdelta.config import budget_epochs
-from paramdelta.train import BIT16, Settings, Summarise, TextRun, _fail_if_not_finite, lr_at
+from paramdelta.train import BIT16, Settings, Summarise, TextRun, _fail_if_not_finite, _make_optimizer, lr_at
 
 
 class SideBySideEngine:
@@ -167,49 +167,27 @@ def _padded(chunks: list[torch.Tensor], device: torch.device) -> tuple[torch.Ten
 
 
 class _StackedOptimizer:
-    """AdamW or SGD on stacked copies [n, ...], computed as torch's default (single-tensor)
-    implementations compute them, after clipping each copy's gradients to its own global norm."""
+    """The job's optimizer (train._make_optimizer: AdamW or SGD, fused by default) over the
+    stacked copies, after clipping each copy's gradients to its own global norm.
+
+    One optimizer serves every copy because their updates differ only through their
+    gradients: AdamW and SGD are elementwise, and every copy shares the step count and the
+    learning rate (texts of a batch have the same number of steps per epoch)."""
 
     def __init__(self, params: dict[str, torch.Tensor], settings: Settings):
         self.settings = settings
-        self.steps = 0
-        if settings.optimizer == "sgd":
-            self.momentum = {name: None for name in params}
-        else:
-            self.exp_avg = {name: torch.zeros_like(p) for name, p in params.items()}
-            self.exp_avg_sq = {name: torch.zeros_like(p) for name, p in params.items()}
+        self.optimizer = _make_optimizer(list(params.values()), settings)
 
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: float) -> None:
-        s = self.settings
-        if s.grad_clip > 0:
-            _clip_per_copy(list(grads.values()), s.grad_clip)
-        self.steps += 1
-        with torch.no_grad():
-            if s.optimizer == "sgd":
-                for name, p in params.items():
-                    grad = grads[name]
-                    if s.weight_decay:
-                        grad = grad.add(p, alpha=s.weight_decay)
-                    if s.momentum:
-                        buffer = self.momentum[name]
-                        if buffer is None:
-                            buffer = self.momentum[name] = grad.clone()
-                        else:
-                            buffer.mul_(s.momentum).add_(grad)
-                        grad = buffer
-                    p.add_(grad, alpha=-lr)
-                return
-            beta1, beta2 = s.betas
-            bias_correction1 = 1 - beta1**self.steps
-            bias_correction2_sqrt = math.sqrt(1 - beta2**self.steps)
-            step_size = lr / bias_correction1
-            for name, p in params.items():
-                grad, exp_avg, exp_avg_sq = grads[name], self.exp_avg[name], self.exp_avg_sq[name]
-                p.mul_(1 - lr * s.weight_decay)
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(s.eps)
-                p.addcdiv_(exp_avg, denom, value=-step_size)
+        if self.settings.grad_clip > 0:
+            _clip_per_copy(list(grads.values()), self.settings.grad_clip)
+        for name, p in params.items():
+            p.grad = grads[name]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        for p in params.values():
+            p.grad = None
 
 
 def _clip_per_copy(grads: list[torch.Tensor], max_norm: float) -> None:

@@ -101,6 +101,9 @@ def run(spec: dict) -> None:
     budget = spec["budget"]
     torch.set_num_threads(max(1, int(spec["threads"]) // world_size))
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN, to expose reads of memory no
+    # op wrote: a debugging aid that costs a fill per allocation, several per step.
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
     table = pd.read_parquet(spec["dataset_table"]).set_index("text_id")
     missing = [t for t in spec["texts"] if t not in table.index]
