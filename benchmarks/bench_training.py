@@ -157,8 +157,8 @@ def job_epochs(args, model_dir, table, text_ids, train_section, root: Path) -> d
     """Epochs the job ran per text (the budget, or where early stopping ended it)."""
     output = root / "epochs.zarr"
     train_job.run(job_spec(args, model_dir, table, text_ids, train_section, output))
-    group = store.open_store(output)
-    epochs = {text_id: int(group[f"texts/{text_id}"].attrs["epochs_run"]) for text_id in text_ids}
+    records = store.open_store(output).attrs["records"]  # the job store's per-text records (train.JobRecords)
+    epochs = {record["text_id"]: int(record["epochs_run"]) for record in records}
     shutil.rmtree(output)
     return epochs
 
