@@ -147,6 +147,7 @@ class TorchEngine:
         copy = _fp32_bytes(self.params.values())
         home = device if _spare_bytes(device) > state + copy else torch.device("cpu")
         self.base = {name: p.detach().to(home, copy=True) for name, p in self.params.items()}
+        # Asked again now that the base is allocated: room for one more copy beside it.
         self.copy_on_device = home == device and _spare_bytes(device) > state + copy
         self.scaler: torch.amp.GradScaler | None = None
         self.optimizer: torch.optim.Optimizer | None = None

@@ -130,8 +130,9 @@ def run(spec: dict) -> None:
         engine = train.TorchEngine(model, settings, device)
     policy, ks = spec["policy"], list(spec["ks"])
     snapshot_dtype = getattr(torch, spec["snapshot_dtype"])
-    # A sketch keeps per-layer statistics only: computed where the parameters are, from the
-    # engine's base, and early stopping keeps the best epoch's statistics, not its state.
+    # A sketch keeps per-layer statistics only, computed where the parameters are, from the
+    # engine's base (early stopping keeps a copy of its best state on the device when one
+    # fits, else only that state's statistics: train.train_text).
     summarise = (lambda named: deltas.layer_stats(layers, engine.base, named, ks)) if policy == "sketch" else None
 
     attrs = {
