@@ -61,7 +61,7 @@ def test_demo_config_validates_and_fills_defaults(demo):
     assert completed["snapshots"] == {"store": "sketch", "dtype": "float32"}
     assert completed["metrics"] == {"bootstrap": 1000, "seed": 0}
     assert completed["budgets"] == [5, 10, 20, 30, "es"]
-    assert completed["texts_per_job"] == 100
+    assert completed["texts_per_job"] == 400
     assert completed["threads"] == 1 and completed["results"] == "results"
     for slug in ("pythia-tiny", "llama-tiny"):
         model = completed["models"][slug]
@@ -248,6 +248,7 @@ def test_cuda_device_with_a_model_that_asks_for_no_gpu(demo):
 
 
 def test_several_gpus_need_the_deepspeed_engine(demo):
+    demo["train"]["parallel_texts"] = 1  # side by side is the torch engine's
     demo["models"]["pythia-tiny"]["gpus"] = 2
     message = error_of(demo)
     assert "models.pythia-tiny.gpus" in message and "deepspeed" in message
