@@ -29,13 +29,14 @@ ARGS ?=
 estimate: setup
 	$(BIN)/python -m paramdelta.estimate --configfile $(CONFIG) $(ARGS)
 
-# The performance benchmarks P1-P5 (docs/performance.md), one after another: about 15 minutes on 2 cores.
+# The performance benchmarks (docs/performance.md), one after another: about 15 minutes on 2 cores.
 bench: setup
 	$(BIN)/pip install -q -r envs/bench.txt
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_training.py --parallel-texts 25
 	$(BIN)/python benchmarks/bench_stores.py
 	$(BIN)/python benchmarks/bench_planning.py
+	$(BIN)/python benchmarks/bench_fast_path.py
 
 # The report is tested in a real browser: Debian's Chromium (nothing downloads a browser build).
 browser:
