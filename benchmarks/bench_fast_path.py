@@ -23,25 +23,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import tempfile
 import time
 
 import torch
 
+from _machine import cpu_model
 from paramdelta import corpus, deltas, models, target, train
 
 KS = [1, 2, 5, 10, 20, 50]
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} CPUs, {cpu}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    return f"{os.cpu_count()} CPUs, {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
 
 
 def build(args, directory: str):

@@ -48,6 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _machine import cpu_model  # noqa: E402
 from paramdelta import data  # noqa: E402
 
 CONFIG = ROOT / "config" / "wikimia.yaml"
@@ -59,15 +60,7 @@ WORDS = ("the council city river museum war king album film station team season 
 
 def machine() -> str:
     """CPU count and model, as this script reports them."""
-    model = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs, {model}, {platform.machine()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} CPUs, {cpu_model()}, {platform.machine()}, Python {platform.python_version()}"
 
 
 def synthetic_texts(n: int, seed: int = 0) -> pd.DataFrame:

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _machine import cpu_model
 from paramdelta import config, corpus, data, models, store, target, train, train_job
 
 KS = [1, 2, 5, 10, 20, 50]  # the schema's default features.k: the sketch's top-K% statistics
@@ -58,14 +59,7 @@ P1_GOAL, P2_GOAL = 1.25, 5.0
 
 
 def machine(threads: int) -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     import transformers

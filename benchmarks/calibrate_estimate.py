@@ -23,7 +23,6 @@ time the work takes alone.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from _machine import cpu_model
 from paramdelta import deltas, estimate, models, store, train
 
 
@@ -52,9 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(f"machine: {cpu}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
 
     # Memory traffic and compute, on a model large enough to be out of the fixed costs.
     config = models.tiny_config("gpt-neox", 4096, hidden_size=512, num_layers=8, num_heads=8, max_positions=512)
