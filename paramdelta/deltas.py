@@ -77,21 +77,55 @@ def layer_stats(
 def _one_layer(layer: Layer, deltas: dict[str, torch.Tensor], ks: Sequence[int]):
     """One layer's tensor norms, sum of squares and top-K% L2, as float64 tensors where the delta is."""
     pieces = [deltas[name] for name in layer.params]
-    tensor_l2 = [torch.linalg.vector_norm(piece, dtype=torch.float64) for piece in pieces]
     flat = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     counts = topk_counts(flat.numel(), ks)
-    magnitudes = flat.abs()
-    if not counts:
-        largest = flat[:0]
-    elif magnitudes.device.type == "cpu":
-        # numpy's vectorised sort is several times faster on the CPU than torch.topk of the
-        # largest half (which is what K = 50 asks); both give the same values in the same order.
-        largest = torch.from_numpy(np.sort(magnitudes.numpy())[::-1][: max(counts)].copy())
-    else:
-        largest = torch.topk(magnitudes, max(counts), sorted=True).values
+    if flat.device.type == "cpu":
+        return _one_layer_numpy([piece.numpy() for piece in pieces], flat.numpy(), counts)
+    tensor_l2 = [torch.linalg.vector_norm(piece, dtype=torch.float64) for piece in pieces]
+    largest = torch.topk(flat.abs(), max(counts), sorted=True).values if counts else flat[:0]
     cumulative = torch.cumsum(largest.to(torch.float64).square(), 0)
     topk = cumulative[torch.tensor([n - 1 for n in counts], dtype=torch.long, device=flat.device)].sqrt()
     return tensor_l2, torch.sum(flat.to(torch.float64).square()), topk
+
+
+def _one_layer_numpy(pieces: list[np.ndarray], flat: np.ndarray, counts: list[int]):
+    """The CPU version of _one_layer: the same values (to float64 rounding), about twice as fast.
+
+    numpy's partition, a float64 dot product per piece, and no sort: the top-K% sums of
+    squares come from partitioning the magnitudes at each count in turn, largest count first,
+    each step on what the previous one kept.
+    """
+    squares = [_sum_of_squares(piece) for piece in pieces]
+    tensor_l2 = [torch.tensor(np.sqrt(sq)) for sq in squares]
+    return tensor_l2, torch.tensor(math.fsum(squares), dtype=torch.float64), torch.from_numpy(_topk_l2(flat, counts))
+
+
+def _sum_of_squares(values: np.ndarray) -> float:
+    wide = values.astype(np.float64)  # exact squares; the sum in float64
+    return float(np.dot(wide, wide))
+
+
+def _topk_l2(flat: np.ndarray, counts: list[int]) -> np.ndarray:
+    """L2 norm of the `count` largest magnitudes of `flat`, for each of `counts`."""
+    if not counts:
+        return np.zeros(0)
+    descending = sorted(set(counts), reverse=True)
+    kept = np.abs(flat)  # a new array, partitioned in place from here on
+    if descending[0] < kept.size:
+        kept.partition(kept.size - descending[0])
+        kept = kept[kept.size - descending[0] :]
+    # Between one count and the next smaller one lies a band of magnitudes: the sum of squares
+    # of each band, then the top-K% sum of a count is that of its band and all bands above it.
+    bands = []
+    for count, smaller in zip(descending, [*descending[1:], 0]):
+        if smaller:
+            kept.partition(count - smaller)
+            band, kept = kept[: count - smaller], kept[count - smaller :]
+        else:
+            band = kept
+        bands.append(_sum_of_squares(band))
+    above = dict(zip(descending, np.cumsum(bands[::-1])[::-1]))
+    return np.sqrt([above[count] for count in counts])
 
 
 def layer_frame(layers: Sequence[Layer]) -> pd.DataFrame:

@@ -117,6 +117,19 @@ def test_layer_stats_accepts_bf16_snapshots():
     np.testing.assert_allclose(stats["layer_topk_l2"], [[math.sqrt(4.25)]])  # ceil(1.5) = 2 entries
 
 
+@pytest.mark.parametrize("values", [
+    np.arange(-50, 51, dtype=np.float32),  # ties in magnitude (-k and k)
+    np.zeros(7, dtype=np.float32),
+    np.random.default_rng(3).standard_normal(10_001).astype(np.float32),
+], ids=["ties", "zeros", "random"])
+def test_topk_by_partition_matches_a_full_sort(values):
+    ks = (50, 1, 100, 2, 50, 33)  # unordered, repeated, and the whole layer
+    counts = deltas.topk_counts(values.size, ks)
+    largest = np.sort(np.abs(values.astype(np.float64)))[::-1]
+    expected = [math.sqrt(np.sum(largest[:count] ** 2)) for count in counts]
+    np.testing.assert_allclose(deltas._topk_l2(values, counts), expected, rtol=1e-12, atol=0)
+
+
 def test_topk_counts():
     assert deltas.topk_counts(1, [1, 5, 50]) == [1, 1, 1]  # never zero entries
     assert deltas.topk_counts(3, [1, 34, 50, 100]) == [1, 2, 2, 3]
@@ -160,11 +173,8 @@ class _NanAtEpoch:
     def __init__(self, engine, n_chunks, epoch):
         self.engine, self.n_chunks, self.epoch, self.calls = engine, n_chunks, epoch, 0
 
-    def reset(self):
-        self.engine.reset()
-
-    def state(self):
-        return self.engine.state()
+    def __getattr__(self, name):  # everything else is the wrapped engine's
+        return getattr(self.engine, name)
 
     def step(self, input_ids, lr):
         loss = self.engine.step(input_ids, lr)
