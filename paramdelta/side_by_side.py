@@ -60,6 +60,7 @@ class SideBySideEngine:
             self.model.set_attn_implementation("eager")
         self.base = {name: p.detach().clone() for name, p in self.model.named_parameters()}
         self._grad = vmap(grad_and_value(self._loss), in_dims=(0, 0, 0))
+        self._value = vmap(self._loss, in_dims=(0, 0, 0))
 
     def _loss(self, params: dict[str, torch.Tensor], input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         autocast = (
@@ -112,6 +113,7 @@ class SideBySideEngine:
                 losses += loss.detach().to("cpu", torch.float64)
                 step += 1
             losses = (losses / n_chunks).tolist()
+            end_losses = self._evaluate(params, inputs) if early_stopping else None
             improved = []
             for i, run in enumerate(runs):
                 if not running[i]:
@@ -123,6 +125,12 @@ class SideBySideEngine:
                     run.failure, run.failed_epoch, running[i] = f"non-finite training loss ({loss})", epoch, False
                     continue
                 if not early_stopping:
+                    continue
+                # As train.train_text: early stopping compares the loss after the epoch's steps.
+                loss = end_losses[i]
+                run.end_losses.append(loss)
+                if not math.isfinite(loss):
+                    run.failure, run.failed_epoch, running[i] = f"non-finite loss after the epoch ({loss})", epoch, False
                     continue
                 if loss < best_loss[i]:
                     best_loss[i], run.best_epoch = loss, epoch
@@ -155,6 +163,17 @@ class SideBySideEngine:
             run.seconds = seconds
         return runs
 
+    def _evaluate(self, params: dict[str, torch.Tensor], inputs) -> list[float]:
+        """Each copy's mean loss over its chunks, in eval mode, no gradients."""
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                total = sum(self._value(params, input_ids, labels).to("cpu", torch.float64) for input_ids, labels in inputs)
+        finally:
+            self.model.train()
+        return (total / len(inputs)).tolist()
+
+
 def _padded(chunks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Input ids [n, 1, length] right-padded with token 0, and labels with -100 on the padding."""
     length = max(c.shape[1] for c in chunks)
@@ -176,7 +195,7 @@ class _StackedOptimizer:
 
     def __init__(self, params: dict[str, torch.Tensor], settings: Settings):
         self.settings = settings
-        self.optimizer = _make_optimizer(list(params.values()), settings)
+        self.optimizer = _make_optimizer(list(params.values()), settings, stacked=True)
 
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: float) -> None:
         if self.settings.grad_clip > 0:

@@ -13,6 +13,7 @@ resolution of bf16, so a delta between two bf16 copies would measure rounding.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import math
@@ -39,6 +40,7 @@ class Settings:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-5
     weight_decay: float = 0.1
+    weight_decay_on: str = "all"  # or "matrices": not biases or normalisation weights (1-D tensors)
     momentum: float = 0.0
     schedule: str = "cosine"
     grad_clip: float = 1.0
@@ -67,7 +69,11 @@ class TextRun:
     budget: str
     losses: list[float] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
+    # Under `es`: the loss of the parameters at the end of each epoch, evaluated after its
+    # steps (what early stopping compares, so the state kept is the one whose loss is lowest).
+    end_losses: list[float] = field(default_factory=list)
     best_epoch: int = 0
+    skipped_steps: int = 0  # fp16: steps the loss scaler skipped (an overflow); 0 otherwise
     failure: str | None = None
     failed_epoch: int | None = None
     seconds: float = 0.0
@@ -94,6 +100,8 @@ class TextRun:
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
             "final_loss": self.losses[self.best_epoch - 1] if self.ok and self.losses else None,
+            "best_loss": self.end_losses[self.best_epoch - 1] if self.ok and self.end_losses else None,
+            "skipped_steps": self.skipped_steps,
             "seconds": round(self.seconds, 4),
         }
 
@@ -116,16 +124,41 @@ def lr_at(step: int, total_steps: int, settings: Settings) -> float:
     return 0.5 * settings.lr * (1.0 + math.cos(math.pi * step / total_steps))
 
 
-def _make_optimizer(params, settings: Settings) -> torch.optim.Optimizer:
+def _make_optimizer(params, settings: Settings, *, stacked: bool = False) -> torch.optim.Optimizer:
     """torch's AdamW or SGD; with `fused`, the implementation that updates every tensor in
     one kernel (CPU and CUDA), else torch's default. They agree to float rounding: a few
-    ulp of the parameters, far below the change a step makes."""
+    ulp of the parameters, far below the change a step makes.
+
+    With weight_decay_on "matrices", decay applies only to tensors of two or more dimensions
+    (weight matrices, embeddings); biases and normalisation weights, the 1-D tensors of a
+    transformer, are not decayed, as Hugging Face Trainer does. `stacked`: every tensor has
+    a leading copy dimension (side_by_side), not counted."""
+    params = list(params)
+    if settings.weight_decay_on == "matrices":
+        matrices = [p for p in params if p.dim() - stacked >= 2]
+        others = [p for p in params if p.dim() - stacked < 2]
+        groups = [{"params": matrices}] + ([{"params": others, "weight_decay": 0.0}] if others else [])
+    else:
+        groups = [{"params": params}]
     fused = settings.fused or None
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay,
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay,
                                fused=fused)
-    return torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas, eps=settings.eps,
+    return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps,
                              weight_decay=settings.weight_decay, fused=fused)
+
+
+def _restart(optimizer: torch.optim.Optimizer) -> None:
+    """Put an optimizer back to the state of a new one, in place: its step counts and moments
+    zeroed. The same as a new optimizer for AdamW (whose state starts at zero) and for SGD
+    without dampening (a zero momentum buffer times momentum, plus the gradient, is the
+    gradient the first step would copy), without allocating (and, on a CPU, page-faulting)
+    the moments again for every text."""
+    with torch.no_grad():
+        for state in optimizer.state.values():
+            for value in state.values():
+                if torch.is_tensor(value):
+                    value.zero_()
 
 
 class TorchEngine:
@@ -151,14 +184,19 @@ class TorchEngine:
         self.copy_on_device = home == device and _spare_bytes(device) > state + copy
         self.scaler: torch.amp.GradScaler | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.skipped_steps = 0
 
     def reset(self) -> None:
         with torch.no_grad():
             for name, p in self.params.items():
                 p.copy_(self.base[name])
-        self.optimizer = _make_optimizer(self.params.values(), self.settings)
+        if self.optimizer is None:
+            self.optimizer = _make_optimizer(self.params.values(), self.settings)
+        else:
+            _restart(self.optimizer)
         # A fresh loss scale too: a scale lowered by one text's overflow must not carry over to the next.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.settings.precision == "fp16")
+        self.skipped_steps = 0
 
     def _autocast(self):
         if self.settings.precision in BIT16:
@@ -175,10 +213,24 @@ class TorchEngine:
             torch.nn.utils.clip_grad_norm_(self.params.values(), self.settings.grad_clip)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        # The scale only ever drops after an overflow, whose step the scaler skipped.
+        if scale is not None and self.scaler.get_scale() < scale:
+            self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
+
+    def evaluate(self, chunks: list[torch.Tensor]) -> float:
+        """Mean loss of the current parameters over the chunks, in eval mode, no gradients."""
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                losses = [self.model(input_ids=c.to(self.device), labels=c.to(self.device)).loss.item() for c in chunks]
+        finally:
+            self.model.train()
+        return sum(losses) / len(losses)
 
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The fp32 parameters on the CPU; copied into `into` when given (no new allocation)."""
@@ -303,6 +355,15 @@ class DeepSpeedEngine:
         if _spare_bytes(self.device) > _fp32_bytes(self.base.values()):
             self.base = {name: t.to(self.device) for name, t in self.base.items()}
         self.copy_on_device = False
+        # The loss scaler as it starts (fp16: scale, hysteresis, overflow counters; a fixed
+        # scale of 1 otherwise), put back for every text so that no text's skipped steps
+        # depend on the texts before it. ZeRO keeps it in `loss_scaler`; DeepSpeed's fp16
+        # optimizer without ZeRO in `loss_scale_config`.
+        self._scaler_attr = next((a for a in ("loss_scaler", "loss_scale_config") if hasattr(self.optimizer, a)), None)
+        if self._scaler_attr is None and settings.precision == "fp16":
+            raise RuntimeError("DeepSpeed fp16: no loss scaler found on its optimizer to restart for every text")
+        self._fresh_scaler = copy.deepcopy(getattr(self.optimizer, self._scaler_attr)) if self._scaler_attr else None
+        self.skipped_steps = 0
 
     def reset(self) -> None:
         # One engine serves every text: reinitialising DeepSpeed per text would stack its
@@ -328,6 +389,9 @@ class DeepSpeedEngine:
                     self._set_full_fp32(p, self.base[name])
         inner = getattr(self.optimizer, "optimizer", self.optimizer)
         inner.state.clear()
+        if self._scaler_attr:
+            setattr(self.optimizer, self._scaler_attr, copy.deepcopy(self._fresh_scaler))
+        self.skipped_steps = 0
 
     def _reset_partitioned(self, p: torch.nn.Parameter, base: torch.Tensor) -> None:
         """ZeRO-3: write the base into this rank's slice of `p` in the module (p.ds_tensor) and
@@ -357,8 +421,22 @@ class DeepSpeedEngine:
         self.engine.backward(loss)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        skipped = self.engine.skipped_steps
         self.engine.step()
+        self.skipped_steps += self.engine.skipped_steps - skipped  # fp16: an overflow skips the step
         return self._rank0(loss.detach())
+
+    def evaluate(self, chunks: list[torch.Tensor]) -> float:
+        """Mean loss of the current parameters over the chunks, in eval mode, no gradients
+        (rank 0's, on every rank)."""
+        self.engine.eval()
+        try:
+            with torch.no_grad():
+                losses = [self._rank0(self.engine(input_ids=c.to(self.device), labels=c.to(self.device)).loss.detach())
+                          for c in chunks]
+        finally:
+            self.engine.train()
+        return sum(losses) / len(losses)
 
     def _rank0(self, loss: torch.Tensor) -> float:
         """Rank 0's loss, on every rank (the ranks compute the same loss, but early stopping
@@ -394,7 +472,9 @@ def train_text(
     """Train on one text from the exact base: a fixed epoch budget, or `es` (early stopping).
 
     With early stopping the parameters of the best-loss epoch are kept in memory and
-    returned; nothing is written per epoch (thesis A.2.2). With `summarise` (a job that
+    returned; nothing is written per epoch (thesis A.2.2). The loss compared is that of the
+    parameters at the end of each epoch, evaluated after its steps (as the thesis's Trainer
+    evaluated after every epoch), so the state kept is the one whose loss is lowest. With `summarise` (a job that
     keeps only per-layer statistics), the run hands back `summarise` of the parameters
     instead, computed where they are; early stopping keeps a copy of the best state on the
     device when one fits (engine.copy_on_device), else only the best epoch's statistics.
@@ -410,8 +490,8 @@ def train_text(
     summarise_each = summarise is not None and not engine.copy_on_device
     epochs = settings.max_epochs if early_stopping else budget_epochs(budget)
     total_steps = epochs * len(chunks)
-    # The best state is the lowest loss seen; patience counts epochs that did not beat
-    # the last significant improvement (by min_delta).
+    # The best state is the one with the lowest loss after its epoch; patience counts epochs
+    # that did not beat the last significant improvement (by min_delta).
     best_loss, best_state, reference, waited, step = math.inf, None, math.inf, 0, 0
 
     for epoch in range(1, epochs + 1):
@@ -423,11 +503,19 @@ def train_text(
         loss = sum(losses) / len(losses)
         run.losses.append(loss)
         run.lrs.append(lr)
+        run.skipped_steps = engine.skipped_steps
         if not math.isfinite(loss):
             run.failure, run.failed_epoch = f"non-finite training loss ({loss})", epoch
             break
         if not early_stopping:
             continue
+        # Early stopping compares the loss of the parameters it would keep: evaluated after
+        # the epoch's steps (the training loss above was measured before each step).
+        loss = engine.evaluate(chunks)
+        run.end_losses.append(loss)
+        if not math.isfinite(loss):
+            run.failure, run.failed_epoch = f"non-finite loss after the epoch ({loss})", epoch
+            break
         if loss < best_loss:
             best_state = summarise(engine.named_fp32()) if summarise_each else engine.keep(into=best_state)
             best_loss, run.best_epoch = loss, epoch
@@ -496,7 +584,8 @@ class JobRecords:
     - attribute `records`: one dict per text, in the job's order (TextRun.attrs and the
       text's sha256);
     - arrays `loss` and `lr` [texts, epochs]: each text's per-epoch values, NaN after its
-      last epoch;
+      last epoch; under `es` also `end_loss`, the loss after each epoch that early
+      stopping compared (TextRun.end_losses);
     - `sketch`: arrays `layer_l2`, `layer_sq` [texts, layers], `layer_topk_l2` [texts,
       layers, K], `tensor_l2` [texts, tensors] (deltas.layer_stats), NaN rows for texts
       that failed; a handful of files per job whatever its number of texts;
@@ -510,6 +599,7 @@ class JobRecords:
         self.records: list[dict] = []
         self.losses: list[list[float]] = []
         self.lrs: list[list[float]] = []
+        self.end_losses: list[list[float]] = []
         self.stats: list[dict[str, np.ndarray] | None] = []
 
     def add(self, run: TextRun, text_sha256: str) -> None:
@@ -518,6 +608,7 @@ class JobRecords:
         self.records.append({**run.attrs(), "text_sha256": text_sha256})
         self.losses.append(run.losses)
         self.lrs.append(run.lrs)
+        self.end_losses.append(run.end_losses)
         if self.policy == "sketch":
             stats = run.stats
             if run.ok and stats is None:
@@ -535,6 +626,8 @@ class JobRecords:
 
         self.root.update_attributes({"records": self.records})
         arrays = {"loss": _ragged(self.losses), "lr": _ragged(self.lrs)}
+        if any(self.end_losses):
+            arrays["end_loss"] = _ragged(self.end_losses)
         if self.policy == "sketch":
             shapes = {
                 "layer_l2": (len(self.layers),),

@@ -64,8 +64,8 @@ def test_fused_optimizer_equals_default(load_tiny, chunked, optimizer):
 )
 @pytest.mark.parametrize("budget", ["3", "es"])
 def test_side_by_side_equals_one_at_a_time(load_tiny, chunked, settings, budget):
-    # Early stopping that ends these texts' runs after 2 or 3 epochs, at different epochs.
-    settings = dataclasses.replace(settings, patience=1, min_delta=0.25, max_epochs=8)
+    # Early stopping that ends these texts' runs after 3 or 4 epochs, at different epochs.
+    settings = dataclasses.replace(settings, patience=1, min_delta=0.1, max_epochs=8)
     alone = _one_at_a_time(load_tiny, chunked, budget, settings)
     # Width 4 over six texts of three chunk counts: full and partial groups.
     together = SideBySideEngine(load_tiny(), settings, CPU, width=4).train(chunked, budget)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paramdelta import train
+from paramdelta import models, train
 
 CPU = torch.device("cpu")
 REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
@@ -73,6 +74,14 @@ class Scripted:
     def keep(self, into=None):
         return self.engine.keep(into)
 
+    def evaluate(self, chunks):
+        """The loss after an epoch, for early stopping: the epoch's scripted loss."""
+        return self.losses[self.calls // self.n_chunks - 1]
+
+    @property
+    def skipped_steps(self):
+        return self.engine.skipped_steps
+
 
 @pytest.fixture
 def texts(saved_tokenizer, sample_texts):
@@ -135,8 +144,9 @@ def test_recorded_lrs_follow_the_schedule_over_the_whole_run(load_tiny, texts):
 # ---------------------------------------------------------------- exact restore and determinism
 
 
-def test_each_text_starts_from_the_exact_base(load_tiny, texts):
-    settings = train.Settings(lr=1e-3)
+@pytest.mark.parametrize("optimizer", [dict(), dict(optimizer="sgd", momentum=0.9, fused=False)], ids=["adamw", "sgd-momentum"])
+def test_each_text_starts_from_the_exact_base(load_tiny, texts, optimizer):
+    settings = train.Settings(lr=1e-3, **optimizer)
     engine = train.TorchEngine(load_tiny(), settings, CPU)
     base = {name: t.clone() for name, t in engine.base.items()}
     first = train.train_text(engine, "a", texts[0], "3", settings)
@@ -151,7 +161,8 @@ def test_each_text_starts_from_the_exact_base(load_tiny, texts):
     engine.reset()
     assert _equal(engine.state(), base)
     assert _equal(engine.base, base)  # training never touched the kept base
-    assert all(not state for state in engine.optimizer.state.values())  # fresh optimizer
+    # A fresh optimizer: its state restarted in place (train._restart), every step count and moment zero.
+    assert all(not torch.any(value) for state in engine.optimizer.state.values() for value in state.values())
 
 
 def test_same_text_twice_is_deterministic(load_tiny, texts):
@@ -211,6 +222,27 @@ def test_early_stopping_returns_the_best_epoch_parameters(load_tiny, texts):
     assert not _equal(run.after, engine.epoch_states[-1])  # ... not the last one
     # The cosine schedule of an `es` run spans the epoch cap.
     assert run.lrs[0] == pytest.approx(train.lr_at(len(texts[0]) - 1, 50 * len(texts[0]), settings))
+
+
+@pytest.mark.parametrize("text", [0, 1], ids=["several chunks", "one chunk"])
+def test_early_stopping_keeps_the_state_whose_loss_is_lowest(load_tiny, texts, text):
+    # Real losses: the loss early stopping compares is that of the state it keeps, evaluated
+    # after the epoch's steps; the training loss of an epoch is measured before each step.
+    settings = train.Settings(lr=3e-3, patience=2, max_epochs=8, min_delta=0.0)
+    chunks = texts[text] if text == 0 else texts[0][:1]
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    run = train.train_text(engine, "a", chunks, "es", settings)
+    assert run.ok and len(run.end_losses) == run.epochs_run
+    assert run.best_epoch == 1 + run.end_losses.index(min(run.end_losses))
+
+    engine.reset()
+    with torch.no_grad():
+        for name, p in engine.params.items():
+            p.copy_(run.after[name])
+    assert engine.evaluate(chunks) == run.end_losses[run.best_epoch - 1] == run.attrs()["best_loss"]
+    if len(chunks) == 1:
+        # One chunk: the next epoch's training loss is measured on the state after this one.
+        assert run.end_losses[:-1] == pytest.approx(run.losses[1:], rel=1e-6)
 
 
 def test_early_stopping_stops_at_the_epoch_cap(load_tiny, texts):
@@ -289,6 +321,40 @@ def test_fp16_loss_scale_is_fresh_for_every_text(load_tiny, texts):
     assert _equal(then.after, alone.after)
 
 
+def test_fp16_skipped_steps_are_counted_per_text(load_tiny, texts, monkeypatch):
+    # A loss scale far too large: every fp16 backward overflows, so the scaler skips every
+    # step (and halves its scale): nothing moves, and the run says how many were skipped.
+    settings = train.Settings(lr=1e-3, precision="fp16")
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    huge = functools.partial(torch.amp.GradScaler, init_scale=2.0**100)
+    monkeypatch.setattr(train.torch.amp, "GradScaler", huge)
+    run = train.train_text(engine, "a", texts[0], "2", settings)
+    assert run.ok and run.skipped_steps == 2 * len(texts[0]) and run.attrs()["skipped_steps"] == run.skipped_steps
+    assert _equal(run.after, engine.base)
+    monkeypatch.undo()
+    clean = train.train_text(engine, "b", texts[1], "2", settings)
+    assert clean.ok and clean.skipped_steps == 0  # counted per text, from zero
+
+
+@pytest.mark.parametrize("scope", ["all", "matrices"])
+def test_weight_decay_on_matrices_spares_biases_and_norms(load_tiny, scope):
+    settings = train.Settings(weight_decay=0.5, weight_decay_on=scope)
+    model = load_tiny()
+    engine = train.TorchEngine(model, settings, CPU)
+    engine.reset()
+    decay = {id(p): group["weight_decay"] for group in engine.optimizer.param_groups for p in group["params"]}
+    assert len(decay) == len(engine.params)
+    spared = {name for name, p in engine.params.items() if decay[id(p)] == 0.0}
+    if scope == "all":
+        assert not spared
+        return
+    # Exactly the biases and the weights of normalisation layers (models.model_layers' "norm" group).
+    norms = {name for layer in models.model_layers(model) if layer.group == "norm" for name in layer.params}
+    biases = {name for name in engine.params if name.endswith(".bias")}
+    assert spared == norms | biases and norms and biases
+    assert all(decay[id(p)] == 0.5 for name, p in engine.params.items() if name not in spared)
+
+
 def test_sgd_step_is_plain_gradient_descent(load_tiny, texts):
     settings = train.Settings(optimizer="sgd", lr=0.5, weight_decay=0.0, grad_clip=0.0)
     engine = train.TorchEngine(load_tiny(), settings, CPU)
@@ -338,6 +404,16 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts):
 
     b_again = train.train_text(engine, "b", texts[1], "3", settings)
     assert _equal(b_again.after, b.after)  # DeepSpeed's reset is exact too (A, B, B)
+
+    # The loss scaler restarts with every text, as if text b had overflowed again and again
+    # (fp16's scale, hysteresis and overflow counters live in it; DeepSpeed's fp16 cannot run
+    # on a CPU without fp16 support in oneDNN, so the restart is checked on the scaler ZeRO
+    # keeps in every precision).
+    fresh_scale = engine.optimizer.loss_scaler.cur_scale
+    engine.optimizer.loss_scaler.cur_scale = 2.0**-10
+    b_fresh = train.train_text(engine, "b", texts[1], "3", settings)
+    assert engine.optimizer.loss_scaler.cur_scale == fresh_scale
+    assert _equal(b_fresh.after, b.after) and b_fresh.skipped_steps == 0
 
     engine.reset()
     assert _equal(engine.state(), engine.base)
