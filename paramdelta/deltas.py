@@ -142,7 +142,7 @@ def layer_frame(layers: Sequence[Layer]) -> pd.DataFrame:
 
 TEXT_COLUMNS = [
     "dataset", "model", "budget", "text_id", "label", "status", "failure", "failed_epoch", "n_tokens", "n_chunks",
-    "epochs_run", "best_epoch", "final_loss", "seconds", "losses",
+    "epochs_run", "best_epoch", "final_loss", "best_loss", "skipped_steps", "seconds", "losses",
 ]
 
 

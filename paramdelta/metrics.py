@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.model_selection import StratifiedKFold
 
 SUMMARY_COLUMNS = (
     "auroc",
@@ -195,13 +194,55 @@ def roc_points(labels, scores) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fprs, "tpr": tprs})
 
 
-def cross_validated_k(scores: pd.DataFrame, *, n_folds: int = 5, seed: int = 0) -> tuple[pd.Series, list[int]]:
-    """Out-of-fold scores with k chosen on the training folds only.
+def cross_validated_k(scores: pd.DataFrame, *, n_folds: int = 5, seed: int = 0) -> tuple[list[float], list[int]]:
+    """Held-out AUROC per fold, each with its own k chosen on the other folds.
 
     Choosing the k with the best AUROC on the evaluation texts themselves is optimistic;
-    here each fold's k is chosen by AUROC on the other folds (ties go to the smaller k)
-    and applied to the held-out texts. Returns the score per text_id and the k per fold.
+    here each fold's k is chosen by AUROC on the other folds (ties go to the smaller k) and
+    the held-out fold is scored with it. The AUROCs are per fold, not one AUROC over the
+    pooled out-of-fold scores: scores made with different k are not on one scale. Returns
+    the AUROC of each fold and the k each chose.
     """
+    labels, matrix, ks = _scores_by_k(scores)
+    folds = _stratified_folds(labels, n_folds, np.random.default_rng(seed))
+    return _cv_folds(labels, matrix, folds, ks)
+
+
+def cross_validated_k_interval(
+    scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of the mean fold AUROC of cross_validated_k, the selection included.
+
+    Each replicate resamples the texts (members and non-members separately, with
+    replacement), splits the distinct texts drawn into folds (a text drawn twice stays in
+    one fold, so it never helps choose the k it is scored with) and runs the whole
+    selection again: the interval carries the variability of the chosen k as well as that
+    of the AUROC.
+    """
+    labels, matrix, _ = _scores_by_k(scores)
+    rng = np.random.default_rng(seed)
+    members, nonmembers = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    replicates = []
+    for _ in range(n_boot):
+        drawn = np.r_[rng.choice(members, members.size), rng.choice(nonmembers, nonmembers.size)]
+        distinct = np.unique(drawn)
+        if min((labels[distinct] == 1).sum(), (labels[distinct] == 0).sum()) < n_folds:
+            continue
+        fold_of = np.empty(labels.size, dtype=int)
+        for fold, texts in enumerate(_stratified_folds(labels[distinct], n_folds, rng)):
+            fold_of[distinct[texts]] = fold
+        folds = [np.flatnonzero(fold_of[drawn] == fold) for fold in range(n_folds)]
+        aurocs, _ = _cv_folds(labels[drawn], matrix[drawn], folds)
+        replicates.append(np.nanmean(aurocs))
+    if not replicates:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2
+    low, high = np.nanquantile(replicates, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _scores_by_k(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels [texts], scores [texts, k] and the ks (ascending) of one selection's scores."""
     missing = [column for column in ("text_id", "label", "k", "score") if column not in scores.columns]
     if missing:
         raise ValueError(f"scores table lacks columns {missing}")
@@ -213,18 +254,30 @@ def cross_validated_k(scores: pd.DataFrame, *, n_folds: int = 5, seed: int = 0) 
     if by_k.isna().to_numpy().any():
         raise ValueError("every text needs a score for every k")
     labels = scores.drop_duplicates("text_id").set_index("text_id")["label"].reindex(by_k.index).to_numpy(int)
-    score_matrix = by_k.to_numpy(float)
-    ks = by_k.columns.to_numpy()
+    return labels, by_k.to_numpy(float), by_k.columns.to_numpy()
 
-    out_of_fold = np.empty(len(by_k))
-    chosen_ks = []
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for train, held_out in folds.split(score_matrix, labels):
-        train_aurocs = auroc_rows(labels[train], score_matrix[train].T)
-        best = int(np.nanargmax(train_aurocs))
-        out_of_fold[held_out] = score_matrix[held_out, best]
-        chosen_ks.append(int(ks[best]))
-    return pd.Series(out_of_fold, index=by_k.index, name="score"), chosen_ks
+
+def _stratified_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Indices of each fold: every class shuffled and dealt round the folds in turn."""
+    fold_of = np.empty(labels.size, dtype=int)
+    for label in (0, 1):
+        texts = rng.permutation(np.flatnonzero(labels == label))
+        if 0 < texts.size < n_folds:
+            raise ValueError(f"{texts.size} texts of label {label}: too few for {n_folds} cross-validation folds")
+        fold_of[texts] = np.arange(texts.size) % n_folds
+    return [np.flatnonzero(fold_of == fold) for fold in range(n_folds)]
+
+
+def _cv_folds(labels, matrix, folds, ks=None) -> tuple[list[float], list]:
+    """Per fold: k chosen by AUROC on the other folds, AUROC of the fold with it."""
+    aurocs, chosen = [], []
+    everything = np.arange(labels.size)
+    for held_out in folds:
+        train = np.setdiff1d(everything, held_out, assume_unique=True)
+        best = int(np.nanargmax(auroc_rows(labels[train], matrix[train].T)))
+        aurocs.append(float(auroc_rows(labels[held_out], matrix[held_out, best])[0]))
+        chosen.append(int(ks[best]) if ks is not None else best)
+    return aurocs, chosen
 
 
 SCORE_KEYS = ("dataset", "model", "budget", "method", "selection", "k")
@@ -270,15 +323,33 @@ def ttest_table(scores: pd.DataFrame, change: pd.DataFrame | None = None) -> pd.
     return table.merge(pd.DataFrame(raw), on=keys, how="left")
 
 
+MEAN_OVER_MODELS = "mean over models"  # the model column of the thesis-form correlation rows
+
+
 def correlation_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Pearson r of epoch budget against AUROC per (dataset, model, selection, k) of the
-    parameter-change method (thesis 5.2.4); baselines have no budget."""
+    parameter-change method; baselines have no budget.
+
+    With several models, also the statistic in the form of thesis 5.2.4 (r = 0.954,
+    p = 0.046 there): r between the budget and the AUROC averaged over the models, one
+    point per budget, as rows whose model is MEAN_OVER_MODELS. A budget counts only where
+    every model has an AUROC for it, so that the mean is over the same models throughout.
+    """
     keys = ["dataset", "model", "method", "selection", "k"]
     ours = metrics[metrics["method"] == "param-delta"]
     rows = [
         {**dict(zip(keys, key)), **budget_correlation(group)}
         for key, group in ours.groupby(keys, dropna=False, sort=True)
     ]
+    mean_keys = ["dataset", "method", "selection", "k"]
+    for key, group in ours[ours["auroc"].notna()].groupby(mean_keys, dropna=False, sort=True):
+        models = group["model"].unique()
+        if len(models) < 2:
+            continue
+        per_budget = group.groupby("budget")
+        complete = [budget for budget, rows_ in per_budget if rows_["model"].nunique() == len(models)]
+        means = group[group["budget"].isin(complete)].groupby("budget", as_index=False)["auroc"].mean()
+        rows.append({**dict(zip(mean_keys, key)), "model": MEAN_OVER_MODELS, **budget_correlation(means)})
     return pd.DataFrame(rows, columns=[*keys, "r", "p", "n"])
 
 
@@ -286,22 +357,22 @@ def topk_cv_table(scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = 1000,
     """The best top-K% two ways per (dataset, model, budget, selection with K).
 
     `k_eval`/`auroc_eval`: K chosen on the evaluation texts themselves, as the thesis
-    reports it (optimistic). `auroc_cv` and its interval: the out-of-fold score when
-    each fold's K is chosen on the other folds; `k_folds` lists those Ks.
+    reports it (optimistic). `auroc_cv`: the mean over folds of each held-out fold's AUROC
+    with the K chosen on the other folds (cross_validated_k); its interval bootstraps the
+    whole selection (cross_validated_k_interval); `k_folds` lists the folds' Ks.
     """
     keys = ["dataset", "model", "budget", "selection"]
     chosen = scores[(scores["method"] == "param-delta") & scores["k"].notna()]
     rows = []
     for key, group in chosen.groupby(keys, sort=True):
         per_k = group.groupby("k").apply(lambda g: auroc(g["label"], g["score"]), include_groups=False)
-        out_of_fold, ks = cross_validated_k(group, n_folds=n_folds, seed=seed)
-        labels = group.drop_duplicates("text_id").set_index("text_id")["label"].reindex(out_of_fold.index)
-        lo, hi = auroc_ci(labels, out_of_fold, n_boot=n_boot, seed=seed)
+        fold_aurocs, ks = cross_validated_k(group, n_folds=n_folds, seed=seed)
+        lo, hi = cross_validated_k_interval(group, n_folds=n_folds, n_boot=n_boot, seed=seed)
         rows.append({
             **dict(zip(keys, key)),
             "k_eval": int(per_k.idxmax()),
             "auroc_eval": float(per_k.max()),
-            "auroc_cv": auroc(labels, out_of_fold),
+            "auroc_cv": float(np.nanmean(fold_aurocs)),
             "auroc_cv_lo": lo,
             "auroc_cv_hi": hi,
             "k_folds": ",".join(map(str, ks)),

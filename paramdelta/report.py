@@ -27,7 +27,7 @@ from plotly.offline import get_plotlyjs
 
 from paramdelta.atomic import atomic_file
 from paramdelta.features import K_SELECTIONS, METHOD, SELECTIONS
-from paramdelta.metrics import roc_points
+from paramdelta.metrics import MEAN_OVER_MODELS, roc_points
 
 AUROC_DIGITS = 2
 MISSING = "–"
@@ -1038,6 +1038,11 @@ def budget_curves(data: RunData) -> str:
         row = _correlation_row(data, model)
         if row is not None:
             rows.append([model, _number(row["r"], ".2f"), _number(row["p"], ".2g"), _integer(row["n"])])
+    # The thesis's form (5.2.4): the AUROC averaged over the models first, one point per budget.
+    mean = _correlation_row(data, MEAN_OVER_MODELS)
+    if mean is not None:
+        rows.append([f"{MEAN_OVER_MODELS} (thesis 5.2.4: r = 0.954, p = 0.046)", _number(mean["r"], ".2f"),
+                     _number(mean["p"], ".2g"), _integer(mean["n"])])
     table = (
         f"<h4>Pearson correlation of epoch budget and AUROC ({_escape(METHOD)}, all layers)</h4>"
         + _plain_table(["model", "r", "p", "budgets"], rows)
@@ -1425,6 +1430,32 @@ def failed_texts(data: RunData) -> str:
     return "".join(parts)
 
 
+def failed_texts_and_skipped_steps(data: RunData) -> str:
+    return failed_texts(data) + skipped_steps(data)
+
+
+def skipped_steps(data: RunData) -> str:
+    """Texts whose fp16 loss scaler skipped steps (an overflow: that step did not train)."""
+    if "skipped_steps" not in data.texts:
+        return ""
+    skipped = data.texts[pd.to_numeric(data.texts["skipped_steps"], errors="coerce").fillna(0) > 0]
+    if skipped.empty:
+        return ""
+    skipped = _in_run_order(data, skipped, "text_id")
+    rows = []
+    for _, row in skipped.head(FAILED_ROWS).iterrows():
+        steps = row.get("epochs_run", np.nan) * row.get("n_chunks", np.nan)
+        share = f"{row['skipped_steps'] / steps:.0%}" if steps and np.isfinite(steps) else ""
+        rows.append([row["model"], budget_heading(row["budget"]), row["text_id"], _integer(row["skipped_steps"]),
+                     _integer(steps), share])
+    more = f" (the first {FAILED_ROWS} of {len(skipped)})" if len(skipped) > FAILED_ROWS else ""
+    return (
+        f'<p class="note">Steps skipped by the fp16 loss scaler: {len(skipped)} texts{more}. A skipped step '
+        "did not train: with a budget of 5 epochs on a one-chunk text, one skip is 20% of its training.</p>"
+        + _plain_table(["model", "budget", "text_id", "skipped steps", "steps", "share"], rows, label_columns=3)
+    )
+
+
 def configuration(data: RunData) -> str:
     config = json.dumps(data.meta.get("config", {}), indent=2, default=str)
     versions = _plain_table(["package", "version"], sorted(data.meta.get("versions", {}).items()))
@@ -1543,8 +1574,9 @@ SECTIONS = (
         "The thesis reports the top-K% selections at the K that scores best on the evaluation texts "
         "themselves, which no attacker without the labels could choose, so that AUROC is optimistic. Beside "
         "it, K chosen by 5-fold cross-validation: each fold's K is the best on the other four folds and "
-        "scores the held-out texts; the table gives each fold's K and the AUROC of the out-of-fold scores "
-        "with its bootstrap interval. That is the number to quote.",
+        "scores the held-out texts; the table gives each fold's K and the mean of the five held-out "
+        "AUROCs (each fold's own, since scores made with different K are not on one scale), with a "
+        "bootstrap interval that repeats the whole selection in every replicate. That is the number to quote.",
         topk_selection,
     ),
     Section(
@@ -1552,8 +1584,8 @@ SECTIONS = (
         "Failed texts",
         "Training runs that did not finish, with the failure and the epoch in which it happened. These texts "
         "have no score for that model and budget and are missing from the tables above. Long lists are "
-        "cut, with a count per failure first.",
-        failed_texts,
+        "cut, with a count per failure first. With fp16, the texts whose loss scaler skipped steps follow.",
+        failed_texts_and_skipped_steps,
     ),
     Section(
         "config",

@@ -14,7 +14,9 @@ from paramdelta.metrics import (
     auroc,
     auroc_ci,
     auroc_rows,
+    MEAN_OVER_MODELS,
     budget_correlation,
+    correlation_table,
     cross_validated_k,
     member_ttest,
     roc_points,
@@ -194,11 +196,37 @@ def test_cross_validated_k_picks_the_informative_k():
         ],
         ignore_index=True,
     )
-    out_of_fold, chosen = cross_validated_k(scores, n_folds=5)
+    fold_aurocs, chosen = cross_validated_k(scores, n_folds=5)
     assert chosen == [5] * 5
-    assert sorted(out_of_fold.index) == text_ids
-    np.testing.assert_allclose(out_of_fold.sort_index().to_numpy(), informative)
-    assert out_of_fold.name == "score"
+    assert len(fold_aurocs) == 5 and all(a > 0.9 for a in fold_aurocs)
+    assert np.mean(fold_aurocs) == pytest.approx(auroc(labels, informative), abs=0.05)
+
+
+def test_cross_validated_k_scores_each_fold_with_its_own_k():
+    # Two equally informative ks on scales 100 apart: folds choose one or the other. Pooling
+    # the out-of-fold scores would rank one fold's texts above another's whatever their
+    # label; the AUROC is taken per fold and averaged instead.
+    rng = np.random.default_rng(3)
+    labels = np.repeat([1, 0], 40)
+    text_ids = [f"t{i:02d}" for i in range(80)]
+    scores = pd.concat([
+        pd.DataFrame({"text_id": text_ids, "label": labels, "k": k, "score": offset + rng.normal(size=80) + 1.5 * labels})
+        for k, offset in [(1.0, 100.0), (5.0, 0.0)]
+    ], ignore_index=True)
+    fold_aurocs, chosen = cross_validated_k(scores, n_folds=5, seed=0)
+    assert set(chosen) == {1, 5}  # the folds disagree
+    table = topk_cv_table(scores.assign(dataset="d", model="m", budget="5", method="param-delta",
+                                        selection="topk-elements"), n_boot=100)
+    row = table.iloc[0]
+    assert row["auroc_cv"] == pytest.approx(np.mean(fold_aurocs)) and row["auroc_cv"] > 0.75
+    assert row["auroc_cv_lo"] < row["auroc_cv"] < row["auroc_cv_hi"]
+
+
+def test_cross_validated_k_needs_as_many_texts_of_each_label_as_folds():
+    scores = pd.DataFrame({"text_id": [f"t{i}" for i in range(8)], "label": [1, 1, 1, 0, 0, 0, 0, 0], "k": 1.0,
+                           "score": np.arange(8.0)})
+    with pytest.raises(ValueError, match="3 texts of label 1: too few for 5 cross-validation folds"):
+        cross_validated_k(scores, n_folds=5)
 
 
 def test_cross_validated_k_rejects_missing_scores():
@@ -225,9 +253,12 @@ def test_topk_cv_table_reports_eval_and_cross_validated_k():
     assert row["selection"] == "topk-elements" and row["k_eval"] == 5
     eval_auroc = auroc(labels, [r["score"] for r in rows if r["k"] == 5.0])
     assert row["auroc_eval"] == pytest.approx(eval_auroc)
-    # K = 5 separates members best, so every fold picks it and the out-of-fold score is that K's.
+    # K = 5 separates members best, so every fold picks it: the mean of the folds' AUROCs with
+    # that K is close to (not equal to: per fold, not pooled) its AUROC over all texts.
     assert row["k_folds"] == "5,5,5,5,5"
-    assert row["auroc_cv"] == pytest.approx(eval_auroc)
+    topk = pd.DataFrame(rows).query("selection == 'topk-elements'")
+    assert row["auroc_cv"] == pytest.approx(np.mean(cross_validated_k(topk)[0]))
+    assert row["auroc_cv"] == pytest.approx(eval_auroc, abs=0.03)
     assert row["auroc_cv_lo"] < row["auroc_cv"] < row["auroc_cv_hi"]
 
 
@@ -244,3 +275,24 @@ def test_ttest_table_normalised_and_raw():
     assert row["raw_mean_members"] == pytest.approx(1.0) and row["raw_mean_nonmembers"] == pytest.approx(2.1)
     expected = stats.ttest_ind([1.0, 1.1, 0.9], [2.0, 2.2, 2.1], equal_var=False)
     assert row["raw_p"] == pytest.approx(expected.pvalue)
+
+
+def test_correlation_in_the_thesis_form_averages_over_models_first():
+    # Thesis 5.2.4: r between the budget and the AUROC averaged over the models, one point per
+    # budget. Budget 40 lacks model b: it is left out, so every mean is over the same models.
+    aurocs = {"a": {"5": 0.50, "10": 0.60, "20": 0.55, "30": 0.70, "40": 0.9},
+              "b": {"5": 0.60, "10": 0.58, "20": 0.75, "30": 0.72}}
+    metrics = pd.DataFrame([
+        {"dataset": "d", "model": model, "budget": budget, "method": "param-delta", "selection": "all", "k": np.nan,
+         "auroc": value}
+        for model, per_budget in aurocs.items() for budget, value in per_budget.items()
+    ])
+    table = correlation_table(metrics)
+    mean = table[table["model"] == MEAN_OVER_MODELS]
+    assert len(mean) == 1 and len(table) == 3
+    expected = stats.pearsonr([5, 10, 20, 30], [0.55, 0.59, 0.65, 0.71])
+    assert mean.iloc[0]["r"] == pytest.approx(expected.statistic)
+    assert mean.iloc[0]["p"] == pytest.approx(expected.pvalue)
+    assert mean.iloc[0]["n"] == 4
+    # One model: its own row says it all.
+    assert MEAN_OVER_MODELS not in set(correlation_table(metrics[metrics["model"] == "a"])["model"])

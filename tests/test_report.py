@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 
 from paramdelta import report
 from paramdelta.features import K_SELECTIONS, METHOD, SELECTIONS
-from paramdelta.metrics import budget_correlation, member_ttest, summarise
+from paramdelta.metrics import MEAN_OVER_MODELS, correlation_table, member_ttest, summarise
 
 ODD_MODEL = "a<b>&c"
 MODELS = ("tiny", ODD_MODEL)
@@ -193,20 +193,7 @@ def synthetic_run(
             )
         ]
     )
-    main = metrics[(metrics["method"] == METHOD) & (metrics["selection"] == "all")]
-    correlation = pd.DataFrame(
-        [
-            {
-                "dataset": dataset,
-                "model": model,
-                "method": METHOD,
-                "selection": "all",
-                "k": np.nan,
-                **budget_correlation(group),
-            }
-            for (dataset, model), group in main.groupby(["dataset", "model"])
-        ]
-    )
+    correlation = correlation_table(metrics)  # per model, and the mean over models (thesis 5.2.4)
     meta = {
         "title": "Test run",
         "config": {
@@ -679,6 +666,10 @@ def test_budget_figure_has_intervals_and_the_correlation(run, page):
     assert layout["title"]["text"] == f"tiny: r = {r['r']:.2f}, p = {r['p']:.2g}"
     (table,) = parse(section(page, "budget")).tables
     assert texts_of(table)[1] == ["tiny", f"{r['r']:.2f}", f"{r['p']:.2g}", str(int(r["n"]))]
+    mean = correlation[(correlation["model"] == MEAN_OVER_MODELS) & (correlation["selection"] == "all")
+                       & (correlation["dataset"] == "wiki")].iloc[0]
+    assert texts_of(table)[-1] == [f"{MEAN_OVER_MODELS} (thesis 5.2.4: r = 0.954, p = 0.046)", f"{mean['r']:.2f}",
+                                   f"{mean['p']:.2g}", str(int(mean["n"]))]
 
 
 # Members vs non-members -------------------------------------------------------------------
@@ -834,6 +825,22 @@ def test_many_failures_are_counted_and_the_list_is_capped(run):
     assert texts_of(counts)[1] == ["tiny", "5 epochs", "out of memory", str(N_TEXTS)]
     assert len(listing) == 1 + report.FAILED_ROWS
     assert f"The first {report.FAILED_ROWS} of {len(texts)} failed training runs" in fragment
+
+
+def test_fp16_skipped_steps_are_listed(run):
+    (metrics, scores, ttest, correlation, texts, meta), extra = run
+    texts = texts.assign(status="ok", skipped_steps=0, n_chunks=1)
+    texts.loc[texts.index[0], "skipped_steps"] = 1
+    fragment = section(report.render(metrics, scores, ttest, correlation, texts, meta, **extra), "failed")
+    assert "<p>none</p>" in fragment and "Steps skipped by the fp16 loss scaler: 1 texts" in fragment
+    (table,) = parse(fragment).tables
+    row = texts.iloc[0]
+    steps = int(row["epochs_run"])
+    assert texts_of(table)[1] == [row["model"], report.budget_heading(row["budget"]), row["text_id"], "1", str(steps),
+                                  f"{1 / steps:.0%}"]
+    # None skipped: nothing shown.
+    quiet = section(report.render(metrics, scores, ttest, correlation, texts.assign(skipped_steps=0), meta, **extra), "failed")
+    assert "Steps skipped by the fp16 loss scaler" not in quiet
 
 
 def test_configuration_and_versions_are_shown(page):
