@@ -41,13 +41,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
     # No type guessing: a text such as "2023" or "0012" must stay the string it is in the file.
-    if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-    if suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False, dtype=str)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise DataError(f"data file {path}: unknown format '{suffix}' (use .jsonl, .csv or .parquet)")
+    readers = {
+        ".jsonl": lambda: pd.read_json(path, lines=True, dtype=False, encoding="utf-8", encoding_errors="strict"),
+        ".json": lambda: pd.read_json(path, dtype=False, encoding="utf-8", encoding_errors="strict"),
+        ".csv": lambda: pd.read_csv(path, keep_default_na=False, dtype=str, encoding="utf-8", encoding_errors="strict"),
+        ".parquet": lambda: pd.read_parquet(path),
+    }
+    if suffix not in readers:
+        raise DataError(f"data file {path}: unknown format '{suffix}' (use .jsonl, .csv or .parquet)")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty")
+    try:
+        table = readers[suffix]()
+    except UnicodeDecodeError as error:
+        raise DataError(f"data file {path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except Exception as error:  # pandas and pyarrow raise many kinds; all mean the same here
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"data file {path} cannot be read as {suffix[1:]}: {reason}") from None
+    if table.empty:
+        raise DataError(f"data file {path} holds no rows")
+    return table
 
 
 HUB_CACHE = Path("data/hub")

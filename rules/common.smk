@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from paramdelta import config as config_checks  # noqa: E402
 from paramdelta import data  # noqa: E402
 from paramdelta import hub  # noqa: E402
+from paramdelta import inputs  # noqa: E402
 
 if not config:
     raise WorkflowError(
@@ -20,37 +21,22 @@ if not config:
         "what `make demo` runs) or `--configfile config/wikimia.yaml` (the thesis's cluster experiment)"
     )
 
+# Every input checked before any job (paramdelta/inputs.py): the config's fields and cross
+# references, local model directories, hub items fetched beforehand, DeepSpeed JSON, and the
+# rows of every data set a model attacks.
 try:
-    config.update(config_checks.validate(config))
+    completed, TABLES = inputs.check(config, workflow.basedir)
+    config.update(completed)
     # The official check and defaults; the line above already named any wrong field.
     validate(config, "../config/schema.yaml", set_default=True)
-except config_checks.ConfigError as error:
+except (config_checks.ConfigError, data.DataError) as error:
     raise WorkflowError(str(error)) from None
-
-# Hub models named by `models.<slug>.path` are fetched by the fetch_model rule. A hub base model
-# (build.base) or reference model (baselines.reference) is fetched beforehand with the fetch
-# command, like hub data sets (whose texts the plan needs).
-unfetched = [
-    item.describe()
-    for item in hub.hub_items(config)
-    if item.field.endswith(".build.base") or item.field == "baselines.reference"
-    if hub.fetched(item) is None
-]
-if unfetched:
-    raise WorkflowError(
-        "not fetched: " + "; ".join(unfetched) + f". Run once, on a machine with network: {hub.FETCH_COMMAND}"
-    )
 
 RESULTS = config["results"]
 MODELS = list(config["models"])
 BUDGETS = [str(b) for b in config["budgets"]]
 KS = config["features"]["k"]
-USED_DATASETS = sorted({d for m in MODELS for d in config_checks.model_datasets(config, m)})
-
-try:
-    TABLES = {name: data.load(config["datasets"][name], name) for name in USED_DATASETS}
-except data.DataError as error:
-    raise WorkflowError(str(error)) from None
+USED_DATASETS = sorted(TABLES)
 
 SHARDS = {name: data.shards(table["text_id"].tolist(), config["texts_per_job"]) for name, table in TABLES.items()}
 SAMIA_SHARDS = {
@@ -195,8 +181,7 @@ def deepspeed_input(model):
     """The DeepSpeed JSON of a DeepSpeed job, relative to the workflow if not found where snakemake runs."""
     if train_engine(model) != "deepspeed":
         return []
-    path = Path(config["train"]["deepspeed_config"])
-    return str(path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path)
+    return str(inputs.deepspeed_path(config, workflow.basedir))
 
 
 # Only a sketch store keeps top-K% statistics, so only then does K matter to training.

@@ -91,3 +91,15 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The count of bad inputs the suite showed stopping before any job (tests/test_bad_input.py)."""
+    passed = [report.nodeid for report in terminalreporter.stats.get("passed", [])]
+    configs = sum("test_bad_input.py::test_bad_config[" in nodeid for nodeid in passed)
+    datasets = sum("test_bad_input.py::test_bad_dataset[" in nodeid for nodeid in passed)
+    if configs or datasets:
+        terminalreporter.write_line(
+            f"bad input: {configs} malformed configs and {datasets} malformed data sets stopped before any job, "
+            "each with a message naming the field, file or rows"
+        )

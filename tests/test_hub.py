@@ -433,7 +433,7 @@ def test_workflow_fetches_a_hub_model_once_and_jobs_load_it_offline(tmp_path, fa
     loads the snapshot with the hub out of reach."""
     root = Path(__file__).resolve().parent.parent
     texts = tmp_path / "texts.jsonl"
-    texts.write_text("".join(f'{{"text": "Candidate {i} went to town {i * 3}.", "label": {i % 2}}}\n' for i in range(8)))
+    texts.write_text("".join(f'{{"text": "Candidate {i} went to town {i * 3}.", "label": {i % 2}}}\n' for i in range(10)))
     config = {"datasets": {"mine": {"path": str(texts)}}, "models": {"tiny": {"path": MODEL_ID, "revision": "v1"}},
               "budgets": [1], "attacks": ["loss"]}
     workdir = new_workdir(tmp_path / "workflow", config)
@@ -456,4 +456,4 @@ def test_workflow_fetches_a_hub_model_once_and_jobs_load_it_offline(tmp_path, fa
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"
     run = subprocess.run([*snakemake, logprob], cwd=workdir, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert len(pd.read_parquet(workdir / logprob)) == 8
+    assert len(pd.read_parquet(workdir / logprob)) == 10

@@ -173,6 +173,7 @@ def test_killed_training_job_is_redone_and_never_read(tmp_path):
         ({"budgets": [5, "ten"]}, "budgets[1]"),
         ({"snapshots": {"store": "everything"}}, "snapshots.store"),
         ({"texts_per_job": 0}, "texts_per_job"),
+        ({"train": {"engine": "deepspeed", "deepspeed_config": "/no/such/zero2.json"}}, "train.deepspeed_config"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, field):
