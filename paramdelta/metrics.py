@@ -218,27 +218,44 @@ def cross_validated_k_interval(
     one fold, so it never helps choose the k it is scored with) and runs the whole
     selection again: the interval carries the variability of the chosen k as well as that
     of the AUROC.
+
+    All replicates at once: a resample is a count per text, and the AUROC of counted texts
+    is (w1 . C_k . w0) / (sum w1 * sum w0), where C_k[i, j] is 1 when member i outscores
+    non-member j with k (1/2 on a tie): the Mann-Whitney AUROC with the counts as weights.
     """
     labels, matrix, _ = _scores_by_k(scores)
-    rng = np.random.default_rng(seed)
     members, nonmembers = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    replicates = []
+    one, zero = matrix[members].T[:, :, None], matrix[nonmembers].T[:, None, :]  # [k, members, 1], [k, 1, non-members]
+    wins = (one > zero) + 0.5 * (one == zero)  # [k, members, non-members]
+    rng = np.random.default_rng(seed)
+    train, held = {1: [], 0: []}, {1: [], 0: []}
     for _ in range(n_boot):
-        drawn = np.r_[rng.choice(members, members.size), rng.choice(nonmembers, nonmembers.size)]
-        distinct = np.unique(drawn)
-        if min((labels[distinct] == 1).sum(), (labels[distinct] == 0).sum()) < n_folds:
+        counts = {label: np.bincount(rng.choice(group.size, group.size), minlength=group.size)
+                  for label, group in ((1, members), (0, nonmembers))}
+        if min(np.count_nonzero(c) for c in counts.values()) < n_folds:
             continue
-        fold_of = np.empty(labels.size, dtype=int)
-        for fold, texts in enumerate(_stratified_folds(labels[distinct], n_folds, rng)):
-            fold_of[distinct[texts]] = fold
-        folds = [np.flatnonzero(fold_of[drawn] == fold) for fold in range(n_folds)]
-        aurocs, _ = _cv_folds(labels[drawn], matrix[drawn], folds)
-        replicates.append(np.nanmean(aurocs))
-    if not replicates:
+        for label, count in counts.items():
+            drawn = np.flatnonzero(count)
+            fold_of = np.full(count.size, -1)
+            fold_of[rng.permutation(drawn)] = np.arange(drawn.size) % n_folds
+            for fold in range(n_folds):
+                held[label].append(count * (fold_of == fold))
+                train[label].append(count * ((fold_of != fold) & (fold_of >= 0)))
+    if not train[1]:
         return float("nan"), float("nan")
+    train_auroc = _weighted_aurocs(wins, np.array(train[1], float), np.array(train[0], float))  # [k, replicate x fold]
+    held_auroc = _weighted_aurocs(wins, np.array(held[1], float), np.array(held[0], float))
+    best = np.argmax(train_auroc, axis=0)  # ties go to the smaller k, as in cross_validated_k
+    per_fold = held_auroc[best, np.arange(best.size)].reshape(-1, n_folds)
     tail = (1 - level) / 2
-    low, high = np.nanquantile(replicates, [tail, 1 - tail])
+    low, high = np.quantile(per_fold.mean(axis=1), [tail, 1 - tail])
     return float(low), float(high)
+
+
+def _weighted_aurocs(wins: np.ndarray, one: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """AUROC of every k (wins[k]) for every row of member weights `one` and non-member weights `zero`."""
+    pairs = np.stack([np.einsum("ri,ij,rj->r", one, wins_k, zero, optimize=True) for wins_k in wins])
+    return pairs / (one.sum(axis=1) * zero.sum(axis=1))
 
 
 def _scores_by_k(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import re
+import shutil
 from html.parser import HTMLParser
 
 import numpy as np
@@ -901,3 +902,44 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         report.write(path, "<p>second</p>")
     assert path.read_text(encoding="utf-8") == "<p>first</p>"
     assert os.listdir(path.parent) == ["index.html"]
+
+
+# Safety --------------------------------------------------------------------------------------
+
+HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2><b>bold?</b>"
+
+
+def test_html_in_inputs_stays_inert_in_chromium(run, tmp_path):
+    """Markup that reaches the page from the inputs (the run's title, a data set's path and
+    text field in the config, a failure message) is shown as text in a real browser: no
+    script runs, nothing becomes an element. The candidate texts themselves are not shown by
+    the report (text ids are hashes of them)."""
+    from playwright.sync_api import sync_playwright
+
+    from test_workflow import CHROMIUM_FLAGS
+
+    (metrics, scores, ttest, correlation, texts, meta), extra = run
+    meta = copy.deepcopy(meta)
+    meta["title"] = f"Run {HOSTILE}"
+    meta["config"]["datasets"]["wiki"] = {"path": f"data/{HOSTILE}.jsonl", "text": HOSTILE}
+    failed = texts["status"] == "failed"
+    texts = texts.assign(failure=texts["failure"].where(~failed, f"loss is NaN {HOSTILE}"))
+    page_path = tmp_path / "report.html"
+    page_path.write_text(report.render(metrics, scores, ttest, correlation, texts, meta, **extra))
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test (.ci/run installs it)"
+    dialogs = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(page_path.as_uri(), wait_until="load")
+        page.wait_for_timeout(300)
+        pwned = page.evaluate("() => window.__pwned")
+        injected = page.evaluate("() => document.querySelectorAll('img[src=x], b').length")
+        shown = page.text_content("body")  # the configuration's <details> included
+        browser.close()
+    assert pwned is None and not dialogs
+    assert injected == 0
+    assert shown.count(HOSTILE) >= 4  # the heading, the config (path and text field) and the failure, as text

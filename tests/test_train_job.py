@@ -209,3 +209,22 @@ def test_texts_side_by_side_give_the_job_store_of_one_at_a_time(tiny_model_dir, 
     columns = ["text_id", "status", "n_tokens", "n_chunks", "epochs_run", "best_epoch"]
     pd.testing.assert_frame_equal(texts1[columns], texts2[columns])
     assert np.allclose(np.concatenate(texts1.losses.tolist()), np.concatenate(texts2.losses.tolist()), rtol=1e-5)
+
+
+@pytest.mark.parametrize("budget", ["2", "es"])
+def test_same_seed_same_bits_and_text_order_does_not_matter(tiny_model_dir, dataset, tmp_path, budget):
+    """Two runs with one seed give the same delta table and records bit for bit (CPU), and a
+    job given its texts in another order gives every text the same result, bit for bit."""
+    table_path, labels = dataset
+    runs = {}
+    for name, order in (("first", list(labels)), ("again", list(labels)), ("reversed", list(labels)[::-1])):
+        spec = _spec(tiny_model_dir, dataset, tmp_path / f"{name}.zarr", engine="torch", policy="sketch", budget=budget)
+        spec["texts"] = order
+        train_job.launch(spec, 1)
+        table, texts = deltas.read_job_store(spec["output"], labels, KS)
+        runs[name] = (table.sort_values(["text_id", "layer_index"], ignore_index=True),
+                      texts.drop(columns="seconds").sort_values("text_id", ignore_index=True))
+    for name in ("again", "reversed"):
+        pd.testing.assert_frame_equal(runs["first"][0], runs[name][0], check_exact=True)
+        pd.testing.assert_frame_equal(runs["first"][1], runs[name][1], check_exact=True)
+    assert (runs["first"][0]["l2"] > 0).all()

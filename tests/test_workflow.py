@@ -256,9 +256,10 @@ def test_blind_baseline_runs_on_wikimia_format_without_a_model(tmp_path):
     rows = [{"input": f"In {1990 + i % 30} the council of town {i} approved plan {i * 7}.", "label": i % 2} for i in range(40)]
     data = tmp_path / "wikimia.jsonl"
     data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    # The model is never loaded by the blind rule: a path that does not exist proves it.
+    # The model is never loaded by the blind rule: an empty directory, which no job could load, proves it.
+    (tmp_path / "empty-model").mkdir()
     config = small_config(tmp_path, datasets={"wiki": {"path": str(data), "text": "input", "label": "label"}},
-                          models={"absent": {"path": str(tmp_path / "no-such-model")}})
+                          models={"absent": {"path": str(tmp_path / "empty-model")}})
     snakemake(tmp_path, "--cores", "1", "results/baselines/wiki/blind.parquet", config=config)
     scores = pd.read_parquet(tmp_path / "results" / "baselines" / "wiki" / "blind.parquet")
     assert len(scores) == 40 and scores.score.between(0, 1).all()
