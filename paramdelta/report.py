@@ -650,7 +650,29 @@ def table_5_1(data: RunData) -> str:
             cells.append(_cell(text, bold=best_by_model[index][row_index]))
         cells.append(_cell(_auroc(means[budget]), bold=best_mean[row_index]))
         body.append(cells)
-    return _table(head, body)
+    return _table(head, body) + _coverage_note(data)
+
+
+def _coverage_note(data: RunData) -> str:
+    """Which texts the parameter-change AUROCs cover where some training runs failed: those
+    texts have no score for that (model, budget), while every baseline scores them all."""
+    texts = data.texts
+    if texts.empty or "status" not in texts:
+        return ""
+    counts = texts.assign(failed=texts["status"] != "ok").groupby(["model", "budget"], sort=False)["failed"].agg(["sum", "size"])
+    failed = counts[counts["sum"] > 0]
+    if failed.empty:
+        return ""
+    parts = [
+        f"{_escape(model)}, {_escape(budget_heading(budget))}: {int(row['size'] - row['sum'])} of {int(row['size'])} "
+        f"texts ({int(row['sum'])} failed)"
+        for (model, budget), row in failed.iterrows()
+    ]
+    return (
+        f'<p class="note">Texts covered: every {_escape(METHOD)} AUROC covers the texts whose training finished; '
+        f"where some failed: {'; '.join(parts)}. The failed texts are listed under Failed texts; the baselines "
+        "score every text, failed or not.</p>"
+    )
 
 
 def _table_5_2_groups(data: RunData) -> list[tuple[str, str, str, list[str]]]:
@@ -715,7 +737,7 @@ def table_5_2(data: RunData) -> str:
         if uses_k
         else ""
     )
-    return _table(head, body) + footnote
+    return _table(head, body) + footnote + _coverage_note(data)
 
 
 def _thesis_models(data: RunData) -> dict[str, str]:

@@ -943,3 +943,14 @@ def test_html_in_inputs_stays_inert_in_chromium(run, tmp_path):
     assert pwned is None and not dialogs
     assert injected == 0
     assert shown.count(HOSTILE) >= 4  # the heading, the config (path and text field) and the failure, as text
+
+
+def test_tables_say_which_texts_each_auroc_covers(run, page):
+    (_, _, _, _, texts, _), _ = run
+    failed = texts[(texts["status"] == "failed") & (texts["model"] == FAILED["model"]) & (texts["budget"] == FAILED["budget"])]
+    total = len(texts[(texts["model"] == FAILED["model"]) & (texts["budget"] == FAILED["budget"])])
+    assert len(failed) >= 1
+    expected = f"{FAILED['model']}, 20 epochs: {total - len(failed)} of {total} texts ({len(failed)} failed)"
+    for name in ("table-5-1", "table-5-2"):
+        assert expected in section(page, name), name
+        assert "the baselines score every text" in section(page, name)
