@@ -43,6 +43,8 @@ import torch
 import zarr
 from zarr.codecs import ZstdCodec
 
+from paramdelta.atomic import disk_full
+
 __all__ = [
     "provenance",
     "atomic_group",
@@ -123,8 +125,11 @@ def atomic_group(path: str | os.PathLike, attrs: dict | None = None) -> Iterator
         yield group
         group.update_attributes({**root_attrs, "provenance": provenance()})
         _replace(temporary, final)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        full = disk_full(error, final)
+        if full is not None:
+            raise full from error
         raise
 
 
