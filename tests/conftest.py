@@ -72,6 +72,20 @@ def sample_texts() -> list[str]:
     return corpus.generate_corpus(4, 1)
 
 
+@pytest.fixture(scope="session")
+def three_texts(tmp_path_factory, sample_texts) -> tuple[str, dict[str, int]]:
+    """A data set table (Parquet) of three short texts, and their labels: a training job's input."""
+    import pandas as pd
+
+    from paramdelta import data
+
+    texts = sample_texts[:3]
+    table = pd.DataFrame({"text_id": [data.text_id(t) for t in texts], "text": texts, "label": [1, 0, 1]})
+    path = tmp_path_factory.mktemp("dataset") / "data.parquet"
+    table.to_parquet(path)
+    return str(path), dict(zip(table.text_id, table.label))
+
+
 @pytest.fixture(params=("gpt-neox", "llama", "gptj", "opt"))
 def arch_model(request, tiny_tokenizer):
     """A tiny randomly initialised model of each supported architecture (not saved)."""

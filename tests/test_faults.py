@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paramdelta import data, deltas, train_job
+from paramdelta import deltas, train_job
 
 KS = [1, 10]
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,12 +72,8 @@ else:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, sample_texts) -> tuple[str, dict[str, int]]:
-    texts = sample_texts[:3]
-    table = pd.DataFrame({"text_id": [data.text_id(t) for t in texts], "text": texts, "label": [1, 0, 1]})
-    path = tmp_path_factory.mktemp("dataset") / "data.parquet"
-    table.to_parquet(path)
-    return str(path), dict(zip(table.text_id, table.label))
+def dataset(three_texts) -> tuple[str, dict[str, int]]:
+    return three_texts
 
 
 def _spec(tiny_model_dir, dataset, output: Path, policy: str = "sketch") -> dict:

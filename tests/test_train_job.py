@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from paramdelta import data, deltas, store, train_job
+from paramdelta import deltas, store, train_job
 
 REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
 KS = [1, 10, 50]
@@ -24,13 +24,8 @@ pytest.importorskip("deepspeed")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, sample_texts) -> tuple[str, dict[str, int]]:
-    """A data set table of three short texts, and their labels."""
-    texts = sample_texts[:3]
-    table = pd.DataFrame({"text_id": [data.text_id(t) for t in texts], "text": texts, "label": [1, 0, 1]})
-    path = tmp_path_factory.mktemp("dataset") / "data.parquet"
-    table.to_parquet(path)
-    return str(path), dict(zip(table.text_id, table.label))
+def dataset(three_texts) -> tuple[str, dict[str, int]]:
+    return three_texts
 
 
 @pytest.fixture(scope="module")
