@@ -166,3 +166,31 @@ def test_full_disk_fails_a_table_write_clearly_and_leaves_nothing(small_disk):
     with pytest.raises(OSError, match="disk full while writing .*deltas.parquet"):
         write_parquet(table, small_disk / "deltas.parquet")
     assert list(small_disk.iterdir()) == []
+
+
+def test_a_nan_forced_by_a_huge_lr_is_recorded_counted_and_never_scored(tiny_model_dir, dataset, tmp_path):
+    """One text of a (model, budget) trained with a learning rate that blows it up: its run
+    is recorded as failed with the epoch, it has no delta rows (so no score of the method),
+    and the metrics count it in n_failed beside the AUROC of the texts that did train."""
+    from paramdelta import features, metrics
+
+    labels = dataset[1]
+    ids = list(labels)
+    good = _spec(tiny_model_dir, dataset, tmp_path / "good.zarr") | {"texts": ids[:2]}
+    bad = _spec(tiny_model_dir, dataset, tmp_path / "bad.zarr") | {"texts": ids[2:]}
+    bad["train"] = bad["train"] | {"optimizer": "sgd", "lr": 1e6, "grad_clip": 0.0, "weight_decay": 0.0,
+                                   "schedule": "constant"}
+    train_job.run(good)
+    train_job.run(bad)
+    read = [deltas.read_job_store(spec["output"], labels, KS) for spec in (good, bad)]
+    table = pd.concat([one[0] for one in read], ignore_index=True)
+    texts = pd.concat([one[1] for one in read], ignore_index=True)  # as rules/deltas.smk's script joins them
+
+    failed = texts[texts["status"] == "failed"]
+    assert failed["text_id"].tolist() == ids[2:]
+    assert failed["failed_epoch"].between(1, 2).all() and failed["failure"].str.contains("non-finite").all()
+    assert set(table["text_id"]) == set(ids[:2])  # no delta rows: the method cannot score it
+
+    scores = features.score_table(features.normalise(table), ["all"], KS).assign(dataset="demo", model="tiny", budget="2")
+    row = metrics.metrics_table(scores, texts, n_boot=10).iloc[0]
+    assert row["n_failed"] == 1 and row["n_members"] + row["n_nonmembers"] == 2
