@@ -474,10 +474,12 @@ def train_text(
     With early stopping the parameters of the best-loss epoch are kept in memory and
     returned; nothing is written per epoch (thesis A.2.2). The loss compared is that of the
     parameters at the end of each epoch, evaluated after its steps (as the thesis's Trainer
-    evaluated after every epoch), so the state kept is the one whose loss is lowest. With `summarise` (a job that
-    keeps only per-layer statistics), the run hands back `summarise` of the parameters
-    instead, computed where they are; early stopping keeps a copy of the best state on the
-    device when one fits (engine.copy_on_device), else only the best epoch's statistics.
+    evaluated after every epoch), so the state kept is the one whose loss is lowest.
+
+    With `summarise` (a job that keeps only per-layer statistics), the run hands back
+    `summarise` of the parameters instead, computed where they are; early stopping keeps a
+    copy of the best state on the device when one fits (engine.copy_on_device), else only
+    the best epoch's statistics.
     """
     run = TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=len(chunks), budget=budget)
     started = time.perf_counter()
