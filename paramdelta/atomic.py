@@ -52,7 +52,6 @@ def atomic_file(path: str | os.PathLike):
         yield partial
         os.replace(partial, path)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         full = disk_full(error, path)
         if full is not None:
             raise full from error

@@ -76,13 +76,12 @@ def check_paths(config: dict, workflow_dir: str | Path | None = None) -> None:
     ]
     if unfetched:
         raise ConfigError("not fetched: " + "; ".join(unfetched) + f". Run once, on a machine with network: {hub.FETCH_COMMAND}")
-    for slug, spec in config["models"].items():
-        if (spec.get("engine") or config["train"]["engine"]) != "deepspeed":
-            continue
+    users = [slug for slug, spec in config["models"].items() if (spec.get("engine") or config["train"]["engine"]) == "deepspeed"]
+    if users:  # one JSON for every DeepSpeed model: read once
         path = deepspeed_path(config, workflow_dir)
         field = "config field 'train.deepspeed_config'"
         if not path.is_file():
-            raise ConfigError(f"{field}: {path} does not exist (model '{slug}' uses the deepspeed engine)")
+            raise ConfigError(f"{field}: {path} does not exist (model '{users[0]}' uses the deepspeed engine)")
         try:
             parsed = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:

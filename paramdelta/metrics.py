@@ -285,7 +285,7 @@ def _stratified_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator
     return [np.flatnonzero(fold_of == fold) for fold in range(n_folds)]
 
 
-def _cv_folds(labels, matrix, folds, ks=None) -> tuple[list[float], list]:
+def _cv_folds(labels, matrix, folds, ks) -> tuple[list[float], list[int]]:
     """Per fold: k chosen by AUROC on the other folds, AUROC of the fold with it."""
     aurocs, chosen = [], []
     everything = np.arange(labels.size)
@@ -293,7 +293,7 @@ def _cv_folds(labels, matrix, folds, ks=None) -> tuple[list[float], list]:
         train = np.setdiff1d(everything, held_out, assume_unique=True)
         best = int(np.nanargmax(auroc_rows(labels[train], matrix[train].T)))
         aurocs.append(float(auroc_rows(labels[held_out], matrix[held_out, best])[0]))
-        chosen.append(int(ks[best]) if ks is not None else best)
+        chosen.append(int(ks[best]))
     return aurocs, chosen
 
 
