@@ -27,8 +27,8 @@ import tempfile
 import time
 
 import torch
-
 from _machine import cpu_model
+
 from paramdelta import corpus, deltas, models, target, train
 
 KS = [1, 2, 5, 10, 20, 50]
@@ -42,8 +42,14 @@ def build(args, directory: str):
     documents = corpus.generate_corpus(400, 3)
     tokenizer = target.train_tokenizer(documents[:300], args.vocab)
     config = models.tiny_config(
-        args.arch, len(tokenizer), hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
-        max_positions=256, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        args.arch,
+        len(tokenizer),
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        max_positions=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     path = os.path.join(directory, "model")
@@ -86,8 +92,10 @@ def main() -> None:
         load = lambda: models.load_causal_lm(path)  # noqa: E731
         n_params = sum(p.numel() for p in load().parameters())
         tokens = sum(c.shape[1] for _, chunks in items for c in chunks) / len(items)
-        print(f"model: {args.arch}, hidden {args.hidden}, {args.layers} layers, {n_params / 1e6:.3f} M parameters; "
-              f"{len(items)} texts of {args.words} words ({tokens:.0f} tokens on average)")
+        print(
+            f"model: {args.arch}, hidden {args.hidden}, {args.layers} layers, {n_params / 1e6:.3f} M parameters; "
+            f"{len(items)} texts of {args.words} words ({tokens:.0f} tokens on average)"
+        )
         settings = train.Settings(lr=3e-5)
         rows = []
 
@@ -98,11 +106,17 @@ def main() -> None:
             engine = train.TorchEngine(load(), s, torch.device("cpu"))
             engine.reset()
             chunk = items[0][1][0]
-            step_times[fused] = timed(lambda: engine.step(chunk, s.lr), 20)
+            step_times[fused] = timed(lambda engine=engine, chunk=chunk, s=s: engine.step(chunk, s.lr), 20)
             after[fused] = train.train_text(engine, "t", items[0][1], "5", s).after
         rows.append(("training step, torch's default AdamW", step_times[False], 1.0, ""))
-        rows.append(("training step, fused AdamW (train.fused)", step_times[True], step_times[False] / step_times[True],
-                     f"max |diff| after 5 steps {max_diff(after[False], after[True]):.1e} (goal <= 1e-6)"))
+        rows.append(
+            (
+                "training step, fused AdamW (train.fused)",
+                step_times[True],
+                step_times[False] / step_times[True],
+                f"max |diff| after 5 steps {max_diff(after[False], after[True]):.1e} (goal <= 1e-6)",
+            )
+        )
 
         # 2. Early stopping's best state at an improving epoch.
         engine = train.TorchEngine(load(), settings, torch.device("cpu"))
@@ -114,9 +128,12 @@ def main() -> None:
         copy_device = timed(lambda: engine.keep(into=kept), 20)
         statistics = timed(lambda: deltas.layer_stats(layers, engine.base, engine.named_fp32(), KS), 5)
         rows.append(("best state: copy to host memory (before)", copy_host, 1.0, "per improving epoch"))
-        rows.append(("best state: copy on the device (keep)", copy_device, copy_host / copy_device, "CPU: the same memory"))
-        rows.append(("best state: per-layer statistics only", statistics, copy_host / statistics,
-                     "sketch, no room for a copy"))
+        rows.append(
+            ("best state: copy on the device (keep)", copy_device, copy_host / copy_device, "CPU: the same memory")
+        )
+        rows.append(
+            ("best state: per-layer statistics only", statistics, copy_host / statistics, "sketch, no room for a copy")
+        )
 
         # 3. Texts side by side against one at a time, budget 5.
         one_engine = train.TorchEngine(load(), settings, torch.device("cpu"))
@@ -132,8 +149,14 @@ def main() -> None:
         side_by_side = (time.perf_counter() - started) / len(items)
         difference = max(max_diff(a.after, b.after) for a, b in zip(alone, together))
         rows.append(("text, budget 5, one at a time (before)", one_at_a_time, 1.0, f"{1 / one_at_a_time:.1f} texts/s"))
-        rows.append((f"text, budget 5, {args.parallel_texts} side by side", side_by_side, one_at_a_time / side_by_side,
-                     f"{1 / side_by_side:.1f} texts/s; max |diff| {difference:.1e} (goal <= 1e-6)"))
+        rows.append(
+            (
+                f"text, budget 5, {args.parallel_texts} side by side",
+                side_by_side,
+                one_at_a_time / side_by_side,
+                f"{1 / side_by_side:.1f} texts/s; max |diff| {difference:.1e} (goal <= 1e-6)",
+            )
+        )
 
     width = max(len(row[0]) for row in rows)
     print(f"\n{'':{width}}  {'ms':>9}  {'speed-up':>8}  note")

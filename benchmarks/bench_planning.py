@@ -49,13 +49,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _machine import cpu_model  # noqa: E402
+
 from paramdelta import data  # noqa: E402
 
 CONFIG = ROOT / "config" / "wikimia.yaml"
 GOAL_S = 60.0
-WORDS = ("the council city river museum war king album film station team season church school province "
-         "island company village bridge election novel composer painter railway festival treaty party "
-         "river mountain league championship region army ship century district").split()
+WORDS = (
+    "the council city river museum war king album film station team season church school province "
+    "island company village bridge election novel composer painter railway festival treaty party "
+    "river mountain league championship region army ship century district"
+).split()
 
 
 def machine() -> str:
@@ -115,8 +118,20 @@ def dry_run(workdir: Path, texts_per_job: int | None, name: str) -> dict:
     """One `snakemake -n --profile slurm` with the config's texts_per_job overridden (None: kept)."""
     config = workdir / f"{name}.yaml"
     texts_per_job = write_config(config, texts_per_job)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(config), "--profile", "slurm", "-n"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--profile",
+        "slurm",
+        "-n",
+    ]
     stdout, stderr = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     with open(stdout, "w") as out, open(stderr, "w") as err:
         start, cpu_start = time.perf_counter(), children_cpu()
@@ -124,7 +139,13 @@ def dry_run(workdir: Path, texts_per_job: int | None, name: str) -> dict:
         seconds, cpu = time.perf_counter() - start, children_cpu() - cpu_start
     if result.returncode != 0:
         sys.exit(f"dry run failed ({' '.join(command)}):\n{stderr.read_text()[-3000:]}")
-    return {"name": name, "texts_per_job": texts_per_job, "wall": seconds, "cpu": cpu, "jobs": job_stats(stdout.read_text())}
+    return {
+        "name": name,
+        "texts_per_job": texts_per_job,
+        "wall": seconds,
+        "cpu": cpu,
+        "jobs": job_stats(stdout.read_text()),
+    }
 
 
 def table(runs: list[dict], texts: int) -> str:
@@ -159,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=776, help="texts in the data set (WikiMIA-32 has 776)")
     parser.add_argument("--texts-per-job", type=int, default=1, help="texts_per_job of the measured run (P4: 1)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline run with the config's texts_per_job")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the baseline run with the config's texts_per_job"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     args = parser.parse_args(argv)
 
@@ -170,7 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(dry_run(workdir, args.texts_per_job, "P4"))
         print(f"machine: {machine()}")
         print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"snakemake -n --profile slurm, config/wikimia.yaml (4 models x 5 budgets), {args.texts} synthetic texts\n")
+        print(
+            f"snakemake -n --profile slurm, config/wikimia.yaml (4 models x 5 budgets), {args.texts} synthetic texts\n"
+        )
         print(table(runs, args.texts))
     finally:
         if args.keep:

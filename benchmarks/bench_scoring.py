@@ -85,8 +85,15 @@ def main() -> None:
 
     tokenizer = target.train_tokenizer(corpus.generate_corpus(2000, 0), args.vocab)
     config = models.tiny_config(
-        "gpt-neox", len(tokenizer), hidden_size=args.hidden, num_layers=args.layers, num_heads=4, max_positions=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        "gpt-neox",
+        len(tokenizer),
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=4,
+        max_positions=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = models.build_model(config, seed=0)
     texts = corpus.generate_corpus(args.texts, 1)
@@ -99,9 +106,7 @@ def main() -> None:
     shared, shared_seconds = timed(lambda: score_texts(model, tokenizer, texts, ATTACKS, batch_size=args.batch_size))
 
     key = ["method", "k", "text_id"]
-    difference = np.abs(
-        naive.sort_values(key)["score"].to_numpy() - shared.sort_values(key)["score"].to_numpy()
-    ).max()
+    difference = np.abs(naive.sort_values(key)["score"].to_numpy() - shared.sort_values(key)["score"].to_numpy()).max()
 
     parameters = sum(parameter.numel() for parameter in model.parameters())
     print(

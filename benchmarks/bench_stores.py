@@ -61,7 +61,11 @@ def k_grid() -> list[int]:
 
 def save_model(directory: Path, name: str, tokenizer, vocab_size: int, shape: dict) -> tuple[str, int]:
     config = models.tiny_config(
-        "gpt-neox", vocab_size, **shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        "gpt-neox",
+        vocab_size,
+        **shape,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = models.build_model(config, seed=0)
@@ -79,15 +83,39 @@ def write_dataset(path: Path, texts: list[str]) -> tuple[str, dict[str, int]]:
 
 def spec(model_path, table, text_ids, output, *, policy, budget, ks, threads, max_length) -> dict:
     train_settings = {  # config/wikimia.yaml's training, in fp32 on the CPU
-        "optimizer": "adamw", "lr": 3.0e-5, "betas": [0.9, 0.95], "eps": 1.0e-5, "weight_decay": 0.1,
-        "schedule": "cosine", "grad_clip": 1.0, "patience": 20, "min_delta": 1.0e-4, "max_epochs": 100,
-        "precision": "fp32", "seed": 0, "max_length": max_length, "device": "cpu",
+        "optimizer": "adamw",
+        "lr": 3.0e-5,
+        "betas": [0.9, 0.95],
+        "eps": 1.0e-5,
+        "weight_decay": 0.1,
+        "schedule": "cosine",
+        "grad_clip": 1.0,
+        "patience": 20,
+        "min_delta": 1.0e-4,
+        "max_epochs": 100,
+        "precision": "fp32",
+        "seed": 0,
+        "max_length": max_length,
+        "device": "cpu",
     }
     return {
-        "texts": list(text_ids), "dataset_table": table, "model_path": model_path, "revision": None,
-        "engine": "torch", "train": train_settings, "deepspeed_config": None, "zero_stage": None,
-        "policy": policy, "snapshot_dtype": "float32", "ks": list(ks), "model": Path(model_path).name,
-        "dataset": "bench", "budget": str(budget), "output": str(output), "threads": threads, "device": "cpu",
+        "texts": list(text_ids),
+        "dataset_table": table,
+        "model_path": model_path,
+        "revision": None,
+        "engine": "torch",
+        "train": train_settings,
+        "deepspeed_config": None,
+        "zero_stage": None,
+        "policy": policy,
+        "snapshot_dtype": "float32",
+        "ks": list(ks),
+        "model": Path(model_path).name,
+        "dataset": "bench",
+        "budget": str(budget),
+        "output": str(output),
+        "threads": threads,
+        "device": "cpu",
     }
 
 
@@ -168,14 +196,25 @@ def p3(directory: Path, tokenizer, ks: list[int], args) -> dict:
     model_path, n_params = save_model(directory, "pythia-70m-random", tokenizer, PYTHIA_70M_VOCAB, PYTHIA_70M)
     table, labels = write_dataset(directory / "p3.parquet", corpus.generate_corpus(args.texts, 1))
     n = len(labels)
-    print(f"P3: GPT-NeoX of Pythia-70M's shape, {n_params / 1e6:.2f} M parameters (random init); {n} texts, "
-          f"budget {args.budget} epoch(s), max_length {args.max_length}; K grid {ks}; torch {args.threads} thread(s)")
+    print(
+        f"P3: GPT-NeoX of Pythia-70M's shape, {n_params / 1e6:.2f} M parameters (random init); {n} texts, "
+        f"budget {args.budget} epoch(s), max_length {args.max_length}; K grid {ks}; torch {args.threads} thread(s)"
+    )
 
     sizes, empty, seconds, paths = {}, {}, {}, {}
     for policy in ("full", "delta", "sketch"):
         paths[policy] = directory / f"{policy}.zarr"
-        job = spec(model_path, table, labels, paths[policy], policy=policy, budget=args.budget, ks=ks,
-                   threads=args.threads, max_length=args.max_length)
+        job = spec(
+            model_path,
+            table,
+            labels,
+            paths[policy],
+            policy=policy,
+            budget=args.budget,
+            ks=ks,
+            threads=args.threads,
+            max_length=args.max_length,
+        )
         seconds[policy] = run_job(job)
         sizes[policy] = store_size(paths[policy])
         try:  # the same job with no texts: what every store costs whatever its texts
@@ -208,8 +247,10 @@ def p3(directory: Path, tokenizer, ks: list[int], args) -> dict:
     ratio = rows["sketch"]["du / text MB"] / rows["full"]["du / text MB"]
     marginal = rows["sketch"]["(du - overhead) / text MB"] / rows["full"]["(du - overhead) / text MB"]
     print(f"\n(uncompressed fp32 parameters: {raw_fp32 / MB:.1f} MB a text)")
-    print(f"sketch / full fp32, du per text: {ratio:.3%} (goal <= {SKETCH_GOAL:.0%}): "
-          f"{'MET' if ratio <= SKETCH_GOAL else 'NOT MET'}; without the per-store overhead: {marginal:.4%}")
+    print(
+        f"sketch / full fp32, du per text: {ratio:.3%} (goal <= {SKETCH_GOAL:.0%}): "
+        f"{'MET' if ratio <= SKETCH_GOAL else 'NOT MET'}; without the per-store overhead: {marginal:.4%}"
+    )
 
     # Features: the sketch's table must be the table of the full (and delta) store.
     base_path = directory / "base.zarr"
@@ -217,8 +258,10 @@ def p3(directory: Path, tokenizer, ks: list[int], args) -> dict:
     store.write_snapshot(base_path, {name: p.detach() for name, p in model.named_parameters()}, {"kind": "base"})
     del model
     base = store.open_store(base_path)
-    tables = {policy: deltas.read_job_store(paths[policy], labels, ks, base if policy == "full" else None)
-              for policy in ("sketch", "full", "delta")}
+    tables = {
+        policy: deltas.read_job_store(paths[policy], labels, ks, base if policy == "full" else None)
+        for policy in ("sketch", "full", "delta")
+    }
     sketch_table, sketch_texts = tables["sketch"]
     print(f"\nfeatures: delta table of the sketch store ({len(sketch_table)} rows) against the full and delta stores'")
     comparison, verdicts = {}, {}
@@ -228,8 +271,10 @@ def p3(directory: Path, tokenizer, ks: list[int], args) -> dict:
         same_texts = texts_.drop(columns="seconds").equals(sketch_texts.drop(columns="seconds"))
         comparison[f"|sketch - {policy}| max"] = differences
         verdicts[policy] = same_keys and same_texts and all(v == 0 for v in differences.values())
-        print(f"  {policy}: layer and key columns identical: {same_keys}; per-text records identical "
-              f"(all but seconds): {same_texts}")
+        print(
+            f"  {policy}: layer and key columns identical: {same_keys}; per-text records identical "
+            f"(all but seconds): {same_texts}"
+        )
     numbers = pd.DataFrame(comparison)
     numbers["|sketch| max"] = [sketch_table[c].abs().max() for c in numbers.index]
     print(numbers.to_string(float_format=lambda v: f"{v:.3g}"))
@@ -265,22 +310,28 @@ def p5(directory: Path, tokenizer, ks: list[int], args, delta_store: Path | None
     model_path, n_params = save_model(directory, "tiny", tokenizer, len(tokenizer), TINY)
     table, labels = write_dataset(directory / "p5.parquet", corpus.generate_corpus(args.many, 2))
     path = directory / "many-sketch.zarr"
-    seconds = run_job(spec(model_path, table, labels, path, policy="sketch", budget=1, ks=ks, threads=args.threads,
-                           max_length=24))
-    print(f"\nP5: sketch store of {len(labels)} texts of a {n_params / 1e3:.0f} k-parameter GPT-NeoX (written in "
-          f"{seconds:.1f} s, budget 1); delta store of the 70M model ({len(delta_labels or {})} texts); "
-          f"MB/s of the store's bytes, both from the page cache, best of {args.repeats} (delta: "
-          f"{args.delta_repeats})")
+    seconds = run_job(
+        spec(model_path, table, labels, path, policy="sketch", budget=1, ks=ks, threads=args.threads, max_length=24)
+    )
+    print(
+        f"\nP5: sketch store of {len(labels)} texts of a {n_params / 1e3:.0f} k-parameter GPT-NeoX (written in "
+        f"{seconds:.1f} s, budget 1); delta store of the 70M model ({len(delta_labels or {})} texts); "
+        f"MB/s of the store's bytes, both from the page cache, best of {args.repeats} (delta: "
+        f"{args.delta_repeats})"
+    )
     rows = [p5_measure(f"sketch, {len(labels)} texts", path, labels, ks, args.repeats)]
     if delta_store is not None:
-        rows.append(p5_measure(f"delta 70M, {len(delta_labels)} texts", delta_store, delta_labels, ks,
-                               args.delta_repeats))
+        rows.append(
+            p5_measure(f"delta 70M, {len(delta_labels)} texts", delta_store, delta_labels, ks, args.delta_repeats)
+        )
     frame = pd.DataFrame(rows).set_index("store")
     print()
     print(frame.to_string(float_format=lambda v: f"{v:.4g}"))
     for store_name, row in frame.iterrows():
-        print(f"{store_name}: read_job_store at {row['ratio']:.1%} of the raw read (goal >= {READ_GOAL:.0%}): "
-              f"{'MET' if row['ratio'] >= READ_GOAL else 'NOT MET'}")
+        print(
+            f"{store_name}: read_job_store at {row['ratio']:.1%} of the raw read (goal >= {READ_GOAL:.0%}): "
+            f"{'MET' if row['ratio'] >= READ_GOAL else 'NOT MET'}"
+        )
     if args.profile:
         print(f"\ncProfile of deltas.read_job_store, sketch store of {len(labels)} texts:")
         print(profile(lambda: deltas.read_job_store(path, labels, ks), args.profile_lines))

@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from _machine import cpu_model
+
 from paramdelta import config, corpus, data, models, store, target, train, train_job
 
 KS = [1, 2, 5, 10, 20, 50]  # the schema's default features.k: the sketch's top-K% statistics
@@ -88,9 +88,15 @@ def build_model_dir(args, root: Path) -> tuple[Path, object]:
     """A random-init model (seed 0) and a locally trained tokenizer, saved as one HF directory."""
     tokenizer = target.train_tokenizer(corpus.generate_corpus(2000, 0), args.vocab)
     model_config = models.tiny_config(
-        args.arch, len(tokenizer), hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
-        max_positions=args.max_positions, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        args.arch,
+        len(tokenizer),
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        max_positions=args.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = models.build_model(model_config, seed=0)
     path = root / "model"
@@ -100,10 +106,17 @@ def build_model_dir(args, root: Path) -> tuple[Path, object]:
 
 def train_settings(args) -> dict:
     """The `train` section the workflow would pass: the schema's defaults with this run's values."""
-    section = config.fill_defaults({"train": {
-        "lr": args.lr, "patience": args.patience, "min_delta": args.min_delta, "max_epochs": args.max_epochs,
-        "device": "cpu",
-    }})["train"]
+    section = config.fill_defaults(
+        {
+            "train": {
+                "lr": args.lr,
+                "patience": args.patience,
+                "min_delta": args.min_delta,
+                "max_epochs": args.max_epochs,
+                "device": "cpu",
+            }
+        }
+    )["train"]
     # Only when asked: the job then trains that many texts side by side (where the project has it).
     section.pop("parallel_texts", None)
     if args.parallel_texts > 1:
@@ -157,8 +170,15 @@ def job_epochs(args, model_dir, table, text_ids, train_section, root: Path) -> d
     return epochs
 
 
-def floor(model_dir, tokenizer, texts: list[str], epochs: list[int], settings: train.Settings,
-          max_length: int, deterministic: bool = False) -> float:
+def floor(
+    model_dir,
+    tokenizer,
+    texts: list[str],
+    epochs: list[int],
+    settings: train.Settings,
+    max_length: int,
+    deterministic: bool = False,
+) -> float:
     """The bare loop: one model, one optimizer, every text's steps back to back; seconds."""
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
@@ -167,8 +187,11 @@ def floor(model_dir, tokenizer, texts: list[str], epochs: list[int], settings: t
         params = [p for p in model.parameters()]
         chunked = [train.chunk(tokenizer(text)["input_ids"], max_length) for text in texts]
         optimizer = train._make_optimizer(params, settings)
-        autocast = (lambda: torch.autocast("cpu", dtype=train.BIT16[settings.precision])) \
-            if settings.precision in train.BIT16 else nullcontext
+        autocast = (
+            (lambda: torch.autocast("cpu", dtype=train.BIT16[settings.precision]))
+            if settings.precision in train.BIT16
+            else nullcontext
+        )
         torch.manual_seed(settings.seed)
         began = time.perf_counter()
         for chunks, n_epochs in zip(chunked, epochs):
@@ -198,8 +221,9 @@ def thesis_optim(settings: train.Settings, train_section: dict) -> str:
     return "adamw_torch_fused" if fused else "adamw_torch"
 
 
-def thesis_text(model_dir, text: str, n_epochs: int, settings: train.Settings, optim: str,
-                max_length: int, output: Path) -> None:
+def thesis_text(
+    model_dir, text: str, n_epochs: int, settings: train.Settings, optim: str, max_length: int, output: Path
+) -> None:
     """One text the thesis's way: a Trainer started anew, a checkpoint per epoch, then .npy files."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -281,8 +305,9 @@ def main() -> None:
     parser.add_argument("--min-delta", type=float, default=2e-2)
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--policy", default="sketch", choices=["sketch", "delta", "full"])
-    parser.add_argument("--parallel-texts", type=int, default=1,
-                        help="train.parallel_texts of the job's spec (passed only when > 1)")
+    parser.add_argument(
+        "--parallel-texts", type=int, default=1, help="train.parallel_texts of the job's spec (passed only when > 1)"
+    )
     # One thread by default: for models this small a second thread mostly adds contention.
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the spec's threads)")
     parser.add_argument("--repeats", type=int, default=1, help="time each setup this many times, keep the fastest")
@@ -306,8 +331,13 @@ def main() -> None:
         text_ids = [data.text_id(text) for text in texts]
         table = root / "data.parquet"
         all_texts = [warm_text, *texts]
-        pd.DataFrame({"text_id": [data.text_id(t) for t in all_texts], "text": all_texts,
-                      "label": [i % 2 for i in range(len(all_texts))]}).to_parquet(table)
+        pd.DataFrame(
+            {
+                "text_id": [data.text_id(t) for t in all_texts],
+                "text": all_texts,
+                "label": [i % 2 for i in range(len(all_texts))],
+            }
+        ).to_parquet(table)
         warm_id = data.text_id(warm_text)
 
         train_section = train_settings(args)
@@ -318,10 +348,14 @@ def main() -> None:
         del model
         tokens = [len(tokenizer(text)["input_ids"]) for text in texts]
         n_chunks = [len(train.chunk(tokenizer(text)["input_ids"], max_length)) for text in texts]
-        print(f"model: {args.arch}, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocabulary "
-              f"{len(tokenizer)}, {n_params / 1e6:.2f} M parameters (random init, seed 0)")
-        print(f"texts: {len(texts)} of {args.words} words, {min(tokens)}-{max(tokens)} tokens "
-              f"(mean {np.mean(tokens):.0f}), {sum(n_chunks)} chunks of <= {max_length}; budget {args.budget}")
+        print(
+            f"model: {args.arch}, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocabulary "
+            f"{len(tokenizer)}, {n_params / 1e6:.2f} M parameters (random init, seed 0)"
+        )
+        print(
+            f"texts: {len(texts)} of {args.words} words, {min(tokens)}-{max(tokens)} tokens "
+            f"(mean {np.mean(tokens):.0f}), {sum(n_chunks)} chunks of <= {max_length}; budget {args.budget}"
+        )
         shown = {k: v for k, v in train_section.items() if k not in ("engine", "deepspeed_config")}
         print(f"train: {shown}; policy {args.policy}")
         print(f"optimizer: {settings!r}")
@@ -338,7 +372,9 @@ def main() -> None:
         else:
             epochs = [int(args.budget)] * len(texts)
         steps = sum(e * c for e, c in zip(epochs, n_chunks))
-        print(f"epochs per text: {min(epochs)}-{max(epochs)} (mean {np.mean(epochs):.1f}); {steps} optimizer steps in all")
+        print(
+            f"epochs per text: {min(epochs)}-{max(epochs)} (mean {np.mean(epochs):.1f}); {steps} optimizer steps in all"
+        )
         optim = thesis_optim(settings, train_section)
         thesis_text(model_dir, warm_text, 1, settings, optim, max_length, root / "thesis-warm")
         shutil.rmtree(root / "thesis-warm")
@@ -358,14 +394,18 @@ def main() -> None:
                 measured[name] = min(measured[name], setup())
 
         # Process start: the imports the brief names, and all a fresh one-text job pays before its text.
-        imports = subprocess_seconds([sys.executable, "-c", "import paramdelta.train_job, transformers, torch"],
-                                     args.starts)
+        imports = subprocess_seconds(
+            [sys.executable, "-c", "import paramdelta.train_job, transformers, torch"], args.starts
+        )
         spec_path = root / "cold.json"
         cold_output = root / "cold.zarr"
         spec_path.write_text(json.dumps(job_spec(args, model_dir, table, [warm_id], train_section, cold_output)))
-        cold_command = [sys.executable, "-c",
-                        "import json, sys; from paramdelta import train_job; "
-                        "train_job.run(json.load(open(sys.argv[1])))", str(spec_path)]
+        cold_command = [
+            sys.executable,
+            "-c",
+            "import json, sys; from paramdelta import train_job; train_job.run(json.load(open(sys.argv[1])))",
+            str(spec_path),
+        ]
         cold = []
         for _ in range(args.starts):
             cold.append(subprocess_seconds(cold_command, 1))
@@ -414,12 +454,16 @@ def main() -> None:
     print()
     p1_all, p1_one = per["job_all"] / f, per["job_one"] / f
     p2_all, p2_one = per["thesis"] / per["job_all"], per["thesis"] / per["job_one"]
-    print(f"P1: job/floor = {p1_all:.2f}x (texts_per_job {n}), {p1_one:.2f}x (texts_per_job 1); "
-          f"goal <= {P1_GOAL:.2f}x: {'met' if p1_all <= P1_GOAL else 'NOT met'} with {n} per job, "
-          f"{'met' if p1_one <= P1_GOAL else 'NOT met'} with 1")
-    print(f"P2: thesis-style/project = {p2_all:.1f}x (texts_per_job {n}), {p2_one:.1f}x (texts_per_job 1); "
-          f"goal >= {P2_GOAL:.0f}x: {'met' if p2_all >= P2_GOAL else 'NOT met'} with {n} per job, "
-          f"{'met' if p2_one >= P2_GOAL else 'NOT met'} with 1")
+    print(
+        f"P1: job/floor = {p1_all:.2f}x (texts_per_job {n}), {p1_one:.2f}x (texts_per_job 1); "
+        f"goal <= {P1_GOAL:.2f}x: {'met' if p1_all <= P1_GOAL else 'NOT met'} with {n} per job, "
+        f"{'met' if p1_one <= P1_GOAL else 'NOT met'} with 1"
+    )
+    print(
+        f"P2: thesis-style/project = {p2_all:.1f}x (texts_per_job {n}), {p2_one:.1f}x (texts_per_job 1); "
+        f"goal >= {P2_GOAL:.0f}x: {'met' if p2_all >= P2_GOAL else 'NOT met'} with {n} per job, "
+        f"{'met' if p2_one >= P2_GOAL else 'NOT met'} with 1"
+    )
     print(f"wall time {time.perf_counter() - wall:.0f} s")
 
 

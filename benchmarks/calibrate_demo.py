@@ -35,13 +35,24 @@ def main() -> None:
     documents = corpus.generate_corpus(args.documents, 7)
     table, background = data.controlled_split(documents, args.candidates, 0.5, 0)
     tokenizer = target.train_tokenizer(background, 1024)
-    config = models.tiny_config(args.arch, len(tokenizer), hidden_size=args.hidden, num_layers=args.layers,
-                                num_heads=4, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id)
+    config = models.tiny_config(
+        args.arch,
+        len(tokenizer),
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = models.build_model(config, 0)
-    target.pretrain(model, tokenizer, background, epochs=args.base_epochs, lr=1e-3, batch_size=4, seed=0, max_length=256)
+    target.pretrain(
+        model, tokenizer, background, epochs=args.base_epochs, lr=1e-3, batch_size=4, seed=0, max_length=256
+    )
     members = table.loc[table.label == 1, "text"].tolist()
-    target.pretrain(model, tokenizer, members, epochs=args.target_epochs, lr=args.target_lr, batch_size=4, seed=1, max_length=256)
+    target.pretrain(
+        model, tokenizer, members, epochs=args.target_epochs, lr=args.target_lr, batch_size=4, seed=1, max_length=256
+    )
     built = time.perf_counter() - started
 
     settings = train.Settings(lr=args.lr, optimizer=args.optimizer, patience=args.patience, max_epochs=args.max_epochs)
@@ -62,8 +73,10 @@ def main() -> None:
     summary = metrics.summarise(scores, ["selection", "k"], n_boot=200)
     labels = table.set_index("text_id")["label"]
     loss_auroc = metrics.auroc(labels, -pd.Series(first_losses)[labels.index])
-    print(f"{vars(args)}\nbuild {built:.0f} s, per-text training {trained:.0f} s "
-          f"({trained / len(table) * 1000:.0f} ms a text, mean epochs {sum(epochs) / len(epochs):.1f}); loss AUROC {loss_auroc:.2f}")
+    print(
+        f"{vars(args)}\nbuild {built:.0f} s, per-text training {trained:.0f} s "
+        f"({trained / len(table) * 1000:.0f} ms a text, mean epochs {sum(epochs) / len(epochs):.1f}); loss AUROC {loss_auroc:.2f}"
+    )
     print(summary[["selection", "k", "auroc", "auroc_lo", "auroc_hi"]].round(2).to_string(index=False))
 
 

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _machine import cpu_model
+
 from paramdelta import deltas, estimate, models, store, train
 
 
@@ -75,9 +75,11 @@ def main() -> None:
     optimizer_bytes = estimate.traffic("torch", "fp32", "adamw", 0.0, 1.0, 1, 0)["optimizer"]
     flops = 6 * params * ids.shape[1] / fb
     bandwidth = optimizer_bytes * params / step
-    print(f"model of {params / 1e6:.1f} M parameters: forward+backward of {ids.shape[1]} tokens {fb * 1e3:.0f} ms "
-          f"-> {flops / 1e9:.1f} GFLOP/s; clip + AdamW step {step * 1e3:.0f} ms at {optimizer_bytes} B/param "
-          f"-> {bandwidth / 1e9:.2f} GB/s")
+    print(
+        f"model of {params / 1e6:.1f} M parameters: forward+backward of {ids.shape[1]} tokens {fb * 1e3:.0f} ms "
+        f"-> {flops / 1e9:.1f} GFLOP/s; clip + AdamW step {step * 1e3:.0f} ms at {optimizer_bytes} B/param "
+        f"-> {bandwidth / 1e9:.2f} GB/s"
+    )
 
     # The fixed cost of a whole step: the demo's model on a 60-token text, where the floors are tiny.
     demo = models.tiny_config("gpt-neox", 1024, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256)
@@ -89,8 +91,10 @@ def main() -> None:
     whole = best(lambda: [engine.step(chunk, 3e-5) for _ in range(20)], args.repeats) / 20
     bytes_per_param = sum(estimate.traffic("torch", "fp32", "adamw", 0.0, 1.0, 1, 0).values())
     floors = bytes_per_param * tiny_params / bandwidth + 6 * tiny_params * chunk.shape[1] / flops
-    print(f"demo model ({tiny_params / 1e3:.0f} k parameters), one training step of 60 tokens: {whole * 1e3:.2f} ms, "
-          f"of which the floors predict {floors * 1e3:.2f} ms -> fixed {(whole - floors) * 1e3:.2f} ms a step")
+    print(
+        f"demo model ({tiny_params / 1e3:.0f} k parameters), one training step of 60 tokens: {whole * 1e3:.2f} ms, "
+        f"of which the floors predict {floors * 1e3:.2f} ms -> fixed {(whole - floors) * 1e3:.2f} ms a step"
+    )
 
     # Host-side work between texts.
     source = torch.randn(50_000_000)
@@ -105,6 +109,7 @@ def main() -> None:
     print(f"layer_stats, K up to {max(ks)}%: {layer.numel / stats / 1e6:.1f} M elements/s")
     delta = {"w": (after["w"] - before["w"]).repeat(4, 1)}
     with tempfile.TemporaryDirectory() as scratch:
+
         def write():
             with store.atomic_group(Path(scratch) / "s.zarr") as group:
                 store.write_tensors(group, delta)
@@ -115,13 +120,17 @@ def main() -> None:
 
     # The start of a job: a fresh interpreter importing the training job and loading a model.
     with tempfile.TemporaryDirectory() as scratch:
-        from paramdelta import target as target_mod
         from paramdelta import corpus
+        from paramdelta import target as target_mod
 
         tokenizer = target_mod.train_tokenizer(corpus.generate_corpus(200, 0), 300)
-        target_mod.save(models.build_model(models.tiny_config("gpt-neox", len(tokenizer)), 0), tokenizer, Path(scratch) / "m")
-        code = ("import paramdelta.train_job; from paramdelta import models; "
-                f"models.load_with_tokenizer({str(Path(scratch) / 'm')!r})")
+        target_mod.save(
+            models.build_model(models.tiny_config("gpt-neox", len(tokenizer)), 0), tokenizer, Path(scratch) / "m"
+        )
+        code = (
+            "import paramdelta.train_job; from paramdelta import models; "
+            f"models.load_with_tokenizer({str(Path(scratch) / 'm')!r})"
+        )
         starts = []
         for _ in range(2):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)

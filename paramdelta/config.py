@@ -111,9 +111,13 @@ def check_references(config: dict) -> None:
         if build:
             target = build["dataset"]
             if target not in datasets:
-                raise ConfigError(f"config field 'models.{slug}.build.dataset': unknown data set '{target}'; known: {sorted(datasets)}")
+                raise ConfigError(
+                    f"config field 'models.{slug}.build.dataset': unknown data set '{target}'; known: {sorted(datasets)}"
+                )
             if "controlled" not in datasets[target]:
-                raise ConfigError(f"config field 'models.{slug}.build.dataset': data set '{target}' is not a controlled one; a built model needs known members")
+                raise ConfigError(
+                    f"config field 'models.{slug}.build.dataset': data set '{target}' is not a controlled one; a built model needs known members"
+                )
         if config["train"]["device"] == "cuda" and model["gpus"] == 0:
             raise ConfigError(
                 f"config field 'models.{slug}.gpus': train.device is 'cuda' but this model's jobs ask for no GPU "
@@ -132,7 +136,9 @@ def check_references(config: dict) -> None:
             )
         for name in model.get("datasets", []):
             if name not in datasets:
-                raise ConfigError(f"config field 'models.{slug}.datasets': unknown data set '{name}'; known: {sorted(datasets)}")
+                raise ConfigError(
+                    f"config field 'models.{slug}.datasets': unknown data set '{name}'; known: {sorted(datasets)}"
+                )
             if "controlled" in datasets[name] and (not build or build["dataset"] != name):
                 raise ConfigError(
                     f"config field 'models.{slug}.datasets': '{name}' is a controlled data set; only a model built on it "

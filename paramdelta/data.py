@@ -128,14 +128,18 @@ def clean(raw: pd.DataFrame, text_field: str, label_field: str | None, source: s
     return table
 
 
-def controlled_split(documents: list[str], candidates: int, member_fraction: float, seed: int) -> tuple[pd.DataFrame, list[str]]:
+def controlled_split(
+    documents: list[str], candidates: int, member_fraction: float, seed: int
+) -> tuple[pd.DataFrame, list[str]]:
     """Split a corpus at random into candidates (members + non-members) and background documents.
 
     Members and non-members come from one distribution, so membership is the only
     difference between them. Returns (candidate table, background documents).
     """
     if candidates > len(documents):
-        raise DataError(f"controlled split: {candidates} candidates requested but the corpus has {len(documents)} documents")
+        raise DataError(
+            f"controlled split: {candidates} candidates requested but the corpus has {len(documents)} documents"
+        )
     order = list(range(len(documents)))
     random.Random(seed).shuffle(order)
     chosen, background = order[:candidates], order[candidates:]
@@ -157,7 +161,9 @@ def load(spec: dict, name: str = "dataset") -> pd.DataFrame:
     if "controlled" in spec:
         controlled = spec["controlled"]
         source = f"data set '{name}' (controlled split)"
-        table, _ = controlled_split(corpus_documents(controlled["corpus"]), controlled["candidates"], controlled["members"], controlled["seed"])
+        table, _ = controlled_split(
+            corpus_documents(controlled["corpus"]), controlled["candidates"], controlled["members"], controlled["seed"]
+        )
     elif "path" in spec:
         source = f"data set '{name}' ({spec['path']})"
         table = clean(read_table(spec["path"]), spec["text"], spec["label"], source)
@@ -169,7 +175,9 @@ def load(spec: dict, name: str = "dataset") -> pd.DataFrame:
         table = table.iloc[: spec["limit"]]
     if table["label"].nunique() < 2:
         found = sorted(int(label) for label in table["label"].unique())
-        raise DataError(f"{source}: needs both members (1) and non-members (0); found only {found} in {len(table)} rows")
+        raise DataError(
+            f"{source}: needs both members (1) and non-members (0); found only {found} in {len(table)} rows"
+        )
     return table.reset_index(drop=True)
 
 
@@ -180,7 +188,7 @@ def digest(table: pd.DataFrame) -> str:
     changes, not when the same rows come in another order.
     """
     pairs = sorted(zip(table["text_id"], (int(label) for label in table["label"])))
-    joined = "\n".join(f"{t}:{l}" for t, l in pairs)
+    joined = "\n".join(f"{t}:{label}" for t, label in pairs)
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
@@ -223,8 +231,10 @@ def shards(text_ids: list[str], texts_per_job: int) -> dict[str, list[str]]:
     # The name carries a digest of the shard's texts: a shard whose texts change is a new
     # output, which Snakemake plans for certain (a params change alone is not checked for a
     # job whose data set table is regenerated in the same run).
-    return {f"s{piece[0]}{hashlib.sha256(' '.join(piece).encode()).hexdigest()[:8]}": piece
-            for piece in _cut(ordered, texts_per_job, 0)}
+    return {
+        f"s{piece[0]}{hashlib.sha256(' '.join(piece).encode()).hexdigest()[:8]}": piece
+        for piece in _cut(ordered, texts_per_job, 0)
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

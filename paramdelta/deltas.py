@@ -141,8 +141,23 @@ def layer_frame(layers: Sequence[Layer]) -> pd.DataFrame:
 
 
 TEXT_COLUMNS = [
-    "dataset", "model", "budget", "text_id", "label", "status", "failure", "failed_epoch", "n_tokens", "n_chunks",
-    "epochs_run", "best_epoch", "final_loss", "best_loss", "skipped_steps", "seconds", "losses",
+    "dataset",
+    "model",
+    "budget",
+    "text_id",
+    "label",
+    "status",
+    "failure",
+    "failed_epoch",
+    "n_tokens",
+    "n_chunks",
+    "epochs_run",
+    "best_epoch",
+    "final_loss",
+    "best_loss",
+    "skipped_steps",
+    "seconds",
+    "losses",
 ]
 
 
@@ -162,12 +177,23 @@ def read_job_store(path, labels: Mapping[str, int], ks: Sequence[int], base=None
     stored_ks = list(attrs["ks"])
     missing = sorted(set(ks) - set(stored_ks)) if policy == "sketch" else []
     if missing:
-        raise ValueError(f"{path}: sketch store holds top-K% for K in {stored_ks}, not K = {missing} that features.k asks for (rerun the training jobs)")
+        raise ValueError(
+            f"{path}: sketch store holds top-K% for K in {stored_ks}, not K = {missing} that features.k asks for (rerun the training jobs)"
+        )
     if policy == "full" and base is None:
-        raise ValueError(f"{path}: a full store holds after-states only; the model's base snapshot is needed to take deltas")
+        raise ValueError(
+            f"{path}: a full store holds after-states only; the model's base snapshot is needed to take deltas"
+        )
     layers = [
-        Layer(index=i, name=l["name"], group=l["group"], block=l["block"], params=tuple(l["params"]), numel=l["numel"])
-        for i, l in enumerate(attrs["layers"])
+        Layer(
+            index=i,
+            name=layer["name"],
+            group=layer["group"],
+            block=layer["block"],
+            params=tuple(layer["params"]),
+            numel=layer["numel"],
+        )
+        for i, layer in enumerate(attrs["layers"])
     ]
     keys = {"budget": attrs["budget"], "model": attrs["model"], "dataset": attrs["dataset"]}
     records = attrs["records"]
@@ -175,7 +201,12 @@ def read_job_store(path, labels: Mapping[str, int], ks: Sequence[int], base=None
     arrays = store.read_arrays(root, ["loss", *(TABLE_ARRAYS if policy == "sketch" else ())])
     texts = pd.DataFrame.from_records(
         [
-            {**record, **keys, "label": labels[record["text_id"]], "losses": arrays["loss"][i, : record["epochs_run"]].tolist()}
+            {
+                **record,
+                **keys,
+                "label": labels[record["text_id"]],
+                "losses": arrays["loss"][i, : record["epochs_run"]].tolist(),
+            }
             for i, record in enumerate(records)
         ],
         columns=TEXT_COLUMNS,
@@ -192,7 +223,9 @@ def read_job_store(path, labels: Mapping[str, int], ks: Sequence[int], base=None
         }
     else:
         per_text = [
-            _stats_from_tensors(layers, root[f"texts/{records[i]['text_id']}/params"], base, ks, is_delta=policy == "delta")
+            _stats_from_tensors(
+                layers, root[f"texts/{records[i]['text_id']}/params"], base, ks, is_delta=policy == "delta"
+            )
             for i in ok
         ]
         stats = {name: np.stack([one[name] for one in per_text]) for name in ("layer_l2", "layer_sq", "layer_topk_l2")}
@@ -201,7 +234,9 @@ def read_job_store(path, labels: Mapping[str, int], ks: Sequence[int], base=None
     return table, texts
 
 
-def table_rows(layers: pd.DataFrame, stats: Mapping[str, np.ndarray], ks, text_ids, text_labels, keys: dict) -> pd.DataFrame:
+def table_rows(
+    layers: pd.DataFrame, stats: Mapping[str, np.ndarray], ks, text_ids, text_labels, keys: dict
+) -> pd.DataFrame:
     """Delta-table rows of several texts at once: the layer columns repeated per text, with
     the statistics [texts, layers] flattened text by text."""
     # Built column by column with one `take` each and a single DataFrame at the end: a frame
@@ -210,7 +245,9 @@ def table_rows(layers: pd.DataFrame, stats: Mapping[str, np.ndarray], ks, text_i
     n, m = len(text_ids), len(layers)
     per_text, per_layer = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
     # Columns in front of the layer's: dataset, model, budget, label, text_id.
-    columns = {key: pd.Series([value]).array.take(np.zeros(n * m, dtype=np.intp)) for key, value in reversed(keys.items())}
+    columns = {
+        key: pd.Series([value]).array.take(np.zeros(n * m, dtype=np.intp)) for key, value in reversed(keys.items())
+    }
     columns["label"] = pd.Series(list(text_labels)).array.take(per_text)
     columns["text_id"] = pd.Series(list(text_ids)).array.take(per_text)
     for name in layers.columns:

@@ -127,17 +127,60 @@ COST_MODEL = {
 # architecture fields (enough to build the model on the meta device) and the parameter count
 # that gives, checked by the tests.
 KNOWN_MODELS = {
-    "EleutherAI/gpt-j-6b": ("gptj", dict(vocab_size=50400, n_positions=2048, n_embd=4096, n_layer=28, n_head=16,
-                                         rotary_dim=64, tie_word_embeddings=False), 6_050_882_784),
-    "facebook/opt-6.7b": ("opt", dict(vocab_size=50272, hidden_size=4096, num_hidden_layers=32, ffn_dim=16384,
-                                      num_attention_heads=32, max_position_embeddings=2048, word_embed_proj_dim=4096),
-                          6_658_473_984),
-    "EleutherAI/pythia-6.9b": ("gpt_neox", dict(vocab_size=50432, hidden_size=4096, num_hidden_layers=32,
-                                                num_attention_heads=32, intermediate_size=16384, max_position_embeddings=2048,
-                                                rotary_pct=0.25, tie_word_embeddings=False), 6_857_302_016),
-    "meta-llama/Llama-2-7b-hf": ("llama", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
-                                               num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                                               max_position_embeddings=4096, tie_word_embeddings=False), 6_738_415_616),
+    "EleutherAI/gpt-j-6b": (
+        "gptj",
+        dict(
+            vocab_size=50400,
+            n_positions=2048,
+            n_embd=4096,
+            n_layer=28,
+            n_head=16,
+            rotary_dim=64,
+            tie_word_embeddings=False,
+        ),
+        6_050_882_784,
+    ),
+    "facebook/opt-6.7b": (
+        "opt",
+        dict(
+            vocab_size=50272,
+            hidden_size=4096,
+            num_hidden_layers=32,
+            ffn_dim=16384,
+            num_attention_heads=32,
+            max_position_embeddings=2048,
+            word_embed_proj_dim=4096,
+        ),
+        6_658_473_984,
+    ),
+    "EleutherAI/pythia-6.9b": (
+        "gpt_neox",
+        dict(
+            vocab_size=50432,
+            hidden_size=4096,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            intermediate_size=16384,
+            max_position_embeddings=2048,
+            rotary_pct=0.25,
+            tie_word_embeddings=False,
+        ),
+        6_857_302_016,
+    ),
+    "meta-llama/Llama-2-7b-hf": (
+        "llama",
+        dict(
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        ),
+        6_738_415_616,
+    ),
 }
 
 # Disk of a job store (train.JobRecords: per-text records in the root's attributes, each array
@@ -159,8 +202,9 @@ class EstimateError(ValueError):
     """The estimate cannot be made; the message says what is missing and how to give it."""
 
 
-def traffic(engine: str, precision: str, optimizer: str, momentum: float, grad_clip: float,
-            ranks: int, zero_stage: int) -> dict[str, float]:
+def traffic(
+    engine: str, precision: str, optimizer: str, momentum: float, grad_clip: float, ranks: int, zero_stage: int
+) -> dict[str, float]:
     """Bytes moved per parameter by one optimizer step (batch 1) on one device, by phase.
 
     Returns {"forward_backward", "optimizer"} (device memory) and "link" (between the GPUs of a
@@ -186,8 +230,11 @@ def traffic(engine: str, precision: str, optimizer: str, momentum: float, grad_c
     update = 28.0 if optimizer == "adamw" else 12.0 + (8.0 if momentum > 0 else 0.0)
     sixteen = precision in ("bf16", "fp16")
     if engine == "torch":
-        return {"forward_backward": (6.0 if sixteen else 4.0) + (2.0 if sixteen else 4.0) + 4.0,
-                "optimizer": clip + update, "link": 0.0}
+        return {
+            "forward_backward": (6.0 if sixteen else 4.0) + (2.0 if sixteen else 4.0) + 4.0,
+            "optimizer": clip + update,
+            "link": 0.0,
+        }
     w = 2.0 if sixteen else 4.0
     shared = (ranks - 1) / ranks
     gathers = ranks > 1 and zero_stage < 3
@@ -249,7 +296,16 @@ def _info_of_config(config, source: str) -> ModelInfo:
 
     model = _meta_model(config)
     layers = models.model_layers(model)
-    listing = [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)} for l in layers]
+    listing = [
+        {
+            "name": layer.name,
+            "group": layer.group,
+            "block": layer.block,
+            "numel": layer.numel,
+            "params": list(layer.params),
+        }
+        for layer in layers
+    ]
     try:
         context = models.context_length(config)
     except ValueError:
@@ -257,7 +313,7 @@ def _info_of_config(config, source: str) -> ModelInfo:
     return ModelInfo(
         params=sum(p.numel() for p in model.parameters()),  # shared (tied) parameters once
         layers=len(layers),
-        tensors=sum(len(l.params) for l in layers),
+        tensors=sum(len(layer.params) for layer in layers),
         context=context,
         layer_attrs=len(json.dumps(listing)),
         source=source,
@@ -284,8 +340,14 @@ def _pretrained_info(path: str, revision: str | None, params: int | None, explic
     on this machine, the built-in table, or `params` given for every unknown model (--params N)."""
     from transformers import AutoConfig
 
-    given = ModelInfo(params or 0, FALLBACK_LAYERS, FALLBACK_TENSORS, FALLBACK_CONTEXT, 60 * FALLBACK_LAYERS,
-                      "--params, with a 7B model's layers and context")
+    given = ModelInfo(
+        params or 0,
+        FALLBACK_LAYERS,
+        FALLBACK_TENSORS,
+        FALLBACK_CONTEXT,
+        60 * FALLBACK_LAYERS,
+        "--params, with a 7B model's layers and context",
+    )
     if params and explicit:
         return given
     directory, where = _local_dir(path, revision)
@@ -295,16 +357,19 @@ def _pretrained_info(path: str, revision: str | None, params: int | None, explic
         except (OSError, ValueError) as error:
             if params:
                 return given
-            raise EstimateError(f"{path}: cannot read its config.json in {directory} ({error}); give its parameter "
-                                "count with --params") from None
+            raise EstimateError(
+                f"{path}: cannot read its config.json in {directory} ({error}); give its parameter count with --params"
+            ) from None
         return _info_of_config(config, f"config.json of {where}")
     if path in KNOWN_MODELS:
         kind, fields, _ = KNOWN_MODELS[path]
         return _info_of_config(AutoConfig.for_model(kind, **fields), "the built-in table, not fetched")
     if params:
         return given
-    raise EstimateError(f"{where} and not in the built-in table ({', '.join(KNOWN_MODELS)}): give its parameter count "
-                        "with --params N (or --params MODEL=N)")
+    raise EstimateError(
+        f"{where} and not in the built-in table ({', '.join(KNOWN_MODELS)}): give its parameter count "
+        "with --params N (or --params MODEL=N)"
+    )
 
 
 def _controlled_tokenizer(config: dict, slug: str, cache: dict | None = None):
@@ -318,7 +383,10 @@ def _controlled_tokenizer(config: dict, slug: str, cache: dict | None = None):
     if key not in cache:
         controlled = config["datasets"][build["dataset"]]["controlled"]
         _, background = data.controlled_split(
-            data.corpus_documents(controlled["corpus"]), controlled["candidates"], controlled["members"], controlled["seed"]
+            data.corpus_documents(controlled["corpus"]),
+            controlled["candidates"],
+            controlled["members"],
+            controlled["seed"],
         )
         cache[key] = target.train_tokenizer(background, build["vocab_size"])
     return cache[key]
@@ -332,8 +400,9 @@ def _built_dir(config: dict, slug: str) -> Path | None:
     return None
 
 
-def model_info(config: dict, slug: str, params: int | None = None, explicit: bool = False,
-               tokenizer_cache: dict | None = None) -> ModelInfo:
+def model_info(
+    config: dict, slug: str, params: int | None = None, explicit: bool = False, tokenizer_cache: dict | None = None
+) -> ModelInfo:
     """Parameters, layers and context of a configured model, read offline; `params` (from
     --params, `explicit` when it names this model) for a model of unknown size."""
     from paramdelta import models
@@ -348,12 +417,21 @@ def model_info(config: dict, slug: str, params: int | None = None, explicit: boo
     if built is not None:
         from transformers import AutoConfig
 
-        return _info_of_config(AutoConfig.from_pretrained(str(built), local_files_only=True), "config.json of the built model")
+        return _info_of_config(
+            AutoConfig.from_pretrained(str(built), local_files_only=True), "config.json of the built model"
+        )
     tokenizer = _controlled_tokenizer(config, slug, tokenizer_cache)
     tiny = models.tiny_config(
-        build["arch"], len(tokenizer), hidden_size=build["hidden_size"], num_layers=build["num_layers"],
-        num_heads=build["num_heads"], intermediate_size=build["intermediate_size"], max_positions=build["max_positions"],
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        build["arch"],
+        len(tokenizer),
+        hidden_size=build["hidden_size"],
+        num_layers=build["num_layers"],
+        num_heads=build["num_heads"],
+        intermediate_size=build["intermediate_size"],
+        max_positions=build["max_positions"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return _info_of_config(tiny, "the build: section, via models.tiny_config")
 
@@ -369,7 +447,9 @@ def tokenizer_of(config: dict, slug: str, tokenizer_cache: dict | None = None):
         built = _built_dir(config, slug)
         if built is not None:
             return AutoTokenizer.from_pretrained(str(built), local_files_only=True), "the tokenizer of the built model"
-        return _controlled_tokenizer(config, slug, tokenizer_cache), "a tokenizer trained as the base_model rule trains it"
+        return _controlled_tokenizer(
+            config, slug, tokenizer_cache
+        ), "a tokenizer trained as the base_model rule trains it"
     directory, where = _local_dir(path, spec.get("revision") if "path" in spec else None)
     if directory is None:
         return None, "no tokenizer on this machine"
@@ -404,8 +484,11 @@ def dataset_table(config: dict, name: str):
     if "hf" in spec:
         path = data.hub_cache_path(spec["hf"], spec["split"], spec.get("revision"))
         if not path.exists():
-            return None, ("not fetched", f"data set {name} ({spec['hf']}, split {spec['split']}) is not fetched ({path} is "
-                                         f"missing; `{hub.FETCH_COMMAND}` fetches it on a machine with network)")
+            return None, (
+                "not fetched",
+                f"data set {name} ({spec['hf']}, split {spec['split']}) is not fetched ({path} is "
+                f"missing; `{hub.FETCH_COMMAND}` fetches it on a machine with network)",
+            )
     try:
         return data.load(spec, name), None
     except data.DataError as error:
@@ -470,8 +553,12 @@ def run_bytes(config: dict, info: ModelInfo, epochs: int) -> float:
         return record + STAT_BYTES * (info.layers * (2 + ks) + info.tensors)
     # delta / full: every parameter in the snapshot dtype (zstd compresses them about 1x), one
     # array per tensor, in texts/<id>/params.
-    return (record + info.params * DTYPE_BYTES[config["snapshots"]["dtype"]] + info.tensors * ARRAY_OVERHEAD
-            + 2 * GROUP_OVERHEAD)
+    return (
+        record
+        + info.params * DTYPE_BYTES[config["snapshots"]["dtype"]]
+        + info.tensors * ARRAY_OVERHEAD
+        + 2 * GROUP_OVERHEAD
+    )
 
 
 def job_bytes(config: dict, info: ModelInfo) -> float:
@@ -504,10 +591,19 @@ def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
     """
     train = config["train"]
     engine, ranks, side_by_side = _engine(config, slug)
-    moved = traffic(engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks,
-                    _zero_stage(config, slug) if engine == "deepspeed" else 0)
-    forward_backward = max(moved["forward_backward"] * params / device["memory_bandwidth"],
-                           6 * params * tokens / device["flops"][train["precision"]])
+    moved = traffic(
+        engine,
+        train["precision"],
+        train["optimizer"],
+        train["momentum"],
+        train["grad_clip"],
+        ranks,
+        _zero_stage(config, slug) if engine == "deepspeed" else 0,
+    )
+    forward_backward = max(
+        moved["forward_backward"] * params / device["memory_bandwidth"],
+        6 * params * tokens / device["flops"][train["precision"]],
+    )
     rest = moved["optimizer"] * params / device["memory_bandwidth"] + moved["link"] * params / device["link_bandwidth"]
     return (forward_backward + rest) * device["efficiency"] + device["step_overhead_s"] / side_by_side
 
@@ -529,7 +625,11 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
         local = side_by_side > 1 or device["memory"] is None or 2 * fp32 < 0.75 * (device["memory"] - fp32)
     else:
         local = False
-    restore = fp32 / device["copy_bandwidth"] if local else (2 if engine == "deepspeed" else 1) * fp32 / device["host_bandwidth"]
+    restore = (
+        fp32 / device["copy_bandwidth"]
+        if local
+        else (2 if engine == "deepspeed" else 1) * fp32 / device["host_bandwidth"]
+    )
     gather = fp32 * (ranks - 1) / ranks / device["link_bandwidth"]  # DeepSpeed: the whole fp32 master, tensor by tensor
     if config["snapshots"]["store"] == "sketch":
         summary = params / device["stats_elements_per_s"] + (0.0 if local else fp32 / device["host_bandwidth"]) + gather
@@ -546,9 +646,17 @@ def run_overhead_seconds(device: dict, config: dict, slug: str, params: int, kee
     return sum(run_overhead(device, config, slug, params, keeps).values())
 
 
-def estimate(config: dict, devices: list[str], *, texts: list[str] | None = None, words_per_text: float | None = None,
-             tokens_per_text: float | None = None, params: list[str] | None = None, es: int | None = None,
-             notes: list[tuple[str, str, str]] | None = None) -> list[Row]:
+def estimate(
+    config: dict,
+    devices: list[str],
+    *,
+    texts: list[str] | None = None,
+    words_per_text: float | None = None,
+    tokens_per_text: float | None = None,
+    params: list[str] | None = None,
+    es: int | None = None,
+    notes: list[tuple[str, str, str]] | None = None,
+) -> list[Row]:
     """The estimate of every (model, data set) the configuration trains, on each of `devices`.
 
     Raises EstimateError naming what is unknown (a data set not on this machine without
@@ -581,13 +689,20 @@ def estimate(config: dict, devices: list[str], *, texts: list[str] | None = None
         else:
             tables[name] = table
             spec = config["datasets"][name]
-            kind = ("the controlled split, made as the workflow makes it" if "controlled" in spec
-                    else "the fetched hub split" if "hf" in spec else "the data set's file")
+            kind = (
+                "the controlled split, made as the workflow makes it"
+                if "controlled" in spec
+                else "the fetched hub split"
+                if "hf" in spec
+                else "the data set's file"
+            )
             notes.append(("texts", kind, name))
     if missing:
-        raise EstimateError("the texts are unknown: " + "; ".join(missing) + ". To estimate without the data set, "
-                            "give its number of texts and their length: --texts N (or --texts NAME=N) and "
-                            "--words-per-text W (or --tokens-per-text T).")
+        raise EstimateError(
+            "the texts are unknown: " + "; ".join(missing) + ". To estimate without the data set, "
+            "give its number of texts and their length: --texts N (or --texts NAME=N) and "
+            "--words-per-text W (or --tokens-per-text T)."
+        )
 
     rows = []
     for slug in config["models"]:
@@ -599,9 +714,16 @@ def estimate(config: dict, devices: list[str], *, texts: list[str] | None = None
         for name in config_checks.model_datasets(config, slug):
             table = tables[name]
             if isinstance(table, int):
-                per_text = tokens_per_text if tokens_per_text is not None else round(words_per_text * COST_MODEL["tokens_per_word"])
-                source = ("--tokens-per-text" if tokens_per_text is not None
-                          else f"~{COST_MODEL['tokens_per_word']} tokens a word x {words_per_text:g} words, --words-per-text")
+                per_text = (
+                    tokens_per_text
+                    if tokens_per_text is not None
+                    else round(words_per_text * COST_MODEL["tokens_per_word"])
+                )
+                source = (
+                    "--tokens-per-text"
+                    if tokens_per_text is not None
+                    else f"~{COST_MODEL['tokens_per_word']} tokens a word x {words_per_text:g} words, --words-per-text"
+                )
                 counts, ids = [int(per_text)] * table, None
             else:
                 if tokenizer is None and not tokenizer_source:
@@ -626,15 +748,24 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
     per_text = [chunk_sizes(n, max_length) for n in counts]
     chunks = sum(len(c) for c in per_text)
     n = len(counts)
-    shards = len(data.shards(ids, config["texts_per_job"])) if ids is not None else math.ceil(n / config["texts_per_job"])
+    shards = (
+        len(data.shards(ids, config["texts_per_job"])) if ids is not None else math.ceil(n / config["texts_per_job"])
+    )
     jobs = shards * len(budgets)
     epochs = {b: (es_expected if b == "es" else int(b)) for b in budgets}
     # A job's loss and lr rows are as long as its longest run: under es, up to max_epochs.
     sizes = {b: run_bytes(config, info, es_max if b == "es" else e) for b, e in epochs.items()}
     row = Row(
-        model=slug, dataset=name, texts=n, tokens_per_text=sum(counts) / n, chunks_per_text=chunks / n,
-        params=info.params, jobs=jobs, steps={b: e * chunks / n for b, e in epochs.items()},
-        steps_es_max=es_max * chunks / n if "es" in budgets else None, run_bytes=sizes,
+        model=slug,
+        dataset=name,
+        texts=n,
+        tokens_per_text=sum(counts) / n,
+        chunks_per_text=chunks / n,
+        params=info.params,
+        jobs=jobs,
+        steps={b: e * chunks / n for b, e in epochs.items()},
+        steps_es_max=es_max * chunks / n if "es" in budgets else None,
+        run_bytes=sizes,
         store_bytes=n * sum(sizes.values()) + jobs * job_bytes(config, info),
         store_files=store_files(config, info, n * len(budgets), jobs),
         base_bytes=base_snapshot_bytes(config, slug, info),
@@ -663,8 +794,10 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                 seconds.update({f"expected_{part}": value for part, value in parts.items()})
         units = max(1, spec["gpus"]) if device["unit"] == "GPU" else max(1, spec.get("cpus") or config["threads"])
         row.seconds[device_name] = {
-            "units": units, "step": epoch / chunks if chunks else 0.0,
-            "run": run_overhead_seconds(device, config, slug, info.params, 1), **seconds,
+            "units": units,
+            "step": epoch / chunks if chunks else 0.0,
+            "run": run_overhead_seconds(device, config, slug, info.params, 1),
+            **seconds,
         }
     return row
 
@@ -715,13 +848,29 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
     out = [title, ""]
     body = []
     for r in rows:
-        steps = [_number(r.steps[b]) if b != "es" else f"{_number(r.steps[b])}/{_number(r.steps_es_max)}" for b in budgets]
-        body.append([r.model, r.dataset, f"{r.texts:,}", _number(r.tokens_per_text), f"{r.chunks_per_text:.2f}",
-                     human_count(r.params), *steps, f"{r.jobs:,}"])
+        steps = [
+            _number(r.steps[b]) if b != "es" else f"{_number(r.steps[b])}/{_number(r.steps_es_max)}" for b in budgets
+        ]
+        body.append(
+            [
+                r.model,
+                r.dataset,
+                f"{r.texts:,}",
+                _number(r.tokens_per_text),
+                f"{r.chunks_per_text:.2f}",
+                human_count(r.params),
+                *steps,
+                f"{r.jobs:,}",
+            ]
+        )
     steps_header = [f"steps {b}" if b != "es" else "steps es" for b in budgets]
-    out.append(table(["model", "data set", "texts", "tokens/text", "chunks/text", "params", *steps_header, "jobs"], body))
-    out.append("steps: optimizer steps per (text, budget) = epochs x chunks"
-               + ("; es: expected/upper bound (max_epochs)" if "es" in budgets else ""))
+    out.append(
+        table(["model", "data set", "texts", "tokens/text", "chunks/text", "params", *steps_header, "jobs"], body)
+    )
+    out.append(
+        "steps: optimizer steps per (text, budget) = epochs x chunks"
+        + ("; es: expected/upper bound (max_epochs)" if "es" in budgets else "")
+    )
 
     for device_name in devices:
         device = COST_MODEL["devices"][device_name]
@@ -730,24 +879,41 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
         for r in rows:
             s = r.seconds[device_name]
             hours = {case: s[case] / 3600 for case in total}
-            body.append([r.model, r.dataset, str(s["units"]), human_seconds(s["step"]), human_seconds(s["run"]),
-                         _range(hours["expected"], hours["max"]),
-                         _range(s["units"] * hours["expected"], s["units"] * hours["max"])])
+            body.append(
+                [
+                    r.model,
+                    r.dataset,
+                    str(s["units"]),
+                    human_seconds(s["step"]),
+                    human_seconds(s["run"]),
+                    _range(hours["expected"], hours["max"]),
+                    _range(s["units"] * hours["expected"], s["units"] * hours["max"]),
+                ]
+            )
             for case in total:
                 total[case] += s["units"] * hours[case]
         body.append(["total", "", "", "", "", "", _range(total["expected"], total["max"])])
-        out += ["", f"Time on {device_name}: {device['description']}",
-                table(["model", "data set", f"{unit}s/job", "s/step", "s/text-run", "job-hours", f"{unit}-hours"], body)]
-        parts = {name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
-                 for name in ("steps", "copies", "keep", "starts")}
+        out += [
+            "",
+            f"Time on {device_name}: {device['description']}",
+            table(["model", "data set", f"{unit}s/job", "s/step", "s/text-run", "job-hours", f"{unit}-hours"], body),
+        ]
+        parts = {
+            name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
+            for name in ("steps", "copies", "keep", "starts")
+        }
         share = {name: f"{100 * value / (sum(parts.values()) or 1.0):.0f}%" for name, value in parts.items()}
         sketch = config["snapshots"]["store"] == "sketch"
         keep = "statistics (summaries)" if sketch else "store writes on the host"
         copies = "base restores" if sketch else "base restores and state copies"
-        out.append(f"of the expected {unit}-hours: optimizer steps {share['steps']}, {keep} {share['keep']}, "
-                   f"{copies} {share['copies']}, job starts {share['starts']}")
-    out.append("s/text-run: the base restore and the statistics or state around the steps of one text and fixed "
-               "budget; hours: expected / with every es run at max_epochs")
+        out.append(
+            f"of the expected {unit}-hours: optimizer steps {share['steps']}, {keep} {share['keep']}, "
+            f"{copies} {share['copies']}, job starts {share['starts']}"
+        )
+    out.append(
+        "s/text-run: the base restore and the statistics or state around the steps of one text and fixed "
+        "budget; hours: expected / with every es run at max_epochs"
+    )
 
     policy, dtype = config["snapshots"]["store"], config["snapshots"]["dtype"]
     what = "float64 statistics" if policy == "sketch" else f"{dtype} parameters, compressed ~1x"
@@ -761,13 +927,26 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             base = human_bytes(r.base_bytes)
         total += r.store_bytes
         files += r.store_files
-        body.append([r.model, r.dataset, " to ".join(distinct[:: max(1, len(distinct) - 1)]), human_bytes(r.store_bytes),
-                     f"{r.store_files:,}", base])
+        body.append(
+            [
+                r.model,
+                r.dataset,
+                " to ".join(distinct[:: max(1, len(distinct) - 1)]),
+                human_bytes(r.store_bytes),
+                f"{r.store_files:,}",
+                base,
+            ]
+        )
     body.append(["total", "", "", "", f"{files:,}", human_bytes(total)])
-    out += ["", f"Disk: training stores (snapshots.store: {policy}, {what}) and one base snapshot per model (its dtype)",
-            table(["model", "data set", "per text-run", "train stores", "files", "base snapshot"], body)]
-    out.append(f"at least one {BLOCK // 1024} KiB block a file on most filesystems: the stores' files take >= "
-               f"{human_bytes(files * BLOCK)}; delta tables and the Hugging Face cache not counted")
+    out += [
+        "",
+        f"Disk: training stores (snapshots.store: {policy}, {what}) and one base snapshot per model (its dtype)",
+        table(["model", "data set", "per text-run", "train stores", "files", "base snapshot"], body),
+    ]
+    out.append(
+        f"at least one {BLOCK // 1024} KiB block a file on most filesystems: the stores' files take >= "
+        f"{human_bytes(files * BLOCK)}; delta tables and the Hugging Face cache not counted"
+    )
 
     out += ["", "Assumptions: " + _assumptions(config, devices)]
     grouped: dict[str, dict[str, list[str]]] = {}
@@ -776,7 +955,11 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
         if whose not in names:
             names.append(whose)
     for what, sources in grouped.items():
-        out.append(f"{what.capitalize()} from " + "; ".join(f"{source} ({', '.join(names)})" for source, names in sources.items()) + ".")
+        out.append(
+            f"{what.capitalize()} from "
+            + "; ".join(f"{source} ({', '.join(names)})" for source, names in sources.items())
+            + "."
+        )
     return "\n".join(out)
 
 
@@ -795,13 +978,25 @@ def _assumptions(config: dict, devices: list[str]) -> str:
     for slug in config["models"]:
         engine, ranks, side_by_side = _engine(config, slug)
         stage = _zero_stage(config, slug) if engine == "deepspeed" else 0
-        moved = traffic(engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks, stage)
-        how = ", ".join(filter(None, [
-            f"{engine} ZeRO-{stage} on {ranks} GPUs" if engine == "deepspeed" else engine, train["precision"],
-            train["optimizer"], f"{side_by_side} texts side by side" if side_by_side > 1 else "",
-        ]))
-        what = (f"{moved['forward_backward'] + moved['optimizer']:g} B/param"
-                + (f" + {moved['link']:g} over the link" if moved["link"] else "") + f" ({how})")
+        moved = traffic(
+            engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks, stage
+        )
+        how = ", ".join(
+            filter(
+                None,
+                [
+                    f"{engine} ZeRO-{stage} on {ranks} GPUs" if engine == "deepspeed" else engine,
+                    train["precision"],
+                    train["optimizer"],
+                    f"{side_by_side} texts side by side" if side_by_side > 1 else "",
+                ],
+            )
+        )
+        what = (
+            f"{moved['forward_backward'] + moved['optimizer']:g} B/param"
+            + (f" + {moved['link']:g} over the link" if moved["link"] else "")
+            + f" ({how})"
+        )
         kinds.setdefault(what, []).append(slug)
     gpu = [d for d in devices if COST_MODEL["devices"][d]["unit"] == "GPU"]
     parts = [
@@ -810,7 +1005,9 @@ def _assumptions(config: dict, devices: list[str]) -> str:
         + " (estimate.traffic), and of 6 x params x tokens FLOPs, times an efficiency factor, plus a fixed cost",
     ]
     if gpu:
-        parts.append("the GPUs of a job all train the same chunk (ZeRO only spreads the memory): GPU-hours = GPUs x job-hours")
+        parts.append(
+            "the GPUs of a job all train the same chunk (ZeRO only spreads the memory): GPU-hours = GPUs x job-hours"
+        )
         parts.append(f"the GPU factors ({', '.join(gpu)}) are placeholders until issue 8's GPU benchmarks measure them")
     return "; ".join(parts) + "."
 
@@ -832,17 +1029,40 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m paramdelta.estimate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--configfile", required=True, action="append", help="as given to snakemake; repeat it to merge several")
-    parser.add_argument("--gpu", action="append", choices=list(COST_MODEL["devices"]), dest="devices",
-                        help="device to time the steps on, repeat for several (default: h100 if a model asks for GPUs, else cpu-2core)")
-    parser.add_argument("--texts", action="append", default=[], metavar="[DATASET=]N",
-                        help="number of texts of a data set that is not on this machine")
-    parser.add_argument("--words-per-text", type=float, help="words per text of such a data set (counted ~1.4 tokens a word)")
+    parser.add_argument(
+        "--configfile", required=True, action="append", help="as given to snakemake; repeat it to merge several"
+    )
+    parser.add_argument(
+        "--gpu",
+        action="append",
+        choices=list(COST_MODEL["devices"]),
+        dest="devices",
+        help="device to time the steps on, repeat for several (default: h100 if a model asks for GPUs, else cpu-2core)",
+    )
+    parser.add_argument(
+        "--texts",
+        action="append",
+        default=[],
+        metavar="[DATASET=]N",
+        help="number of texts of a data set that is not on this machine",
+    )
+    parser.add_argument(
+        "--words-per-text", type=float, help="words per text of such a data set (counted ~1.4 tokens a word)"
+    )
     parser.add_argument("--tokens-per-text", type=float, help="tokens per text of such a data set")
-    parser.add_argument("--params", action="append", default=[], metavar="[MODEL=]N",
-                        help="parameter count of a model that is neither on this machine nor in the built-in table")
-    parser.add_argument("--es-epochs", type=int, help="expected epochs of the early-stopping budget "
-                        f"(default {COST_MODEL['es_expected_fraction']} x train.max_epochs)")
+    parser.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="[MODEL=]N",
+        help="parameter count of a model that is neither on this machine nor in the built-in table",
+    )
+    parser.add_argument(
+        "--es-epochs",
+        type=int,
+        help="expected epochs of the early-stopping budget "
+        f"(default {COST_MODEL['es_expected_fraction']} x train.max_epochs)",
+    )
     args = parser.parse_args(argv)
     hub.offline()  # never download: every number comes from what is on this machine
     try:
@@ -852,15 +1072,27 @@ def main(argv: list[str] | None = None) -> None:
     devices = args.devices or (["h100"] if any(m["gpus"] > 0 for m in config["models"].values()) else ["cpu-2core"])
     notes: list[tuple[str, str, str]] = []
     try:
-        rows = estimate(config, devices, texts=args.texts, words_per_text=args.words_per_text,
-                        tokens_per_text=args.tokens_per_text, params=args.params, es=args.es_epochs, notes=notes)
+        rows = estimate(
+            config,
+            devices,
+            texts=args.texts,
+            words_per_text=args.words_per_text,
+            tokens_per_text=args.tokens_per_text,
+            params=args.params,
+            es=args.es_epochs,
+            notes=notes,
+        )
     except EstimateError as error:
         parser.exit(2, f"error: {error}\n")
     budgets = [str(b) for b in config["budgets"]]
     title = f"Cost estimate of {', '.join(args.configfile)}: budgets {', '.join(budgets)}"
     if "es" in budgets:
         expected, cap = es_epochs(config, args.es_epochs)
-        why = "--es-epochs" if args.es_epochs else f"{COST_MODEL['es_expected_fraction']} x the cap, as the demo measured; --es-epochs sets it"
+        why = (
+            "--es-epochs"
+            if args.es_epochs
+            else f"{COST_MODEL['es_expected_fraction']} x the cap, as the demo measured; --es-epochs sets it"
+        )
         title += f" (es: at most {cap} epochs, train.max_epochs; expected {expected}, {why})"
     print(render(config, rows, devices, notes, title))
 

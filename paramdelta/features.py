@@ -105,9 +105,7 @@ def _selected_rows(table: pd.DataFrame, selection: str, k: int | None) -> pd.Ser
     return pd.Series(True, index=table.index)
 
 
-def select_score(
-    table: pd.DataFrame, selection: str, k: int | None = None, aggregate: str = "mean"
-) -> pd.Series:
+def select_score(table: pd.DataFrame, selection: str, k: int | None = None, aggregate: str = "mean") -> pd.Series:
     """Score per text (index text_id, name "score") for one layer selection and aggregation."""
     _check_choice(selection, SELECTIONS, "selection")
     _check_choice(aggregate, AGGREGATIONS, "aggregate")

@@ -25,7 +25,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from paramdelta import data
@@ -39,7 +39,17 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFL
 # Weights the PyTorch loader never reads: a repository may hold the same model for TensorFlow,
 # Flax, ONNX, GGUF or in Meta's own format too, each copy as large as the PyTorch one.
 FOREIGN_WEIGHTS = [
-    "*.h5", "*.msgpack", "*.ot", "*.onnx", "*.onnx_data", "*.gguf", "*.tflite", "*.mlmodel", "onnx/*", "coreml/*", "original/*",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "*.onnx",
+    "*.onnx_data",
+    "*.gguf",
+    "*.tflite",
+    "*.mlmodel",
+    "onnx/*",
+    "coreml/*",
+    "original/*",
 ]
 # Where a repository has safetensors weights, transformers loads them and never the pickled copy.
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -96,7 +106,9 @@ def hub_items(config: dict) -> list[HubItem]:
         items.append(HubItem("baselines.reference", "reference model", reference, None, pinnable=False))
     for name, spec in config.get("datasets", {}).items():
         if "hf" in spec:
-            items.append(HubItem(f"datasets.{name}", f"data set {name}", spec["hf"], spec.get("revision"), split=spec["split"]))
+            items.append(
+                HubItem(f"datasets.{name}", f"data set {name}", spec["hf"], spec.get("revision"), split=spec["split"])
+            )
     return items
 
 
@@ -207,7 +219,7 @@ def _manifest(item: HubItem, snapshot: str) -> dict:
         "revision": item.revision,
         "commit": commit,
         "path": str(Path(snapshot).absolute()),
-        "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fetched": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -334,14 +346,20 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m paramdelta.hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch_parser = commands.add_parser("fetch", help="download the hub models and data sets a config names, pinned to a commit")
-    fetch_parser.add_argument("--configfile", required=True, action="append", help="as given to snakemake; repeat it to merge several")
+    fetch_parser = commands.add_parser(
+        "fetch", help="download the hub models and data sets a config names, pinned to a commit"
+    )
+    fetch_parser.add_argument(
+        "--configfile", required=True, action="append", help="as given to snakemake; repeat it to merge several"
+    )
     fetch_parser.add_argument(
         "--cache-dir",
         help="Hugging Face cache for the snapshots (default HF_HUB_CACHE, else $HF_HOME/hub); on a cluster, "
         "a filesystem the compute nodes see",
     )
-    fetch_parser.add_argument("--update", action="store_true", help="resolve revisions again, even for what was fetched before")
+    fetch_parser.add_argument(
+        "--update", action="store_true", help="resolve revisions again, even for what was fetched before"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.configfile)

@@ -56,12 +56,13 @@ def check_paths(config: dict, workflow_dir: str | Path | None = None) -> None:
     """Local model directories exist, hub items that must be fetched beforehand were, and
     every DeepSpeed JSON in use is a JSON object."""
     for slug, spec in config["models"].items():
-        for field, path in ((f"models.{slug}.path", spec.get("path")),
-                            (f"models.{slug}.build.base", spec.get("build", {}).get("base"))):
+        for field, path in (
+            (f"models.{slug}.path", spec.get("path")),
+            (f"models.{slug}.build.base", spec.get("build", {}).get("base")),
+        ):
             if path and not hub.is_hub_id(path) and not Path(path).is_dir():
                 raise ConfigError(
-                    f"config field '{field}': '{path}' is neither a directory on this machine nor a hub id "
-                    "('org/name')"
+                    f"config field '{field}': '{path}' is neither a directory on this machine nor a hub id ('org/name')"
                 )
     reference = config["baselines"].get("reference")
     if reference and not hub.is_hub_id(reference) and not Path(reference).is_dir():
@@ -75,8 +76,14 @@ def check_paths(config: dict, workflow_dir: str | Path | None = None) -> None:
         if hub.fetched(item) is None
     ]
     if unfetched:
-        raise ConfigError("not fetched: " + "; ".join(unfetched) + f". Run once, on a machine with network: {hub.FETCH_COMMAND}")
-    users = [slug for slug, spec in config["models"].items() if (spec.get("engine") or config["train"]["engine"]) == "deepspeed"]
+        raise ConfigError(
+            "not fetched: " + "; ".join(unfetched) + f". Run once, on a machine with network: {hub.FETCH_COMMAND}"
+        )
+    users = [
+        slug
+        for slug, spec in config["models"].items()
+        if (spec.get("engine") or config["train"]["engine"]) == "deepspeed"
+    ]
     if users:  # one JSON for every DeepSpeed model: read once
         path = deepspeed_path(config, workflow_dir)
         field = "config field 'train.deepspeed_config'"

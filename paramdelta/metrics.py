@@ -230,8 +230,10 @@ def cross_validated_k_interval(
     rng = np.random.default_rng(seed)
     train, held = {1: [], 0: []}, {1: [], 0: []}
     for _ in range(n_boot):
-        counts = {label: np.bincount(rng.choice(group.size, group.size), minlength=group.size)
-                  for label, group in ((1, members), (0, nonmembers))}
+        counts = {
+            label: np.bincount(rng.choice(group.size, group.size), minlength=group.size)
+            for label, group in ((1, members), (0, nonmembers))
+        }
         if min(np.count_nonzero(c) for c in counts.values()) < n_folds:
             continue
         for label, count in counts.items():
@@ -333,8 +335,14 @@ def ttest_table(scores: pd.DataFrame, change: pd.DataFrame | None = None) -> pd.
     if change is None or table.empty:
         return table
     raw = [
-        {**dict(zip(keys, key)), **{f"raw_{name}": value for name, value in member_ttest(group["mean_l2"], group["label"]).items()
-                                     if not name.startswith("n_")}}
+        {
+            **dict(zip(keys, key)),
+            **{
+                f"raw_{name}": value
+                for name, value in member_ttest(group["mean_l2"], group["label"]).items()
+                if not name.startswith("n_")
+            },
+        }
         for key, group in change.groupby(keys, sort=True)
     ]
     return table.merge(pd.DataFrame(raw), on=keys, how="left")
@@ -385,13 +393,17 @@ def topk_cv_table(scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = 1000,
         per_k = group.groupby("k").apply(lambda g: auroc(g["label"], g["score"]), include_groups=False)
         fold_aurocs, ks = cross_validated_k(group, n_folds=n_folds, seed=seed)
         lo, hi = cross_validated_k_interval(group, n_folds=n_folds, n_boot=n_boot, seed=seed)
-        rows.append({
-            **dict(zip(keys, key)),
-            "k_eval": int(per_k.idxmax()),
-            "auroc_eval": float(per_k.max()),
-            "auroc_cv": float(np.nanmean(fold_aurocs)),
-            "auroc_cv_lo": lo,
-            "auroc_cv_hi": hi,
-            "k_folds": ",".join(map(str, ks)),
-        })
-    return pd.DataFrame(rows, columns=[*keys, "k_eval", "auroc_eval", "auroc_cv", "auroc_cv_lo", "auroc_cv_hi", "k_folds"])
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "k_eval": int(per_k.idxmax()),
+                "auroc_eval": float(per_k.max()),
+                "auroc_cv": float(np.nanmean(fold_aurocs)),
+                "auroc_cv_lo": lo,
+                "auroc_cv_hi": hi,
+                "k_folds": ",".join(map(str, ks)),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[*keys, "k_eval", "auroc_eval", "auroc_cv", "auroc_cv_lo", "auroc_cv_hi", "k_folds"]
+    )

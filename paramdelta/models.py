@@ -45,16 +45,41 @@ _ATTENTION_CONTAINERS = ("attn", "attention")
 _MLP_CONTAINERS = ("mlp", "ffn", "feed_forward", "feedforward")
 
 _ATTENTION_LEAVES = frozenset(
-    {"q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "qkv_proj", "query_key_value",
-     "query", "key", "value", "c_attn", "c_proj_attn"}
+    {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "out_proj",
+        "qkv_proj",
+        "query_key_value",
+        "query",
+        "key",
+        "value",
+        "c_attn",
+        "c_proj_attn",
+    }
 )
 _MLP_LEAVES = frozenset(
-    {"fc1", "fc2", "fc_in", "fc_out", "gate_proj", "up_proj", "down_proj", "gate_up_proj",
-     "dense_h_to_4h", "dense_4h_to_h", "c_fc", "w1", "w2", "w3"}
+    {
+        "fc1",
+        "fc2",
+        "fc_in",
+        "fc_out",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "gate_up_proj",
+        "dense_h_to_4h",
+        "dense_4h_to_h",
+        "c_fc",
+        "w1",
+        "w2",
+        "w3",
+    }
 )
 _EMBEDDING_LEAVES = frozenset(
-    {"lm_head", "embed_out", "embed_in", "embed_tokens", "embed_positions", "wte", "wpe",
-     "project_in", "project_out"}
+    {"lm_head", "embed_out", "embed_in", "embed_tokens", "embed_positions", "wte", "wpe", "project_in", "project_out"}
 )
 _NORM_NAME = re.compile(r"norm|^ln(_\w+)?$")
 
@@ -162,28 +187,48 @@ def tiny_config(
     tokens = dict(bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
     if arch == "gpt-neox":
         return GPTNeoXConfig(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-            num_attention_heads=num_heads, intermediate_size=intermediate,
-            max_position_embeddings=max_positions, **tokens,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=intermediate,
+            max_position_embeddings=max_positions,
+            **tokens,
         )
     if arch == "llama":
         return LlamaConfig(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-            num_attention_heads=num_heads, num_key_value_heads=num_heads,
-            intermediate_size=intermediate, max_position_embeddings=max_positions, **tokens,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=num_heads,
+            intermediate_size=intermediate,
+            max_position_embeddings=max_positions,
+            **tokens,
         )
     if arch == "gptj":
         # GPT-J-6B rotates a quarter of each head; tiny heads rotate half (an even count).
         rotary_dim = max(2, hidden_size // num_heads // 4 * 2)
         return GPTJConfig(
-            vocab_size=vocab_size, n_embd=hidden_size, n_layer=num_layers, n_head=num_heads,
-            n_inner=intermediate, n_positions=max_positions, rotary_dim=rotary_dim, **tokens,
+            vocab_size=vocab_size,
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=num_heads,
+            n_inner=intermediate,
+            n_positions=max_positions,
+            rotary_dim=rotary_dim,
+            **tokens,
         )
     if arch == "opt":
         return OPTConfig(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-            num_attention_heads=num_heads, ffn_dim=intermediate, word_embed_proj_dim=hidden_size,
-            max_position_embeddings=max_positions, **tokens,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            ffn_dim=intermediate,
+            word_embed_proj_dim=hidden_size,
+            max_position_embeddings=max_positions,
+            **tokens,
         )
     raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
 
@@ -237,4 +282,6 @@ def load_with_tokenizer(path: str, *, revision: str | None = None, dtype: torch.
     """A causal LM and its tokenizer from one local directory or hub id: what every job loads."""
     from transformers import AutoTokenizer
 
-    return load_causal_lm(path, dtype=dtype, revision=revision), AutoTokenizer.from_pretrained(local_path(path, revision))
+    return load_causal_lm(path, dtype=dtype, revision=revision), AutoTokenizer.from_pretrained(
+        local_path(path, revision)
+    )

@@ -115,8 +115,16 @@ REQUIRED_COLUMNS = {
     "layers": ("dataset", "model", "budget", "layer", "layer_index", "group", "block", "auroc"),
     "change": ("dataset", "model", "budget", "text_id", "label", "l2_total", "mean_l2", "mean_norm"),
     "topk_cv": (
-        "dataset", "model", "budget", "selection", "k_eval", "auroc_eval",
-        "auroc_cv", "auroc_cv_lo", "auroc_cv_hi", "k_folds",
+        "dataset",
+        "model",
+        "budget",
+        "selection",
+        "k_eval",
+        "auroc_eval",
+        "auroc_cv",
+        "auroc_cv_lo",
+        "auroc_cv_hi",
+        "k_folds",
     ),  # fmt: skip
     "benchmarks": ("rule", "job", "s", "max_rss", "cpu_time", "gpus"),
 }
@@ -659,7 +667,11 @@ def _coverage_note(data: RunData) -> str:
     texts = data.texts
     if texts.empty or "status" not in texts:
         return ""
-    counts = texts.assign(failed=texts["status"] != "ok").groupby(["model", "budget"], sort=False)["failed"].agg(["sum", "size"])
+    counts = (
+        texts.assign(failed=texts["status"] != "ok")
+        .groupby(["model", "budget"], sort=False)["failed"]
+        .agg(["sum", "size"])
+    )
     failed = counts[counts["sum"] > 0]
     if failed.empty:
         return ""
@@ -1063,8 +1075,14 @@ def budget_curves(data: RunData) -> str:
     # The thesis's form (5.2.4): the AUROC averaged over the models first, one point per budget.
     mean = _correlation_row(data, MEAN_OVER_MODELS)
     if mean is not None:
-        rows.append([f"{MEAN_OVER_MODELS} (thesis 5.2.4: r = 0.954, p = 0.046)", _number(mean["r"], ".2f"),
-                     _number(mean["p"], ".2g"), _integer(mean["n"])])
+        rows.append(
+            [
+                f"{MEAN_OVER_MODELS} (thesis 5.2.4: r = 0.954, p = 0.046)",
+                _number(mean["r"], ".2f"),
+                _number(mean["p"], ".2g"),
+                _integer(mean["n"]),
+            ]
+        )
     table = (
         f"<h4>Pearson correlation of epoch budget and AUROC ({_escape(METHOD)}, all layers)</h4>"
         + _plain_table(["model", "r", "p", "budgets"], rows)
@@ -1179,8 +1197,7 @@ def member_change(data: RunData) -> str:
     ]
     table = (
         _plain_table(
-            ["model", "budget", "members", "non-members", "mean change, members", "mean change, non-members", "t",
-             "p"],
+            ["model", "budget", "members", "non-members", "mean change, members", "mean change, non-members", "t", "p"],
             rows,
             label_columns=2,
         )  # fmt: skip
@@ -1213,9 +1230,7 @@ def _layer_figure(data: RunData, layers: pd.DataFrame, title: str, div_id: str, 
         row, col = groups.index(group), columns.index(column)
         aurocs = cell["auroc"].astype(float)
         z[row, col] = aurocs.mean()
-        names = "<br>".join(
-            f"{_escape(name)}: {_number(value, '.3f')}" for name, value in zip(cell["layer"], aurocs)
-        )
+        names = "<br>".join(f"{_escape(name)}: {_number(value, '.3f')}" for name, value in zip(cell["layer"], aurocs))
         count = f"{len(cell)} layer{'s' if len(cell) > 1 else ''}"
         text[row][col] = f"{count}, max {_number(aurocs.max(), '.3f')}<br>{names}"
     figure = go.Figure(
@@ -1379,8 +1394,15 @@ def training(data: RunData) -> str:
             parts.append(_figures(figure for figure, _ in stopping if figure))
             parts.append(
                 _plain_table(
-                    ["model", "members", "median epochs, members", "IQR, members", "non-members",
-                     "median epochs, non-members", "IQR, non-members"],
+                    [
+                        "model",
+                        "members",
+                        "median epochs, members",
+                        "IQR, members",
+                        "non-members",
+                        "median epochs, non-members",
+                        "IQR, non-members",
+                    ],
                     rows,
                 )  # fmt: skip
             )
@@ -1468,8 +1490,16 @@ def skipped_steps(data: RunData) -> str:
     for _, row in skipped.head(FAILED_ROWS).iterrows():
         steps = row.get("epochs_run", np.nan) * row.get("n_chunks", np.nan)
         share = f"{row['skipped_steps'] / steps:.0%}" if steps and np.isfinite(steps) else ""
-        rows.append([row["model"], budget_heading(row["budget"]), row["text_id"], _integer(row["skipped_steps"]),
-                     _integer(steps), share])
+        rows.append(
+            [
+                row["model"],
+                budget_heading(row["budget"]),
+                row["text_id"],
+                _integer(row["skipped_steps"]),
+                _integer(steps),
+                share,
+            ]
+        )
     more = f" (the first {FAILED_ROWS} of {len(skipped)})" if len(skipped) > FAILED_ROWS else ""
     return (
         f'<p class="note">Steps skipped by the fp16 loss scaler: {len(skipped)} texts{more}. A skipped step '

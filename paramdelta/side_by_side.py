@@ -52,7 +52,9 @@ class SideBySideEngine:
 
     def __init__(self, model: torch.nn.Module, settings: Settings, device: torch.device, width: int):
         if settings.precision == "fp16":
-            raise ValueError("train.parallel_texts > 1 works with precision fp32 or bf16, not fp16 (loss scaling is per text)")
+            raise ValueError(
+                "train.parallel_texts > 1 works with precision fp32 or bf16, not fp16 (loss scaling is per text)"
+            )
         self.settings, self.device, self.width = settings, device, width
         self.model = model.to(device=device, dtype=torch.float32)
         self.model.train()
@@ -65,14 +67,16 @@ class SideBySideEngine:
     def _loss(self, params: dict[str, torch.Tensor], input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         autocast = (
             torch.autocast(self.device.type, dtype=BIT16[self.settings.precision])
-            if self.settings.precision in BIT16 else nullcontext()
+            if self.settings.precision in BIT16
+            else nullcontext()
         )
         with autocast:
             loss = functional_call(self.model, params, (), {"input_ids": input_ids, "labels": labels}).loss
         return loss.float()
 
-    def train(self, texts: Sequence[tuple[str, list[torch.Tensor]]], budget: str,
-              summarise: Summarise | None = None) -> list[TextRun]:
+    def train(
+        self, texts: Sequence[tuple[str, list[torch.Tensor]]], budget: str, summarise: Summarise | None = None
+    ) -> list[TextRun]:
         """Train every (text id, chunks) and return their runs in the order given."""
         groups: dict[int, list[int]] = {}
         for index, (_, chunks) in enumerate(texts):
@@ -92,8 +96,10 @@ class SideBySideEngine:
         started = time.perf_counter()
         n_chunks = len(texts[0][1])
         inputs = [_padded([chunks[c] for _, chunks in texts], self.device) for c in range(n_chunks)]
-        runs = [TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=n_chunks, budget=budget)
-                for text_id, chunks in texts]
+        runs = [
+            TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=n_chunks, budget=budget)
+            for text_id, chunks in texts
+        ]
         params = {name: b.unsqueeze(0).repeat(n, *([1] * b.dim())) for name, b in self.base.items()}
         optimizer = _StackedOptimizer(params, settings)
 
@@ -130,7 +136,11 @@ class SideBySideEngine:
                 loss = end_losses[i]
                 run.end_losses.append(loss)
                 if not math.isfinite(loss):
-                    run.failure, run.failed_epoch, running[i] = f"non-finite loss after the epoch ({loss})", epoch, False
+                    run.failure, run.failed_epoch, running[i] = (
+                        f"non-finite loss after the epoch ({loss})",
+                        epoch,
+                        False,
+                    )
                     continue
                 if loss < best_loss[i]:
                     best_loss[i], run.best_epoch = loss, epoch
@@ -168,7 +178,9 @@ class SideBySideEngine:
         self.model.eval()
         try:
             with torch.no_grad():
-                total = sum(self._value(params, input_ids, labels).to("cpu", torch.float64) for input_ids, labels in inputs)
+                total = sum(
+                    self._value(params, input_ids, labels).to("cpu", torch.float64) for input_ids, labels in inputs
+                )
         finally:
             self.model.train()
         return (total / len(inputs)).tolist()

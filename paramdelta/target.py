@@ -74,7 +74,8 @@ def pretrain(
     total = epochs * -(-len(documents) // batch_size)
     warmup = max(1, total // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / total)).item())
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / total)).item()),
     )
     history = []
     for _ in range(epochs):

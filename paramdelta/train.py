@@ -51,7 +51,7 @@ class Settings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, train: dict) -> "Settings":
+    def from_config(cls, train: dict) -> Settings:
         known = {name: train[name] for name in cls.__dataclass_fields__ if name in train}
         if "betas" in known:
             known["betas"] = tuple(known["betas"])
@@ -142,10 +142,12 @@ def _make_optimizer(params, settings: Settings, *, stacked: bool = False) -> tor
         groups = [{"params": params}]
     fused = settings.fused or None
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay,
-                               fused=fused)
-    return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps,
-                             weight_decay=settings.weight_decay, fused=fused)
+        return torch.optim.SGD(
+            groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, fused=fused
+        )
+    return torch.optim.AdamW(
+        groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, weight_decay=settings.weight_decay, fused=fused
+    )
 
 
 def _restart(optimizer: torch.optim.Optimizer) -> None:
@@ -405,7 +407,9 @@ class DeepSpeedEngine:
         master, _ = self.optimizer._get_fp32_opt_state_partition(p, release_swap_buffers=False)
         size = p.ds_tensor.numel()
         if master.numel() != size:
-            raise RuntimeError(f"ZeRO-3 slice of {tuple(p.ds_shape)} parameter: {size} module values, {master.numel()} master values")
+            raise RuntimeError(
+                f"ZeRO-3 slice of {tuple(p.ds_shape)} parameter: {size} module values, {master.numel()} master values"
+            )
         flat = base.reshape(-1)
         start = min(self.optimizer._get_param_partition_rank(p) * size, flat.numel())
         piece = torch.zeros(size, dtype=torch.float32)
@@ -432,8 +436,10 @@ class DeepSpeedEngine:
         self.engine.eval()
         try:
             with torch.no_grad():
-                losses = [self._rank0(self.engine(input_ids=c.to(self.device), labels=c.to(self.device)).loss.detach())
-                          for c in chunks]
+                losses = [
+                    self._rank0(self.engine(input_ids=c.to(self.device), labels=c.to(self.device)).loss.detach())
+                    for c in chunks
+                ]
         finally:
             self.engine.train()
         return sum(losses) / len(losses)
@@ -467,7 +473,12 @@ Summarise = Callable[[Iterable[tuple[str, torch.Tensor]]], dict[str, np.ndarray]
 
 
 def train_text(
-    engine, text_id: str, chunks: list[torch.Tensor], budget: str, settings: Settings, summarise: Summarise | None = None
+    engine,
+    text_id: str,
+    chunks: list[torch.Tensor],
+    budget: str,
+    settings: Settings,
+    summarise: Summarise | None = None,
 ) -> TextRun:
     """Train on one text from the exact base: a fixed epoch budget, or `es` (early stopping).
 
@@ -564,7 +575,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def run_text(
-    engine, tokenizer, text_id: str, text: str, budget: str, settings: Settings, max_length: int,
+    engine,
+    tokenizer,
+    text_id: str,
+    text: str,
+    budget: str,
+    settings: Settings,
+    max_length: int,
     summarise: Summarise | None = None,
 ) -> TextRun:
     """Tokenise one text and train on it; a text with nothing to predict is a recorded failure."""
@@ -575,8 +592,9 @@ def run_text(
 
 
 def too_short(text_id: str, n_tokens: int, budget: str) -> TextRun:
-    return TextRun(text_id=text_id, n_tokens=n_tokens, n_chunks=0, budget=budget,
-                   failure="fewer than 2 tokens: nothing to predict")
+    return TextRun(
+        text_id=text_id, n_tokens=n_tokens, n_chunks=0, budget=budget, failure="fewer than 2 tokens: nothing to predict"
+    )
 
 
 class JobRecords:

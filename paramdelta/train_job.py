@@ -47,16 +47,36 @@ import torch
 log = logging.getLogger("paramdelta.train_job")  # not __main__ in the ranks
 
 REQUIRED_KEYS = (
-    "texts", "dataset_table", "model_path", "engine", "train", "policy", "snapshot_dtype", "ks",
-    "model", "dataset", "budget", "output", "threads", "device",
+    "texts",
+    "dataset_table",
+    "model_path",
+    "engine",
+    "train",
+    "policy",
+    "snapshot_dtype",
+    "ks",
+    "model",
+    "dataset",
+    "budget",
+    "output",
+    "threads",
+    "device",
 )
 OPTIONAL_KEYS = {"revision": None, "deepspeed_config": None, "zero_stage": None}
 
 # Set by torchrun for its ranks; a launcher started from a process that has them (a test run
 # after a one-process DeepSpeed job, say) must not hand them down.
 _RANK_VARIABLES = (
-    "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-    "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
 )
 
 
@@ -125,7 +145,9 @@ def run(spec: dict) -> None:
         ds_config = train.deepspeed_config(spec["deepspeed_config"], settings, spec["zero_stage"])
         engine = train.DeepSpeedEngine(model, settings, device, ds_config)
         if engine.world_size != world_size:
-            raise RuntimeError(f"DeepSpeed runs {engine.world_size} processes, the environment says WORLD_SIZE={world_size}")
+            raise RuntimeError(
+                f"DeepSpeed runs {engine.world_size} processes, the environment says WORLD_SIZE={world_size}"
+            )
     else:
         engine = train.TorchEngine(model, settings, device)
     policy, ks = spec["policy"], list(spec["ks"])
@@ -147,7 +169,16 @@ def run(spec: dict) -> None:
         "seed": settings.seed,
         "train": spec["train"],
         "ks": ks,
-        "layers": [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)} for l in layers],
+        "layers": [
+            {
+                "name": layer.name,
+                "group": layer.group,
+                "block": layer.block,
+                "numel": layer.numel,
+                "params": list(layer.params),
+            }
+            for layer in layers
+        ],
         "texts": list(spec["texts"]),
         "device": str(engine.device),
         "world_size": world_size,
@@ -157,19 +188,33 @@ def run(spec: dict) -> None:
         results = _side_by_side(engine, tokenizer, table, spec["texts"], budget, max_length, summarise)
     else:
         # On every rank: training and the gathers of its states are collectives.
-        results = (train.run_text(engine, tokenizer, text_id, table.at[text_id, "text"], budget, settings, max_length,
-                                  summarise) for text_id in spec["texts"])
+        results = (
+            train.run_text(
+                engine, tokenizer, text_id, table.at[text_id, "text"], budget, settings, max_length, summarise
+            )
+            for text_id in spec["texts"]
+        )
     with writer as root:
-        records = None if root is None else train.JobRecords(
-            root, policy=policy, layers=layers, base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype
+        records = (
+            None
+            if root is None
+            else train.JobRecords(
+                root, policy=policy, layers=layers, base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype
+            )
         )
         for text_id, result in zip(spec["texts"], results):
             if records is None:
                 continue
             records.add(result, data.text_sha256(table.at[text_id, "text"]))
             if result.ok:
-                log.info("text %s: %d epochs (best %d), loss %.4f, %.2f s", text_id, result.epochs_run,
-                         result.best_epoch, result.losses[result.best_epoch - 1], result.seconds)
+                log.info(
+                    "text %s: %d epochs (best %d), loss %.4f, %.2f s",
+                    text_id,
+                    result.epochs_run,
+                    result.best_epoch,
+                    result.losses[result.best_epoch - 1],
+                    result.seconds,
+                )
             else:
                 log.warning("text %s failed at epoch %s: %s", text_id, result.failed_epoch, result.failure)
         if records is not None:
@@ -215,14 +260,26 @@ def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
     with os.fdopen(handle, "w") as stream:
         json.dump(spec, stream)
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-        "-m", "paramdelta.train_job", spec_path,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "paramdelta.train_job",
+        spec_path,
     ]
     log.info("training with %d processes: %s", processes, " ".join(command))
     stream = open(log_path, "a") if log_path else None
     try:
-        code = _wait(subprocess.Popen(command, env=_rank_environment(spec, processes), stdout=stream,
-                                      stderr=subprocess.STDOUT if stream else None))
+        code = _wait(
+            subprocess.Popen(
+                command,
+                env=_rank_environment(spec, processes),
+                stdout=stream,
+                stderr=subprocess.STDOUT if stream else None,
+            )
+        )
     finally:
         if stream is not None:
             stream.close()

@@ -19,6 +19,7 @@ from paramdelta.attacks import (
 from paramdelta.attacks.base import lowest_fraction_mean
 from paramdelta.attacks.forward import eval_mode
 
+
 def stats(log_probs, mu=None, sigma=None) -> TokenStats:
     log_probs = np.asarray(log_probs, dtype=float)
     mu = np.zeros_like(log_probs) if mu is None else np.asarray(mu, dtype=float)
@@ -109,8 +110,12 @@ TINY = dict(hidden_size=32, num_layers=2, num_heads=4, max_positions=256)
 
 def tiny_model(tokenizer, seed=0, arch="gpt-neox"):
     config = models.tiny_config(
-        arch, len(tokenizer), **TINY,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        arch,
+        len(tokenizer),
+        **TINY,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return models.build_model(config, seed)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paramdelta.attacks.forward import eval_mode
-from paramdelta.attacks.samia import rouge1_recall, sample_continuations, samia_score, split_text, text_seed
+from paramdelta.attacks.samia import rouge1_recall, samia_score, sample_continuations, split_text, text_seed
 
 
 def test_split_text_takes_the_first_half_of_the_words():
@@ -82,8 +82,12 @@ def test_top_1_sampling_equals_greedy_generate(arch_model, tiny_tokenizer, promp
     with eval_mode(arch_model):
         for prompt, samples in zip(prompts[:3], sampled):
             greedy = arch_model.generate(
-                torch.tensor([prompt]), do_sample=False, max_new_tokens=5, min_new_tokens=5,
-                pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=None,
+                torch.tensor([prompt]),
+                do_sample=False,
+                max_new_tokens=5,
+                min_new_tokens=5,
+                pad_token_id=tiny_tokenizer.pad_token_id,
+                eos_token_id=None,
             )
             assert samples == [greedy[0, len(prompt) :].tolist()] * 2
 

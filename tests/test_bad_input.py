@@ -45,24 +45,28 @@ def test_the_base_config_is_good(base):
 
 def _set(path: str, value):
     """A change that sets config field `path` (dots between keys) to `value`."""
+
     def change(config, tmp_path):
         *parents, last = path.split(".")
         node = config
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
+
     return change
 
 
 def _drop(key: str):
     def change(config, tmp_path):
         del config[key]
+
     return change
 
 
 def _model(slug: str, spec: dict):
     def change(config, tmp_path):
         config["models"] = {slug: spec}
+
     return change
 
 
@@ -71,6 +75,7 @@ def _deepspeed(text: str | None):
         config["train"] = {"engine": "deepspeed", "deepspeed_config": "ds.json"}
         if text is not None:
             (tmp_path / "ds.json").write_text(text)
+
     return change
 
 
@@ -78,6 +83,7 @@ def _both(*changes):
     def change(config, tmp_path):
         for one in changes:
             one(config, tmp_path)
+
     return change
 
 
@@ -102,7 +108,11 @@ CONFIG_CASES = [
     ("slug '..'", _model("..", {"path": "EleutherAI/pythia-70m"}), ".."),
     ("model directory that does not exist", _model("local", {"path": "/no/such/model"}), "models.local.path"),
     ("model path with '..'", _model("local", {"path": "../models/pythia"}), "models.local.path"),
-    ("hub data set not fetched", _set("datasets", {"hubbed": {"hf": "someone/texts", "split": "test"}}), "has not been fetched"),
+    (
+        "hub data set not fetched",
+        _set("datasets", {"hubbed": {"hf": "someone/texts", "split": "test"}}),
+        "has not been fetched",
+    ),
     ("DeepSpeed JSON that is not JSON", _deepspeed("{zero: 2"), "train.deepspeed_config"),
     ("DeepSpeed JSON that is a list", _deepspeed("[1, 2]"), "train.deepspeed_config"),
     ("DeepSpeed JSON missing", _deepspeed(None), "train.deepspeed_config"),
@@ -113,17 +123,29 @@ CONFIG_CASES = [
     ("one beta", _set("train.betas", [0.9]), "train.betas"),
     ("unknown weight-decay scope", _set("train.weight_decay_on", "some"), "train.weight_decay_on"),
     ("unknown snapshot store", _set("snapshots.store", "everything"), "snapshots.store"),
-    ("model attacks an unknown data set", _model("pythia", {"path": "EleutherAI/pythia-70m", "datasets": ["nope"]}),
-     "models.pythia.datasets"),
+    (
+        "model attacks an unknown data set",
+        _model("pythia", {"path": "EleutherAI/pythia-70m", "datasets": ["nope"]}),
+        "models.pythia.datasets",
+    ),
     ("ref attack without a reference model", _set("attacks", ["loss", "ref"]), "baselines.reference"),
-    ("fp16 side by side", _both(_set("train.parallel_texts", 4), _set("train.precision", "fp16")), "train.parallel_texts"),
-    ("cuda without GPUs", _both(_set("train.device", "cuda"), _model("pythia", {"path": "EleutherAI/pythia-70m", "gpus": 0})),
-     "models.pythia.gpus"),
+    (
+        "fp16 side by side",
+        _both(_set("train.parallel_texts", 4), _set("train.precision", "fp16")),
+        "train.parallel_texts",
+    ),
+    (
+        "cuda without GPUs",
+        _both(_set("train.device", "cuda"), _model("pythia", {"path": "EleutherAI/pythia-70m", "gpus": 0})),
+        "models.pythia.gpus",
+    ),
     ("bfloat16 full snapshots", _set("snapshots", {"store": "full", "dtype": "bfloat16"}), "snapshots.dtype"),
 ]
 
 
-@pytest.mark.parametrize(("change", "expected"), [case[1:] for case in CONFIG_CASES], ids=[case[0] for case in CONFIG_CASES])
+@pytest.mark.parametrize(
+    ("change", "expected"), [case[1:] for case in CONFIG_CASES], ids=[case[0] for case in CONFIG_CASES]
+)
 def test_bad_config(base, tmp_path, change, expected):
     config = copy.deepcopy(base)
     change(config, tmp_path)
@@ -136,10 +158,12 @@ def test_bad_config(base, tmp_path, change, expected):
 
 def _file(name: str, content: bytes | str, **spec):
     """A data set read from file `name` holding `content`."""
+
     def write(tmp_path: Path) -> dict:
         path = tmp_path / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         return {"path": name, "text": "input", **spec}
+
     return write
 
 
@@ -155,23 +179,53 @@ CSV_HEADER = "input,label\n"
 # (case id, data set spec writer, text the message must contain)
 DATA_CASES = [
     ("empty file", _file("empty.jsonl", b""), "empty.jsonl is empty"),
-    ("not UTF-8", _file("latin.jsonl", '{"input": "caf\u00e9", "label": 1}\n'.encode("latin-1")), "latin.jsonl is not UTF-8"),
-    ("broken JSON line", _file("broken.jsonl", _jsonl(GOOD_ROWS[:3]) + '{"input": "x", "label"\n'), "broken.jsonl cannot be read as jsonl"),
+    (
+        "not UTF-8",
+        _file("latin.jsonl", '{"input": "caf\u00e9", "label": 1}\n'.encode("latin-1")),
+        "latin.jsonl is not UTF-8",
+    ),
+    (
+        "broken JSON line",
+        _file("broken.jsonl", _jsonl(GOOD_ROWS[:3]) + '{"input": "x", "label"\n'),
+        "broken.jsonl cannot be read as jsonl",
+    ),
     ("not Parquet", _file("fake.parquet", b"PAR2 not really"), "fake.parquet cannot be read as parquet"),
     ("unknown format", _file("texts.txt", "a\nb\n"), "unknown format '.txt'"),
-    ("file that does not exist", lambda tmp_path: {"path": "missing.jsonl", "text": "input"}, "missing.jsonl does not exist"),
-    ("CSV without the label column", _file("nolabel.csv", "input\n" + "".join(f"text {i}\n" for i in range(12))), "no field 'label'"),
-    ("CSV without the text column", _file("notext.csv", "body,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(12))),
-     "no field 'input'"),
+    (
+        "file that does not exist",
+        lambda tmp_path: {"path": "missing.jsonl", "text": "input"},
+        "missing.jsonl does not exist",
+    ),
+    (
+        "CSV without the label column",
+        _file("nolabel.csv", "input\n" + "".join(f"text {i}\n" for i in range(12))),
+        "no field 'label'",
+    ),
+    (
+        "CSV without the text column",
+        _file("notext.csv", "body,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(12))),
+        "no field 'input'",
+    ),
     ("duplicate texts", _rows(GOOD_ROWS + [{**GOOD_ROWS[3], "label": 1}]), "duplicate texts in rows [3, 12]"),
     ("label 2", _relabel([1, 0, 2] + [i % 2 for i in range(3, 12)]), "rows [2] are not"),
     ("label -1", _relabel([i % 2 for i in range(11)] + [-1]), "rows [11] are not"),
     ("label 'yes'", _relabel(["yes"] + [i % 2 for i in range(1, 12)]), "rows [0] are not"),
     ("label missing", _relabel([None] + [i % 2 for i in range(1, 12)]), "rows [0] are not"),
-    ("label missing in a CSV row", _file("gap.csv", CSV_HEADER + "".join(f"text {i},{'' if i == 4 else i % 2}\n" for i in range(12))),
-     "rows [4] are not"),
-    ("text of only whitespace", _rows(GOOD_ROWS[:5] + [{"input": " \t\n ", "label": 1}] + GOOD_ROWS[6:]), "empty text in rows [5]"),
-    ("text that is a number", _rows(GOOD_ROWS[:7] + [{"input": 2024, "label": 1}] + GOOD_ROWS[8:]), "not a string in rows [7]"),
+    (
+        "label missing in a CSV row",
+        _file("gap.csv", CSV_HEADER + "".join(f"text {i},{'' if i == 4 else i % 2}\n" for i in range(12))),
+        "rows [4] are not",
+    ),
+    (
+        "text of only whitespace",
+        _rows(GOOD_ROWS[:5] + [{"input": " \t\n ", "label": 1}] + GOOD_ROWS[6:]),
+        "empty text in rows [5]",
+    ),
+    (
+        "text that is a number",
+        _rows(GOOD_ROWS[:7] + [{"input": 2024, "label": 1}] + GOOD_ROWS[8:]),
+        "not a string in rows [7]",
+    ),
     ("only members", _relabel([1] * 12), "needs both members (1) and non-members (0); found only [1]"),
     ("only non-members", _relabel([0] * 12), "found only [0]"),
     ("fewer members than CV folds", _relabel([1, 1, 1] + [0] * 9), "3 members, fewer than the 5 folds"),
@@ -191,7 +245,9 @@ def test_bad_dataset(base, tmp_path, write, expected):
 
 def test_fewer_texts_than_folds_is_fine_without_top_k(base, tmp_path):
     config = copy.deepcopy(base)
-    (tmp_path / "few.jsonl").write_text(_jsonl([{**row, "label": label} for row, label in zip(GOOD_ROWS, [1, 1, 1] + [0] * 9)]))
+    (tmp_path / "few.jsonl").write_text(
+        _jsonl([{**row, "label": label} for row, label in zip(GOOD_ROWS, [1, 1, 1] + [0] * 9)])
+    )
     config["datasets"] = {"wiki": {"path": "few.jsonl", "text": "input"}}
     config["features"] = {"selections": ["all", "attention"]}
     _, tables = inputs.check(config)

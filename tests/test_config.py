@@ -103,7 +103,9 @@ def test_wikimia_config_validates():
     # It stands alone: the thesis's settings are its own, not the demo's.
     assert completed["train"]["min_delta"] == 1.0e-4 and completed["train"]["patience"] == 20
     assert set(completed["models"]) == {"gpt-j-6b", "opt-6.7b", "pythia-6.9b", "llama-2-7b"}
-    assert all(model["gpus"] >= 1 and model["partition"] and model["gpu_model"] for model in completed["models"].values())
+    assert all(
+        model["gpus"] >= 1 and model["partition"] and model["gpu_model"] for model in completed["models"].values()
+    )
     assert completed["models"]
     hub = {name: d for name, d in completed["datasets"].items() if "WikiMIA" in d.get("hf", "")}
     for d in hub.values():

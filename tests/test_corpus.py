@@ -2,7 +2,7 @@
 
 import time
 
-from paramdelta.corpus import MAX_WORDS, MIN_WORDS, _GENRES, _generate_labelled, generate_corpus
+from paramdelta.corpus import _GENRES, MAX_WORDS, MIN_WORDS, _generate_labelled, generate_corpus
 
 
 def test_same_seed_same_corpus():

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import math
 import random
 import re
 
@@ -14,7 +13,10 @@ from paramdelta import corpus, data
 # Rows in exactly the WikiMIA format: the text in `input`, `label` 1 = member (seen in training).
 WIKIMIA_ROWS = [
     {"input": "The 2023 Turkey-Syria earthquake struck southern and central Turkey on 6 February 2023.", "label": 0},
-    {"input": "Barack Obama is an American politician who served as the 44th president of the United States.", "label": 1},
+    {
+        "input": "Barack Obama is an American politician who served as the 44th president of the United States.",
+        "label": 1,
+    },
     {"input": "The 2023 Cricket World Cup was the 13th edition of the tournament, hosted by India.", "label": 0},
     {"input": "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.", "label": 1},
     {"input": "2023", "label": 1},  # a text that looks like a number stays the string it is
@@ -238,7 +240,9 @@ def test_controlled_split_is_deterministic():
     assert set(other_table["text"]) != set(first_table["text"])
 
 
-@pytest.mark.parametrize(("candidates", "fraction", "members"), [(20, 0.5, 10), (20, 0.25, 5), (10, 0.3, 3), (7, 0.5, 4)])
+@pytest.mark.parametrize(
+    ("candidates", "fraction", "members"), [(20, 0.5, 10), (20, 0.25, 5), (10, 0.3, 3), (7, 0.5, 4)]
+)
 def test_controlled_split_member_fraction(candidates, fraction, members):
     table, background = data.controlled_split(DOCUMENTS, candidates, fraction, seed=0)
     assert len(table) == candidates
@@ -273,7 +277,14 @@ def test_controlled_split_too_many_candidates():
 
 
 def test_load_controlled_dataset():
-    spec_ = {"controlled": {"corpus": {"generator": "templates", "n_documents": 40, "seed": 2}, "candidates": 10, "members": 0.5, "seed": 5}}
+    spec_ = {
+        "controlled": {
+            "corpus": {"generator": "templates", "n_documents": 40, "seed": 2},
+            "candidates": 10,
+            "members": 0.5,
+            "seed": 5,
+        }
+    }
     table = data.load(spec_, "demo")
     expected, _ = data.controlled_split(corpus.generate_corpus(40, 2), 10, 0.5, 5)
     pd.testing.assert_frame_equal(table, expected)

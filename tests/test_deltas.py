@@ -117,11 +117,15 @@ def test_layer_stats_accepts_bf16_snapshots():
     np.testing.assert_allclose(stats["layer_topk_l2"], [[math.sqrt(4.25)]])  # ceil(1.5) = 2 entries
 
 
-@pytest.mark.parametrize("values", [
-    np.arange(-50, 51, dtype=np.float32),  # ties in magnitude (-k and k)
-    np.zeros(7, dtype=np.float32),
-    np.random.default_rng(3).standard_normal(10_001).astype(np.float32),
-], ids=["ties", "zeros", "random"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(-50, 51, dtype=np.float32),  # ties in magnitude (-k and k)
+        np.zeros(7, dtype=np.float32),
+        np.random.default_rng(3).standard_normal(10_001).astype(np.float32),
+    ],
+    ids=["ties", "zeros", "random"],
+)
 def test_topk_by_partition_matches_a_full_sort(values):
     ks = (50, 1, 100, 2, 50, 33)  # unordered, repeated, and the whole layer
     counts = deltas.topk_counts(values.size, ks)
@@ -160,8 +164,13 @@ def _train_job(model_dir, texts: dict[str, str], settings, nan_text: str | None 
     for text_id, text in texts.items():
         token_ids = tokenizer(text)["input_ids"][:40]
         if len(token_ids) < 2:
-            runs[text_id] = train.TextRun(text_id=text_id, n_tokens=len(token_ids), n_chunks=0, budget="3",
-                                          failure="fewer than 2 tokens: nothing to predict")
+            runs[text_id] = train.TextRun(
+                text_id=text_id,
+                n_tokens=len(token_ids),
+                n_chunks=0,
+                budget="3",
+                failure="fewer than 2 tokens: nothing to predict",
+            )
             continue
         chunks = train.chunk(token_ids, max_length)
         runner = _NanAtEpoch(engine, len(chunks), 2) if text_id == nan_text else engine
@@ -185,14 +194,34 @@ class _NanAtEpoch:
 def _write_job_store(path, policy, engine, layers, runs, texts, ks, snapshot_dtype=torch.float32):
     """A job store as workflow_scripts/train.py writes it, for runs already made."""
     attrs = {
-        "kind": "train", "policy": policy, "model": "tiny", "model_path": "tiny", "revision": None,
-        "dataset": "toy", "budget": "3", "engine": "torch", "seed": 0, "train": {}, "ks": list(ks),
-        "layers": [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)}
-                   for l in layers],
-        "texts": list(runs), "device": "cpu",
+        "kind": "train",
+        "policy": policy,
+        "model": "tiny",
+        "model_path": "tiny",
+        "revision": None,
+        "dataset": "toy",
+        "budget": "3",
+        "engine": "torch",
+        "seed": 0,
+        "train": {},
+        "ks": list(ks),
+        "layers": [
+            {
+                "name": layer.name,
+                "group": layer.group,
+                "block": layer.block,
+                "numel": layer.numel,
+                "params": list(layer.params),
+            }
+            for layer in layers
+        ],
+        "texts": list(runs),
+        "device": "cpu",
     }
     with store.atomic_group(path, attrs) as root:
-        records = train.JobRecords(root, policy=policy, layers=layers, base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype)
+        records = train.JobRecords(
+            root, policy=policy, layers=layers, base=engine.base, ks=ks, snapshot_dtype=snapshot_dtype
+        )
         for text_id, run in runs.items():
             records.add(run, data.text_sha256(texts[text_id]))
         records.close()
@@ -212,8 +241,10 @@ def job(tiny_model_dir, sample_texts, tmp_path_factory):
     directory = tmp_path_factory.mktemp("stores")
     base = directory / "base.zarr"
     store.write_snapshot(base, engine.base, {"kind": "base"})
-    paths = {policy: _write_job_store(directory / f"{policy}.zarr", policy, engine, layers, runs, texts, KS)
-             for policy in ("sketch", "delta", "full")}
+    paths = {
+        policy: _write_job_store(directory / f"{policy}.zarr", policy, engine, layers, runs, texts, KS)
+        for policy in ("sketch", "delta", "full")
+    }
     return {"engine": engine, "layers": layers, "runs": runs, "texts": texts, "paths": paths, "base": base}
 
 
@@ -230,14 +261,27 @@ def test_job_fixture_has_ok_and_failed_texts(job):
 
 def test_three_policies_give_the_same_table(job):
     base = store.open_store(job["base"])
-    tables = {policy: deltas.read_job_store(path, LABELS, KS, base if policy == "full" else None)
-              for policy, path in job["paths"].items()}
+    tables = {
+        policy: deltas.read_job_store(path, LABELS, KS, base if policy == "full" else None)
+        for policy, path in job["paths"].items()
+    }
     sketch, sketch_texts = tables["sketch"]
     layers = job["layers"]
     assert len(sketch) == 2 * len(layers)  # two texts trained, one row per layer each
     assert list(sketch.text_id.unique()) == ["t0", "t1"]
-    assert set(sketch.columns) >= {"dataset", "model", "budget", "text_id", "label", "layer", "layer_index", "group",
-                                   "block", "numel", *STAT_COLUMNS}
+    assert set(sketch.columns) >= {
+        "dataset",
+        "model",
+        "budget",
+        "text_id",
+        "label",
+        "layer",
+        "layer_index",
+        "group",
+        "block",
+        "numel",
+        *STAT_COLUMNS,
+    }
     assert (sketch.dataset == "toy").all() and (sketch.model == "tiny").all() and (sketch.budget == "3").all()
     assert sketch.groupby("text_id").label.first().to_dict() == {"t0": 1, "t1": 0}
     assert sketch.layer.tolist()[: len(layers)] == [layer.name for layer in layers]
@@ -253,7 +297,9 @@ def test_three_policies_give_the_same_table(job):
     for policy in ("delta", "full"):
         table, texts = tables[policy]
         pd.testing.assert_frame_equal(table.drop(columns=STAT_COLUMNS), sketch.drop(columns=STAT_COLUMNS))
-        np.testing.assert_allclose(table[STAT_COLUMNS].to_numpy(), sketch[STAT_COLUMNS].to_numpy(), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(
+            table[STAT_COLUMNS].to_numpy(), sketch[STAT_COLUMNS].to_numpy(), rtol=1e-6, atol=1e-9
+        )
         pd.testing.assert_frame_equal(texts, sketch_texts)
 
 

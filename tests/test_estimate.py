@@ -23,17 +23,37 @@ TINY_LAYERS, TINY_TENSORS, TINY_PARAMS = 15, 28, 36_352
 
 
 def demo_like(tmp_path) -> dict:
-    return config_checks.validate({
-        "datasets": {"demo": {"controlled": {"corpus": {"generator": "templates", "n_documents": 60, "seed": 7},
-                                             "candidates": 10, "members": 0.5}}},
-        "models": {"tiny": {"build": {"dataset": "demo", "arch": "gpt-neox", "hidden_size": 32, "num_layers": 2,
-                                      "num_heads": 4, "intermediate_size": 64, "vocab_size": 300}}},
-        "budgets": [2, "es"],
-        "train": {"max_length": 16, "max_epochs": 6, "patience": 2},
-        "features": {"k": [1, 2]},
-        "texts_per_job": 4,
-        "results": str(tmp_path / "results"),
-    })
+    return config_checks.validate(
+        {
+            "datasets": {
+                "demo": {
+                    "controlled": {
+                        "corpus": {"generator": "templates", "n_documents": 60, "seed": 7},
+                        "candidates": 10,
+                        "members": 0.5,
+                    }
+                }
+            },
+            "models": {
+                "tiny": {
+                    "build": {
+                        "dataset": "demo",
+                        "arch": "gpt-neox",
+                        "hidden_size": 32,
+                        "num_layers": 2,
+                        "num_heads": 4,
+                        "intermediate_size": 64,
+                        "vocab_size": 300,
+                    }
+                }
+            },
+            "budgets": [2, "es"],
+            "train": {"max_length": 16, "max_epochs": 6, "patience": 2},
+            "features": {"k": [1, 2]},
+            "texts_per_job": 4,
+            "results": str(tmp_path / "results"),
+        }
+    )
 
 
 @pytest.fixture
@@ -89,12 +109,15 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
 
     # Time: the sum over budgets of epochs x steps, the work around each text-run, and the jobs' start.
     device = estimate.COST_MODEL["devices"]["cpu-2core"]
-    epoch = sum(estimate.step_seconds(device, cfg, "tiny", TINY_PARAMS, t)
-                for n in tokens for t in estimate.chunk_sizes(n, 16))
+    epoch = sum(
+        estimate.step_seconds(device, cfg, "tiny", TINY_PARAMS, t) for n in tokens for t in estimate.chunk_sizes(n, 16)
+    )
     around = estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 1)
     best = estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 5 - 2)  # summaries: 5 epochs - patience 2
     start = device["job_start_s"] + TINY_PARAMS * 4 / device["load_bandwidth"]
-    assert row.seconds["cpu-2core"]["expected"] == pytest.approx(2 * epoch + 10 * around + 5 * epoch + 10 * best + row.jobs * start)
+    assert row.seconds["cpu-2core"]["expected"] == pytest.approx(
+        2 * epoch + 10 * around + 5 * epoch + 10 * best + row.jobs * start
+    )
 
 
 def test_sketch_bytes_match_a_store_the_training_job_writes(tmp_path):
@@ -105,21 +128,54 @@ def test_sketch_bytes_match_a_store_the_training_job_writes(tmp_path):
     model = models.build_model(config, 0)
     layers = models.model_layers(model)
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
-    listing = [{"name": l.name, "group": l.group, "block": l.block, "numel": l.numel, "params": list(l.params)} for l in layers]
+    listing = [
+        {
+            "name": layer.name,
+            "group": layer.group,
+            "block": layer.block,
+            "numel": layer.numel,
+            "params": list(layer.params),
+        }
+        for layer in layers
+    ]
     texts = [f"{i:016x}" for i in range(10)]
-    attrs = {"kind": "train", "policy": "sketch", "model": "tiny", "budget": "3", "ks": [1, 2], "layers": listing,
-             "texts": texts, "train": {"lr": 3e-5, "max_epochs": 100, "patience": 20}}
+    attrs = {
+        "kind": "train",
+        "policy": "sketch",
+        "model": "tiny",
+        "budget": "3",
+        "ks": [1, 2],
+        "layers": listing,
+        "texts": texts,
+        "train": {"lr": 3e-5, "max_epochs": 100, "patience": 20},
+    }
     with store.atomic_group(tmp_path / "job.zarr", attrs) as root:
-        records = train.JobRecords(root, policy="sketch", layers=layers, base=base, ks=[1, 2], snapshot_dtype=torch.float32)
+        records = train.JobRecords(
+            root, policy="sketch", layers=layers, base=base, ks=[1, 2], snapshot_dtype=torch.float32
+        )
         for text_id in texts:
             after = {n: t + 1e-4 * torch.randn_like(t) for n, t in base.items()}
-            records.add(train.TextRun(text_id=text_id, n_tokens=40, n_chunks=1, budget="3", losses=[3.1, 2.7, 2.5],
-                                      lrs=[3e-5, 2e-5, 1e-5], best_epoch=3, seconds=0.25, after=after), "ab" * 32)
+            records.add(
+                train.TextRun(
+                    text_id=text_id,
+                    n_tokens=40,
+                    n_chunks=1,
+                    budget="3",
+                    losses=[3.1, 2.7, 2.5],
+                    lrs=[3e-5, 2e-5, 1e-5],
+                    best_epoch=3,
+                    seconds=0.25,
+                    after=after,
+                ),
+                "ab" * 32,
+            )
         records.close()
     files = [p for p in (tmp_path / "job.zarr").rglob("*") if p.is_file()]
     written = sum(p.stat().st_size for p in files)
     cfg = {"snapshots": {"store": "sketch", "dtype": "float32"}, "features": {"k": [1, 2]}}
-    info = estimate.ModelInfo(TINY_PARAMS, len(layers), sum(len(l.params) for l in layers), 64, len(json.dumps(listing)), "test")
+    info = estimate.ModelInfo(
+        TINY_PARAMS, len(layers), sum(len(layer.params) for layer in layers), 64, len(json.dumps(listing)), "test"
+    )
     assert len(files) == estimate.store_files(cfg, info, 10, 1)
     assert 10 * estimate.run_bytes(cfg, info, 3) + estimate.job_bytes(cfg, info) == pytest.approx(written, rel=0.1)
 
@@ -127,13 +183,15 @@ def test_sketch_bytes_match_a_store_the_training_job_writes(tmp_path):
 def test_local_model_and_data_set_delta_policy(in_tmp, tiny_model_dir, saved_tokenizer, sample_texts):
     path = in_tmp / "texts.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(sample_texts)))
-    cfg = config_checks.validate({
-        "datasets": {"mine": {"path": str(path)}},
-        "models": {"tiny": {"path": str(tiny_model_dir), "dtype": "bfloat16"}},
-        "budgets": [3],
-        "train": {"max_length": 8},
-        "snapshots": {"store": "delta", "dtype": "bfloat16"},
-    })
+    cfg = config_checks.validate(
+        {
+            "datasets": {"mine": {"path": str(path)}},
+            "models": {"tiny": {"path": str(tiny_model_dir), "dtype": "bfloat16"}},
+            "budgets": [3],
+            "train": {"max_length": 8},
+            "snapshots": {"store": "delta", "dtype": "bfloat16"},
+        }
+    )
     notes = []
     [row] = estimate.estimate(cfg, ["cpu-2core"], notes=notes)
     tokens = [len(saved_tokenizer(t)["input_ids"]) for t in sample_texts]
@@ -144,8 +202,9 @@ def test_local_model_and_data_set_delta_policy(in_tmp, tiny_model_dir, saved_tok
     tensors = estimate.model_info(cfg, "tiny").tensors
     # A delta: every parameter in bfloat16 (2 bytes), compressed ~1x, with a zarr.json per tensor
     # in the text's own two groups; and the text's record and loss and lr rows.
-    assert row.run_bytes["3"] == (estimate.RECORD_BYTES + 8 * 2 * 3 + params * 2 + tensors * estimate.ARRAY_OVERHEAD
-                                  + 2 * estimate.GROUP_OVERHEAD)
+    assert row.run_bytes["3"] == (
+        estimate.RECORD_BYTES + 8 * 2 * 3 + params * 2 + tensors * estimate.ARRAY_OVERHEAD + 2 * estimate.GROUP_OVERHEAD
+    )
     assert row.base_bytes == params * 2 + tensors * estimate.ARRAY_OVERHEAD + estimate.JOB_OVERHEAD
     assert ("tokens", "the tokenizer of the local directory", "tiny") in notes
     assert ("parameters", "config.json of the local directory", "tiny") in notes
@@ -155,12 +214,20 @@ def test_fetched_hub_model_is_read_from_its_snapshot(in_tmp, tiny_model_dir, sav
     """A hub model fetched before (its manifest under data/hub/): config.json and tokenizer of the snapshot."""
     from paramdelta import hub
 
-    hub.write_json({"repo_id": "someone/tiny", "revision": None, "commit": "0" * 40, "path": str(tiny_model_dir)},
-                   hub.model_manifest_path("someone/tiny"))
+    hub.write_json(
+        {"repo_id": "someone/tiny", "revision": None, "commit": "0" * 40, "path": str(tiny_model_dir)},
+        hub.model_manifest_path("someone/tiny"),
+    )
     path = in_tmp / "texts.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(sample_texts)))
-    cfg = config_checks.validate({"datasets": {"mine": {"path": str(path)}}, "models": {"tiny": {"path": "someone/tiny"}},
-                                  "budgets": [1], "texts_per_job": 2})
+    cfg = config_checks.validate(
+        {
+            "datasets": {"mine": {"path": str(path)}},
+            "models": {"tiny": {"path": "someone/tiny"}},
+            "budgets": [1],
+            "texts_per_job": 2,
+        }
+    )
     notes = []
     [row] = estimate.estimate(cfg, ["h100"], notes=notes, params=["7e9"])  # a bare --params: only for unknown models
     assert row.tokens_per_text == pytest.approx(sum(len(saved_tokenizer(t)["input_ids"]) for t in sample_texts) / 4)
@@ -171,12 +238,23 @@ def test_fetched_hub_model_is_read_from_its_snapshot(in_tmp, tiny_model_dir, sav
 
 def hub_config(tmp_path) -> str:
     path = tmp_path / "cluster.yaml"
-    path.write_text(json.dumps({
-        "datasets": {"wiki": {"hf": "someone/absent", "split": "test", "text": "input"}},
-        "models": {"pythia-6.9b": {"path": "EleutherAI/pythia-6.9b", "dtype": "float16", "gpus": 2, "engine": "deepspeed"}},
-        "budgets": [5, "es"],
-        "train": {"max_epochs": 100, "patience": 20, "precision": "bf16", "device": "cuda"},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "datasets": {"wiki": {"hf": "someone/absent", "split": "test", "text": "input"}},
+                "models": {
+                    "pythia-6.9b": {
+                        "path": "EleutherAI/pythia-6.9b",
+                        "dtype": "float16",
+                        "gpus": 2,
+                        "engine": "deepspeed",
+                    }
+                },
+                "budgets": [5, "es"],
+                "train": {"max_epochs": 100, "patience": 20, "precision": "bf16", "device": "cuda"},
+            }
+        )
+    )
     return str(path)
 
 
@@ -203,7 +281,9 @@ def test_unknown_model_needs_params(in_tmp, capsys):
     path = in_tmp / "texts.jsonl"
     path.write_text('{"text": "one text", "label": 1}\n{"text": "another text", "label": 0}\n')
     configfile = in_tmp / "c.yaml"
-    configfile.write_text(json.dumps({"datasets": {"mine": {"path": str(path)}}, "models": {"big": {"path": "someone/unknown-model"}}}))
+    configfile.write_text(
+        json.dumps({"datasets": {"mine": {"path": str(path)}}, "models": {"big": {"path": "someone/unknown-model"}}})
+    )
     with pytest.raises(SystemExit):
         estimate.main(["--configfile", str(configfile)])
     err = capsys.readouterr().err
@@ -223,11 +303,19 @@ def test_built_in_models_have_their_published_sizes(repo_id):
 
 def test_traffic_counts():
     # torch engine, AdamW with clipping: forward/backward 12, clipping 12, AdamW 28 bytes a parameter.
-    assert estimate.traffic("torch", "bf16", "adamw", 0.0, 1.0, 1, 0) == {"forward_backward": 12, "optimizer": 40, "link": 0}
+    assert estimate.traffic("torch", "bf16", "adamw", 0.0, 1.0, 1, 0) == {
+        "forward_backward": 12,
+        "optimizer": 40,
+        "link": 0,
+    }
     assert sum(estimate.traffic("torch", "fp32", "adamw", 0.0, 1.0, 1, 0).values()) == 52
     assert estimate.traffic("torch", "fp32", "sgd", 0.0, 0.0, 1, 0)["optimizer"] == 12
     # DeepSpeed ZeRO-2 over 2 GPUs in bf16: 6 + (2 + 48 / 2 + 2), and 2 bytes a parameter over the link.
-    assert estimate.traffic("deepspeed", "bf16", "adamw", 0.0, 1.0, 2, 2) == {"forward_backward": 6, "optimizer": 28, "link": 2}
+    assert estimate.traffic("deepspeed", "bf16", "adamw", 0.0, 1.0, 2, 2) == {
+        "forward_backward": 6,
+        "optimizer": 28,
+        "link": 2,
+    }
 
 
 def test_chunks_and_early_stopping_epochs():

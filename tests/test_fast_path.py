@@ -72,7 +72,12 @@ def test_side_by_side_equals_one_at_a_time(load_tiny, chunked, settings, budget)
     assert [r.text_id for r in together] == [text_id for text_id, _ in chunked]
     for a, b in zip(alone, together):
         assert a.ok and b.ok, (a.failure, b.failure)
-        assert (a.n_tokens, a.n_chunks, a.epochs_run, a.best_epoch) == (b.n_tokens, b.n_chunks, b.epochs_run, b.best_epoch)
+        assert (a.n_tokens, a.n_chunks, a.epochs_run, a.best_epoch) == (
+            b.n_tokens,
+            b.n_chunks,
+            b.epochs_run,
+            b.best_epoch,
+        )
         assert b.losses == pytest.approx(a.losses, rel=1e-5)
         assert b.lrs == pytest.approx(a.lrs, rel=1e-12)
         assert _max_diff(a.after, b.after) < 1e-6

@@ -79,10 +79,23 @@ def dataset(three_texts) -> tuple[str, dict[str, int]]:
 def _spec(tiny_model_dir, dataset, output: Path, policy: str = "sketch") -> dict:
     table, labels = dataset
     return {
-        "texts": list(labels), "dataset_table": table, "model_path": str(tiny_model_dir), "revision": None,
-        "engine": "torch", "train": {"lr": 1e-3, "max_length": 24, "device": "cpu"}, "deepspeed_config": None,
-        "zero_stage": None, "policy": policy, "snapshot_dtype": "float32", "ks": KS, "model": "tiny",
-        "dataset": "demo", "budget": "2", "output": str(output), "threads": 1, "device": "cpu",
+        "texts": list(labels),
+        "dataset_table": table,
+        "model_path": str(tiny_model_dir),
+        "revision": None,
+        "engine": "torch",
+        "train": {"lr": 1e-3, "max_length": 24, "device": "cpu"},
+        "deepspeed_config": None,
+        "zero_stage": None,
+        "policy": policy,
+        "snapshot_dtype": "float32",
+        "ks": KS,
+        "model": "tiny",
+        "dataset": "demo",
+        "budget": "2",
+        "output": str(output),
+        "threads": 1,
+        "device": "cpu",
     }
 
 
@@ -90,8 +103,9 @@ def _run_child(spec: dict, phase: str, tmp_path: Path) -> int:
     path = tmp_path / f"spec-{uuid.uuid4().hex[:6]}.json"
     path.write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", DRIVER, str(path), phase], env=env, cwd=tmp_path,
-                          capture_output=True).returncode
+    return subprocess.run(
+        [sys.executable, "-c", DRIVER, str(path), phase], env=env, cwd=tmp_path, capture_output=True
+    ).returncode
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -114,7 +128,9 @@ def test_training_job_killed_at_each_phase(tiny_model_dir, dataset, tmp_path, cl
     assert _run_child(spec, phase, tmp_path) == -signal.SIGKILL
     assert not Path(spec["output"]).exists(), "a killed job left a store that looks complete"
     if phase == "store write":
-        assert _leftovers(folder), "the kill came before the store was written"  # the fault was where it was meant to be
+        assert _leftovers(folder), (
+            "the kill came before the store was written"
+        )  # the fault was where it was meant to be
     train_job.run(spec)  # the rerun
     assert not _leftovers(folder)  # the killed attempt's temporary store is gone
     table, texts = deltas.read_job_store(spec["output"], dataset[1], KS)
@@ -127,7 +143,10 @@ def test_reduction_killed_at_each_phase(tiny_model_dir, dataset, tmp_path, clean
     from paramdelta.atomic import write_parquet
 
     folder = tmp_path / "reduce"
-    spec = _spec(tiny_model_dir, dataset, clean_run[0]) | {"labels": dataset[1], "table": str(folder / "deltas.parquet")}
+    spec = _spec(tiny_model_dir, dataset, clean_run[0]) | {
+        "labels": dataset[1],
+        "table": str(folder / "deltas.parquet"),
+    }
     assert _run_child(spec, phase, tmp_path) == -signal.SIGKILL
     assert not Path(spec["table"]).exists(), "a killed reduction left a table that looks complete"
     if phase == "table write":
@@ -179,8 +198,13 @@ def test_a_nan_forced_by_a_huge_lr_is_recorded_counted_and_never_scored(tiny_mod
     ids = list(labels)
     good = _spec(tiny_model_dir, dataset, tmp_path / "good.zarr") | {"texts": ids[:2]}
     bad = _spec(tiny_model_dir, dataset, tmp_path / "bad.zarr") | {"texts": ids[2:]}
-    bad["train"] = bad["train"] | {"optimizer": "sgd", "lr": 1e6, "grad_clip": 0.0, "weight_decay": 0.0,
-                                   "schedule": "constant"}
+    bad["train"] = bad["train"] | {
+        "optimizer": "sgd",
+        "lr": 1e6,
+        "grad_clip": 0.0,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+    }
     train_job.run(good)
     train_job.run(bad)
     read = [deltas.read_job_store(spec["output"], labels, KS) for spec in (good, bad)]
@@ -192,6 +216,8 @@ def test_a_nan_forced_by_a_huge_lr_is_recorded_counted_and_never_scored(tiny_mod
     assert failed["failed_epoch"].between(1, 2).all() and failed["failure"].str.contains("non-finite").all()
     assert set(table["text_id"]) == set(ids[:2])  # no delta rows: the method cannot score it
 
-    scores = features.score_table(features.normalise(table), ["all"], KS).assign(dataset="demo", model="tiny", budget="2")
+    scores = features.score_table(features.normalise(table), ["all"], KS).assign(
+        dataset="demo", model="tiny", budget="2"
+    )
     row = metrics.metrics_table(scores, texts, n_boot=10).iloc[0]
     assert row["n_failed"] == 1 and row["n_members"] + row["n_nonmembers"] == 2

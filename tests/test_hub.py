@@ -135,7 +135,12 @@ class _HubRequest(BaseHTTPRequestHandler):
             return self._send_json(info, send_body)
         if kind == "tree":
             tree = [
-                {"type": "file", "path": f, "size": (directory / f).stat().st_size, "oid": git_blob_id((directory / f).read_bytes())}
+                {
+                    "type": "file",
+                    "path": f,
+                    "size": (directory / f).stat().st_size,
+                    "oid": git_blob_id((directory / f).read_bytes()),
+                }
                 for f in files
             ]
             return self._send_json(tree, send_body)
@@ -143,7 +148,11 @@ class _HubRequest(BaseHTTPRequestHandler):
         if filename not in files:
             return self._send(404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, send_body)
         content = (directory / filename).read_bytes()
-        headers = {"X-Repo-Commit": commit, "ETag": f'"{git_blob_id(content)}"', "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": commit,
+            "ETag": f'"{git_blob_id(content)}"',
+            "Content-Type": "application/octet-stream",
+        }
         self._send(200, content, headers, send_body)
 
     def _send_json(self, value, send_body: bool) -> None:
@@ -195,7 +204,10 @@ def hub_config(tiny_model_dir: Path, model_revision: str | None = None, data_rev
         dataset["revision"] = data_revision
     if model_revision:
         model["revision"] = model_revision
-    return {"datasets": {"wikimia32": dataset}, "models": {"pythia-tiny": model, "local": {"path": str(tiny_model_dir)}}}
+    return {
+        "datasets": {"wikimia32": dataset},
+        "models": {"pythia-tiny": model, "local": {"path": str(tiny_model_dir)}},
+    }
 
 
 def run_fetch(server: FakeHub, workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -305,12 +317,23 @@ def test_model_source_loads_offline(fetched, monkeypatch, tiny_model_dir):
     assert huggingface_hub.constants.is_offline_mode()
 
     source = hub.model_source(fetched["config"], "pythia-tiny")
-    assert source == {"path": read_manifest(hub.model_manifest_path(MODEL_ID))["path"], "revision": None, "commit": MODEL_MAIN}
+    assert source == {
+        "path": read_manifest(hub.model_manifest_path(MODEL_ID))["path"],
+        "revision": None,
+        "commit": MODEL_MAIN,
+    }
     model = AutoModelForCausalLM.from_pretrained(source["path"])
     expected = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     assert all((a == b).all() for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
-    assert AutoTokenizer.from_pretrained(source["path"]).get_vocab() == AutoTokenizer.from_pretrained(str(tiny_model_dir)).get_vocab()
-    assert hub.model_source(fetched["config"], "local") == {"path": str(tiny_model_dir), "revision": None, "commit": None}
+    assert (
+        AutoTokenizer.from_pretrained(source["path"]).get_vocab()
+        == AutoTokenizer.from_pretrained(str(tiny_model_dir)).get_vocab()
+    )
+    assert hub.model_source(fetched["config"], "local") == {
+        "path": str(tiny_model_dir),
+        "revision": None,
+        "commit": None,
+    }
 
 
 def test_a_second_fetch_keeps_the_commit_until_update(fetched, fake_hub, tiny_model_dir):
@@ -360,7 +383,9 @@ def test_a_repository_the_hub_does_not_have_is_named(tmp_path, fake_hub, tiny_mo
     config["models"]["pythia-tiny"]["path"] = "tiny-org/no-such-model"
     result = run_fetch(fake_hub, new_workdir(tmp_path / "workflow", config))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: models.pythia-tiny: cannot fetch model pythia-tiny (tiny-org/no-such-model @ main)")
+    assert result.stderr.startswith(
+        "error: models.pythia-tiny: cannot fetch model pythia-tiny (tiny-org/no-such-model @ main)"
+    )
     assert "Traceback" not in result.stderr and "Repository Not Found" in result.stderr
     assert not (tmp_path / "workflow" / "data" / "hub" / "models").exists()
 
@@ -373,7 +398,15 @@ def test_is_hub_id(tmp_path, monkeypatch):
     (tmp_path / "local-model").mkdir()
     for hub_id in ("EleutherAI/pythia-6.9b", "meta-llama/Llama-2-7b-hf", "gpt2", "facebook/opt-6.7b"):
         assert hub.is_hub_id(hub_id), hub_id
-    for path in ("local-model", str(tmp_path / "local-model"), "./model", "/data/models/x", "results/models/m/target", "a/../b", "~/model"):
+    for path in (
+        "local-model",
+        str(tmp_path / "local-model"),
+        "./model",
+        "/data/models/x",
+        "results/models/m/target",
+        "a/../b",
+        "~/model",
+    ):
         assert not hub.is_hub_id(path), path
 
 
@@ -402,7 +435,13 @@ def test_missing_lists_every_hub_item_and_a_vanished_snapshot(tmp_path, monkeypa
     assert hub.missing(config) == expected
     snapshot = tmp_path / "snapshot"
     snapshot.mkdir()
-    manifest = {"repo_id": "org/big", "revision": "step1000", "commit": "f" * 40, "path": str(snapshot), "fetched": "now"}
+    manifest = {
+        "repo_id": "org/big",
+        "revision": "step1000",
+        "commit": "f" * 40,
+        "path": str(snapshot),
+        "fetched": "now",
+    }
     hub.write_json(manifest, hub.model_manifest_path("org/big", "step1000"))
     assert hub.missing(config) == expected[1:]
     snapshot.rmdir()
@@ -433,14 +472,29 @@ def test_workflow_fetches_a_hub_model_once_and_jobs_load_it_offline(tmp_path, fa
     loads the snapshot with the hub out of reach."""
     root = Path(__file__).resolve().parent.parent
     texts = tmp_path / "texts.jsonl"
-    texts.write_text("".join(f'{{"text": "Candidate {i} went to town {i * 3}.", "label": {i % 2}}}\n' for i in range(10)))
-    config = {"datasets": {"mine": {"path": str(texts)}}, "models": {"tiny": {"path": MODEL_ID, "revision": "v1"}},
-              "budgets": [1], "attacks": ["loss"]}
+    texts.write_text(
+        "".join(f'{{"text": "Candidate {i} went to town {i * 3}.", "label": {i % 2}}}\n' for i in range(10))
+    )
+    config = {
+        "datasets": {"mine": {"path": str(texts)}},
+        "models": {"tiny": {"path": MODEL_ID, "revision": "v1"}},
+        "budgets": [1],
+        "attacks": ["loss"],
+    }
     workdir = new_workdir(tmp_path / "workflow", config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k not in hub.OFFLINE_VARIABLES}
     env.update(HF_ENDPOINT=fake_hub.endpoint, HF_HOME=str(workdir / "hf-home"), NO_PROXY="127.0.0.1")
-    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--configfile", "config.yaml",
-                 "--cores", "1"]
+    snakemake = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(root / "Snakefile"),
+        "--configfile",
+        "config.yaml",
+        "--cores",
+        "1",
+    ]
     logprob = "results/baselines/mine/tiny/logprob.parquet"
 
     plan = subprocess.run([*snakemake, "-n", logprob], cwd=workdir, env=env, capture_output=True, text=True)

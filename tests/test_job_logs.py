@@ -12,7 +12,8 @@ def test_an_uncaught_error_lands_in_the_rules_log_with_its_traceback(tmp_path):
     log = tmp_path / "logs" / "train.log"
     log.parent.mkdir()
     script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, types
         sys.path.insert(0, {str(SCRIPTS)!r})
         from _common import setup
@@ -25,7 +26,8 @@ def test_an_uncaught_error_lands_in_the_rules_log_with_its_traceback(tmp_path):
             raise ValueError("the model directory has no config.json")
 
         load()
-    """))
+    """)
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode != 0
     text = log.read_text()

@@ -8,20 +8,20 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from paramdelta.metrics import (
-    ttest_table,
-    topk_cv_table,
+    MEAN_OVER_MODELS,
     SUMMARY_COLUMNS,
     auroc,
     auroc_ci,
     auroc_rows,
-    MEAN_OVER_MODELS,
     budget_correlation,
     correlation_table,
     cross_validated_k,
     member_ttest,
     roc_points,
     summarise,
+    topk_cv_table,
     tpr_at_fpr,
+    ttest_table,
 )
 
 # Sorted by score: 0.9 m, 0.85 n, 0.8 m, 0.7 m, 0.4 n, 0.3 m, 0.2 n, 0.1 n.
@@ -209,22 +209,29 @@ def test_cross_validated_k_scores_each_fold_with_its_own_k():
     rng = np.random.default_rng(3)
     labels = np.repeat([1, 0], 40)
     text_ids = [f"t{i:02d}" for i in range(80)]
-    scores = pd.concat([
-        pd.DataFrame({"text_id": text_ids, "label": labels, "k": k, "score": offset + rng.normal(size=80) + 1.5 * labels})
-        for k, offset in [(1.0, 100.0), (5.0, 0.0)]
-    ], ignore_index=True)
+    scores = pd.concat(
+        [
+            pd.DataFrame(
+                {"text_id": text_ids, "label": labels, "k": k, "score": offset + rng.normal(size=80) + 1.5 * labels}
+            )
+            for k, offset in [(1.0, 100.0), (5.0, 0.0)]
+        ],
+        ignore_index=True,
+    )
     fold_aurocs, chosen = cross_validated_k(scores, n_folds=5, seed=0)
     assert set(chosen) == {1, 5}  # the folds disagree
-    table = topk_cv_table(scores.assign(dataset="d", model="m", budget="5", method="param-delta",
-                                        selection="topk-elements"), n_boot=100)
+    table = topk_cv_table(
+        scores.assign(dataset="d", model="m", budget="5", method="param-delta", selection="topk-elements"), n_boot=100
+    )
     row = table.iloc[0]
     assert row["auroc_cv"] == pytest.approx(np.mean(fold_aurocs)) and row["auroc_cv"] > 0.75
     assert row["auroc_cv_lo"] < row["auroc_cv"] < row["auroc_cv_hi"]
 
 
 def test_cross_validated_k_needs_as_many_texts_of_each_label_as_folds():
-    scores = pd.DataFrame({"text_id": [f"t{i}" for i in range(8)], "label": [1, 1, 1, 0, 0, 0, 0, 0], "k": 1.0,
-                           "score": np.arange(8.0)})
+    scores = pd.DataFrame(
+        {"text_id": [f"t{i}" for i in range(8)], "label": [1, 1, 1, 0, 0, 0, 0, 0], "k": 1.0, "score": np.arange(8.0)}
+    )
     with pytest.raises(ValueError, match="3 texts of label 1: too few for 5 cross-validation folds"):
         cross_validated_k(scores, n_folds=5)
 
@@ -243,10 +250,34 @@ def test_topk_cv_table_reports_eval_and_cross_validated_k():
     rows = []
     for k, shift in [(1, 0.0), (5, 2.0), (20, 0.5)]:
         scores = rng.normal(size=60) + shift * labels
-        rows += [{"dataset": "d", "model": "m", "budget": "5", "method": "param-delta", "selection": "topk-elements",
-                  "k": float(k), "text_id": f"t{i}", "label": int(labels[i]), "score": s} for i, s in enumerate(scores)]
-    rows += [{"dataset": "d", "model": "m", "budget": "5", "method": "param-delta", "selection": "all",
-              "k": np.nan, "text_id": f"t{i}", "label": int(labels[i]), "score": 0.0} for i in range(60)]
+        rows += [
+            {
+                "dataset": "d",
+                "model": "m",
+                "budget": "5",
+                "method": "param-delta",
+                "selection": "topk-elements",
+                "k": float(k),
+                "text_id": f"t{i}",
+                "label": int(labels[i]),
+                "score": s,
+            }
+            for i, s in enumerate(scores)
+        ]
+    rows += [
+        {
+            "dataset": "d",
+            "model": "m",
+            "budget": "5",
+            "method": "param-delta",
+            "selection": "all",
+            "k": np.nan,
+            "text_id": f"t{i}",
+            "label": int(labels[i]),
+            "score": 0.0,
+        }
+        for i in range(60)
+    ]
     table = topk_cv_table(pd.DataFrame(rows), n_boot=200)
     assert len(table) == 1
     row = table.iloc[0]
@@ -264,9 +295,19 @@ def test_topk_cv_table_reports_eval_and_cross_validated_k():
 
 def test_ttest_table_normalised_and_raw():
     labels = [1, 1, 1, 0, 0, 0]
-    scores = pd.DataFrame({"dataset": "d", "model": "m", "budget": "5", "method": "param-delta", "selection": "all",
-                           "k": np.nan, "text_id": [f"t{i}" for i in range(6)], "label": labels,
-                           "score": [-0.1, -0.2, -0.15, -0.5, -0.6, -0.55]})
+    scores = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "m",
+            "budget": "5",
+            "method": "param-delta",
+            "selection": "all",
+            "k": np.nan,
+            "text_id": [f"t{i}" for i in range(6)],
+            "label": labels,
+            "score": [-0.1, -0.2, -0.15, -0.5, -0.6, -0.55],
+        }
+    )
     change = scores[["dataset", "model", "budget", "text_id", "label"]].assign(mean_l2=[1.0, 1.1, 0.9, 2.0, 2.2, 2.1])
     table = ttest_table(scores, change)
     row = table.iloc[0]
@@ -280,13 +321,25 @@ def test_ttest_table_normalised_and_raw():
 def test_correlation_in_the_thesis_form_averages_over_models_first():
     # Thesis 5.2.4: r between the budget and the AUROC averaged over the models, one point per
     # budget. Budget 40 lacks model b: it is left out, so every mean is over the same models.
-    aurocs = {"a": {"5": 0.50, "10": 0.60, "20": 0.55, "30": 0.70, "40": 0.9},
-              "b": {"5": 0.60, "10": 0.58, "20": 0.75, "30": 0.72}}
-    metrics = pd.DataFrame([
-        {"dataset": "d", "model": model, "budget": budget, "method": "param-delta", "selection": "all", "k": np.nan,
-         "auroc": value}
-        for model, per_budget in aurocs.items() for budget, value in per_budget.items()
-    ])
+    aurocs = {
+        "a": {"5": 0.50, "10": 0.60, "20": 0.55, "30": 0.70, "40": 0.9},
+        "b": {"5": 0.60, "10": 0.58, "20": 0.75, "30": 0.72},
+    }
+    metrics = pd.DataFrame(
+        [
+            {
+                "dataset": "d",
+                "model": model,
+                "budget": budget,
+                "method": "param-delta",
+                "selection": "all",
+                "k": np.nan,
+                "auroc": value,
+            }
+            for model, per_budget in aurocs.items()
+            for budget, value in per_budget.items()
+        ]
+    )
     table = correlation_table(metrics)
     mean = table[table["model"] == MEAN_OVER_MODELS]
     assert len(mean) == 1 and len(table) == 3

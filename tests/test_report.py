@@ -108,9 +108,7 @@ def synthetic_run(
             for budget in budgets:
                 failed = dataset == datasets[0] and model == FAILED["model"] and budget == FAILED["budget"]
                 ok = np.array([text_id != FAILED["text_id"] or not failed for text_id in text_ids])
-                epochs = (
-                    rng.integers(5, 30, size=n_texts) if budget == "es" else np.full(n_texts, int(budget))
-                )
+                epochs = rng.integers(5, 30, size=n_texts) if budget == "es" else np.full(n_texts, int(budget))
                 losses = [
                     list(3.0 - 0.3 * label - 0.02 * np.arange(epoch) + 0.1 * rng.normal(size=epoch))
                     for label, epoch in zip(labels, epochs)
@@ -533,9 +531,9 @@ def test_thesis_comparison_shows_published_and_run_numbers_for_shared_models(run
     assert [row[3] for row in rows] == [f"{published[row[0]][2]:.2f}" for row in rows]  # Pythia
     assert rows[0][3] == "0.64" and rows[4][1] == "0.81"
 
-    all_20 = metrics[
-        (metrics["model"] == "tiny") & (metrics["selection"] == "all") & (metrics["budget"] == "20")
-    ].iloc[0]
+    all_20 = metrics[(metrics["model"] == "tiny") & (metrics["selection"] == "all") & (metrics["budget"] == "20")].iloc[
+        0
+    ]
     assert rows[0][4] == expected_interval(all_20)
     topk = best_over_k(metrics, model=ODD_MODEL, selection="topk-elements", budget="es")
     assert rows[2][2] == f"{expected_interval(topk)} (K={int(topk['k'])})*"
@@ -667,10 +665,17 @@ def test_budget_figure_has_intervals_and_the_correlation(run, page):
     assert layout["title"]["text"] == f"tiny: r = {r['r']:.2f}, p = {r['p']:.2g}"
     (table,) = parse(section(page, "budget")).tables
     assert texts_of(table)[1] == ["tiny", f"{r['r']:.2f}", f"{r['p']:.2g}", str(int(r["n"]))]
-    mean = correlation[(correlation["model"] == MEAN_OVER_MODELS) & (correlation["selection"] == "all")
-                       & (correlation["dataset"] == "wiki")].iloc[0]
-    assert texts_of(table)[-1] == [f"{MEAN_OVER_MODELS} (thesis 5.2.4: r = 0.954, p = 0.046)", f"{mean['r']:.2f}",
-                                   f"{mean['p']:.2g}", str(int(mean["n"]))]
+    mean = correlation[
+        (correlation["model"] == MEAN_OVER_MODELS)
+        & (correlation["selection"] == "all")
+        & (correlation["dataset"] == "wiki")
+    ].iloc[0]
+    assert texts_of(table)[-1] == [
+        f"{MEAN_OVER_MODELS} (thesis 5.2.4: r = 0.954, p = 0.046)",
+        f"{mean['r']:.2f}",
+        f"{mean['p']:.2g}",
+        str(int(mean["n"])),
+    ]
 
 
 # Members vs non-members -------------------------------------------------------------------
@@ -684,9 +689,9 @@ def test_change_boxes_summarise_members_and_non_members(run, page):
     for position, budget in enumerate(BUDGETS):
         for trace, label in zip(visible[2 * position : 2 * position + 2], (1, 0)):
             assert trace["x"] == ["members" if label else "non-members"]
-            values = change[
-                (change["model"] == ODD_MODEL) & (change["budget"] == budget) & (change["label"] == label)
-            ]["l2_total"]
+            values = change[(change["model"] == ODD_MODEL) & (change["budget"] == budget) & (change["label"] == label)][
+                "l2_total"
+            ]
             assert array(trace["median"])[0] == pytest.approx(values.median())
             assert array(trace["q1"])[0] == pytest.approx(values.quantile(0.25))
             assert array(trace["q3"])[0] == pytest.approx(values.quantile(0.75))
@@ -837,10 +842,18 @@ def test_fp16_skipped_steps_are_listed(run):
     (table,) = parse(fragment).tables
     row = texts.iloc[0]
     steps = int(row["epochs_run"])
-    assert texts_of(table)[1] == [row["model"], report.budget_heading(row["budget"]), row["text_id"], "1", str(steps),
-                                  f"{1 / steps:.0%}"]
+    assert texts_of(table)[1] == [
+        row["model"],
+        report.budget_heading(row["budget"]),
+        row["text_id"],
+        "1",
+        str(steps),
+        f"{1 / steps:.0%}",
+    ]
     # None skipped: nothing shown.
-    quiet = section(report.render(metrics, scores, ttest, correlation, texts.assign(skipped_steps=0), meta, **extra), "failed")
+    quiet = section(
+        report.render(metrics, scores, ttest, correlation, texts.assign(skipped_steps=0), meta, **extra), "failed"
+    )
     assert "Steps skipped by the fp16 loss scaler" not in quiet
 
 
@@ -915,7 +928,6 @@ def test_html_in_inputs_stays_inert_in_chromium(run, tmp_path):
     script runs, nothing becomes an element. The candidate texts themselves are not shown by
     the report (text ids are hashes of them)."""
     from playwright.sync_api import sync_playwright
-
     from test_workflow import CHROMIUM_FLAGS
 
     (metrics, scores, ttest, correlation, texts, meta), extra = run
@@ -947,7 +959,9 @@ def test_html_in_inputs_stays_inert_in_chromium(run, tmp_path):
 
 def test_tables_say_which_texts_each_auroc_covers(run, page):
     (_, _, _, _, texts, _), _ = run
-    failed = texts[(texts["status"] == "failed") & (texts["model"] == FAILED["model"]) & (texts["budget"] == FAILED["budget"])]
+    failed = texts[
+        (texts["status"] == "failed") & (texts["model"] == FAILED["model"]) & (texts["budget"] == FAILED["budget"])
+    ]
     total = len(texts[(texts["model"] == FAILED["model"]) & (texts["budget"] == FAILED["budget"])])
     assert len(failed) >= 1
     expected = f"{FAILED['model']}, 20 epochs: {total - len(failed)} of {total} texts ({len(failed)} failed)"

@@ -26,8 +26,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snake
 # The local cluster has no accounting daemon: job states come from squeue, there is no
 # account to charge, and status checks can start at once.
 LOCAL_CLUSTER_FLAGS = [
-    "--slurm-status-command", "squeue", "--slurm-no-account",
-    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
 ]
 
 pytestmark = pytest.mark.slow
@@ -38,7 +43,9 @@ def _why_no_cluster() -> str | None:
         return "the local SLURM cluster needs root (slurmd starts the jobs)"
     missing = [tool for tool in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(tool)]
     if missing:
-        return f"{', '.join(missing)} not installed: run `slurm/local-cluster.sh install` (Debian's slurm-wlm and munge)"
+        return (
+            f"{', '.join(missing)} not installed: run `slurm/local-cluster.sh install` (Debian's slurm-wlm and munge)"
+        )
     return None
 
 
@@ -61,11 +68,28 @@ def cluster():
 def small_config(path: Path) -> Path:
     """A controlled target with every kind of model job: build, snapshot, train, log-prob, SaMIA."""
     config = {
-        "datasets": {"mini": {"controlled": {"corpus": {"generator": "templates", "n_documents": 120, "seed": 1},
-                                             "candidates": 12}}},
-        "models": {"neox": {"build": {"dataset": "mini", "arch": "gpt-neox", "hidden_size": 32, "num_layers": 1,
-                                      "intermediate_size": 64, "vocab_size": 300, "base_epochs": 1, "target_epochs": 1},
-                            "cpus": 1, "mem_mb": 2000, "runtime": 20}},
+        "datasets": {
+            "mini": {
+                "controlled": {"corpus": {"generator": "templates", "n_documents": 120, "seed": 1}, "candidates": 12}
+            }
+        },
+        "models": {
+            "neox": {
+                "build": {
+                    "dataset": "mini",
+                    "arch": "gpt-neox",
+                    "hidden_size": 32,
+                    "num_layers": 1,
+                    "intermediate_size": 64,
+                    "vocab_size": 300,
+                    "base_epochs": 1,
+                    "target_epochs": 1,
+                },
+                "cpus": 1,
+                "mem_mb": 2000,
+                "runtime": 20,
+            }
+        },
         "budgets": [3],
         "texts_per_job": 6,
         "features": {"k": [1, 5]},
@@ -113,17 +137,31 @@ def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, t
 
     workdir = tmp_path / "slurm"
     shutil.copytree(ROOT / "slurm", workdir / "slurm")
-    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--profile", "slurm",
-               *LOCAL_CLUSTER_FLAGS, "--retries", "0", "--jobs", "4"]
-    first = subprocess.Popen(command, cwd=workdir, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    command = [
+        *SNAKEMAKE,
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--profile",
+        "slurm",
+        *LOCAL_CLUSTER_FLAGS,
+        "--retries",
+        "0",
+        "--jobs",
+        "4",
+    ]
+    first = subprocess.Popen(
+        command, cwd=workdir, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     # Cancel a training job while it is writing its store.
     cancelled, deadline = [], time.time() + 600
     try:
         while time.time() < deadline and first.poll() is None:
             partial = list((workdir / "results" / "train").rglob("*.zarr.tmp-*"))
-            running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
-                                     text=True, env=cluster).stdout.split("\n")
+            running = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True, env=cluster
+            ).stdout.split("\n")
             train_jobs = [line.split()[0] for line in running if "rule_train_" in line]
             if partial and train_jobs:
                 subprocess.run(["scancel", *train_jobs], check=True, env=cluster)
@@ -138,8 +176,12 @@ def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, t
     assert first.returncode != 0, "a run with a cancelled job must fail"
     jobs = submitted_jobs(output)
     assert jobs and set(cancelled) <= set(jobs), (cancelled, jobs)
-    states = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(cancelled), "-o", "%T"],
-                            capture_output=True, text=True, env=cluster).stdout.split()
+    states = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", ",".join(cancelled), "-o", "%T"],
+        capture_output=True,
+        text=True,
+        env=cluster,
+    ).stdout.split()
     assert set(states) == {"CANCELLED"}, states
     # Nothing of the cancelled job looks complete, and nothing downstream was made from it.
     for job in cancelled:
@@ -159,8 +201,15 @@ def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, t
     for job, log in all_jobs.items():
         assert Path(log).name == f"{job}.log" and Path(log).exists(), (job, log)
     ran_on_slurm = {re.search(r"rule_(\w+?)/", log).group(1) for log in all_jobs.values()}
-    assert ran_on_slurm == {"base_model", "target_model", "base_snapshot", "train", "deltas", "logprob_scores",
-                            "samia"}, ran_on_slurm
+    assert ran_on_slurm == {
+        "base_model",
+        "target_model",
+        "base_snapshot",
+        "train",
+        "deltas",
+        "logprob_scores",
+        "samia",
+    }, ran_on_slurm
     assert not ran_on_slurm & LOCAL_RULES
 
     # The same results as the local run.
@@ -198,11 +247,23 @@ def test_sbatch_lines_of_the_cluster_config(cluster, tmp_path):
     targets = [
         path
         for model in config["models"]
-        for path in (f"results/train/wikimia32/{model}/5/{shard}.zarr", f"results/baselines/wikimia32/{model}/logprob.parquet",
-                     f"results/snapshots/{model}/base.zarr")
+        for path in (
+            f"results/train/wikimia32/{model}/5/{shard}.zarr",
+            f"results/baselines/wikimia32/{model}/logprob.parquet",
+            f"results/snapshots/{model}/base.zarr",
+        )
     ]
-    result = run(workdir, ROOT / "config" / "wikimia.yaml", "--profile", "slurm", *LOCAL_CLUSTER_FLAGS, "--verbose",
-                 *targets, env=cluster, check=False)
+    result = run(
+        workdir,
+        ROOT / "config" / "wikimia.yaml",
+        "--profile",
+        "slurm",
+        *LOCAL_CLUSTER_FLAGS,
+        "--verbose",
+        *targets,
+        env=cluster,
+        check=False,
+    )
     calls = re.findall(r"sbatch call: (sbatch .*?) --wrap=", result.stdout + result.stderr)
     attempts: dict[str, list[str]] = {}
     for call in calls:
@@ -225,4 +286,7 @@ def test_sbatch_lines_of_the_cluster_config(cluster, tmp_path):
         assert f"--gpus={spec['gpu_model']}:1" in logprob and f"-p {spec['partition']}" in logprob
         snapshot = by_job[f"rule_base_snapshot_wildcards_{model}"]
         assert "--gpus" not in snapshot and "-p gpu" not in snapshot and f"--mem {spec['mem_mb']}" in snapshot
-    assert "Invalid generic resource" in result.stdout + result.stderr or "invalid partition" in (result.stdout + result.stderr).lower()
+    assert (
+        "Invalid generic resource" in result.stdout + result.stderr
+        or "invalid partition" in (result.stdout + result.stderr).lower()
+    )

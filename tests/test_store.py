@@ -246,9 +246,7 @@ _KILLED_WRITER = textwrap.dedent(
 
 def test_sigkill_mid_write_leaves_no_store(tmp_path):
     path = tmp_path / "snapshot.zarr"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "written"
         child.send_signal(signal.SIGKILL)

@@ -144,7 +144,9 @@ def test_recorded_lrs_follow_the_schedule_over_the_whole_run(load_tiny, texts):
 # ---------------------------------------------------------------- exact restore and determinism
 
 
-@pytest.mark.parametrize("optimizer", [dict(), dict(optimizer="sgd", momentum=0.9, fused=False)], ids=["adamw", "sgd-momentum"])
+@pytest.mark.parametrize(
+    "optimizer", [dict(), dict(optimizer="sgd", momentum=0.9, fused=False)], ids=["adamw", "sgd-momentum"]
+)
 def test_each_text_starts_from_the_exact_base(load_tiny, texts, optimizer):
     settings = train.Settings(lr=1e-3, **optimizer)
     engine = train.TorchEngine(load_tiny(), settings, CPU)

@@ -49,8 +49,18 @@ def deepspeed_configs(tmp_path_factory) -> dict[int, str]:
     return {stage: str(path) for stage, path in paths.items()}
 
 
-def _spec(tiny_model_dir, dataset, output, *, budget="3", policy="delta", engine="deepspeed",
-          deepspeed_config=None, zero_stage=None, threads=1) -> dict:
+def _spec(
+    tiny_model_dir,
+    dataset,
+    output,
+    *,
+    budget="3",
+    policy="delta",
+    engine="deepspeed",
+    deepspeed_config=None,
+    zero_stage=None,
+    threads=1,
+) -> dict:
     table, labels = dataset
     return {
         "texts": list(labels),
@@ -60,8 +70,14 @@ def _spec(tiny_model_dir, dataset, output, *, budget="3", policy="delta", engine
         "engine": engine,
         # `es`: the loss falls by less than min_delta at about epoch 6 of 8, so training stops
         # (on every rank alike) before the cap.
-        "train": {"lr": 1e-3, "max_epochs": MAX_EPOCHS, "patience": 1, "min_delta": 0.1, "max_length": 24,
-                  "device": "cpu"},
+        "train": {
+            "lr": 1e-3,
+            "max_epochs": MAX_EPOCHS,
+            "patience": 1,
+            "min_delta": 0.1,
+            "max_length": 24,
+            "device": "cpu",
+        },
         "deepspeed_config": deepspeed_config if engine == "deepspeed" else None,
         "zero_stage": zero_stage,
         "policy": policy,
@@ -103,8 +119,9 @@ def _compare(one: Path, two: Path, labels: dict[str, int]) -> float:
     [(2, None, "3", "delta"), (2, None, "es", "sketch"), (3, None, "3", "delta"), (2, 3, "es", "sketch")],
     ids=["zero2-fixed", "zero2-es", "zero3-partitioned-fixed", "zero3-gathered-es"],
 )
-def test_two_processes_match_one(tiny_model_dir, dataset, deepspeed_configs, tmp_path, stage, zero_stage, budget,
-                                 policy):
+def test_two_processes_match_one(
+    tiny_model_dir, dataset, deepspeed_configs, tmp_path, stage, zero_stage, budget, policy
+):
     """Two ranks write the store of one process, which is the plain PyTorch engine's: three
     texts in a row, so each one's exact restore of the base is checked too. ZeRO-3 both with
     every parameter partitioned and with the model's `zero_stage: 3` on the ZeRO-2 JSON, which
@@ -119,15 +136,17 @@ def test_two_processes_match_one(tiny_model_dir, dataset, deepspeed_configs, tmp
     ended = time.perf_counter()
     assert [store.open_store(path).attrs["world_size"] for path in (reference, one, two)] == [1, 1, 2]
     from_torch, from_one = _compare(reference, one, dataset[1]), _compare(one, two, dataset[1])
-    print(f"ZeRO-{zero_stage or stage} budget {budget}: max |torch - 1 process| = {from_torch:.3g}, "
-          f"|1 - 2 processes| = {from_one:.3g}; {middle - started:.1f} s in process, {ended - middle:.1f} s with 2")
+    print(
+        f"ZeRO-{zero_stage or stage} budget {budget}: max |torch - 1 process| = {from_torch:.3g}, "
+        f"|1 - 2 processes| = {from_one:.3g}; {middle - started:.1f} s in process, {ended - middle:.1f} s with 2"
+    )
     assert from_torch < TOLERANCE and from_one < TOLERANCE
     epochs = deltas.read_job_store(two, dataset[1], KS)[1].epochs_run
     assert (epochs < MAX_EPOCHS).all() if budget == "es" else (epochs == int(budget)).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.zarr", "torch.zarr", "two.log", "two.zarr"]
 
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os
 
 if os.environ.get("RANK") == "1":
@@ -142,11 +161,12 @@ if os.environ.get("RANK") == "1":
         return real(*args, **kwargs)
 
     paramdelta.train.run_text = run_text
-'''
+"""
 
 
-def test_a_failing_rank_fails_the_launch_and_leaves_no_store(tiny_model_dir, dataset, deepspeed_configs, tmp_path,
-                                                              monkeypatch):
+def test_a_failing_rank_fails_the_launch_and_leaves_no_store(
+    tiny_model_dir, dataset, deepspeed_configs, tmp_path, monkeypatch
+):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -179,8 +199,25 @@ def test_one_process_store_attributes(tiny_model_dir, dataset, tmp_path):
     output = tmp_path / "torch.zarr"
     train_job.launch(_spec(tiny_model_dir, dataset, output, engine="torch", policy="sketch"), 1)
     attrs = store.open_store(output).attrs.asdict()
-    expected = {"kind", "policy", "model", "model_path", "revision", "dataset", "budget", "engine", "seed",
-                "train", "ks", "layers", "texts", "device", "world_size", "provenance", "records"}
+    expected = {
+        "kind",
+        "policy",
+        "model",
+        "model_path",
+        "revision",
+        "dataset",
+        "budget",
+        "engine",
+        "seed",
+        "train",
+        "ks",
+        "layers",
+        "texts",
+        "device",
+        "world_size",
+        "provenance",
+        "records",
+    }
     assert set(attrs) == expected
     assert attrs["world_size"] == 1 and attrs["engine"] == "torch" and attrs["device"] == "cpu"
     table, texts = deltas.read_job_store(output, dataset[1], KS)
@@ -217,8 +254,10 @@ def test_same_seed_same_bits_and_text_order_does_not_matter(tiny_model_dir, data
         spec["texts"] = order
         train_job.launch(spec, 1)
         table, texts = deltas.read_job_store(spec["output"], labels, KS)
-        runs[name] = (table.sort_values(["text_id", "layer_index"], ignore_index=True),
-                      texts.drop(columns="seconds").sort_values("text_id", ignore_index=True))
+        runs[name] = (
+            table.sort_values(["text_id", "layer_index"], ignore_index=True),
+            texts.drop(columns="seconds").sort_values("text_id", ignore_index=True),
+        )
     for name in ("again", "reversed"):
         pd.testing.assert_frame_equal(runs["first"][0], runs[name][0], check_exact=True)
         pd.testing.assert_frame_equal(runs["first"][1], runs[name][1], check_exact=True)

@@ -26,8 +26,18 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or ROOT / "config" / "demo.yaml"), *args]
-    env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))}
+    command = [
+        *SNAKEMAKE,
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config or ROOT / "config" / "demo.yaml"),
+        *args,
+    ]
+    env = {
+        **os.environ,
+        "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions")),
+    }
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
@@ -63,8 +73,22 @@ def test_demo_writes_report_and_complete_metrics(demo):
     assert (demo / "results" / "report" / "index.html").stat().st_size > 10_000
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    required = {"dataset", "model", "budget", "method", "selection", "k", "auroc", "auroc_lo", "auroc_hi",
-                "tpr_at_1fpr", "tpr_at_5fpr", "n_members", "n_nonmembers", "n_failed"}
+    required = {
+        "dataset",
+        "model",
+        "budget",
+        "method",
+        "selection",
+        "k",
+        "auroc",
+        "auroc_lo",
+        "auroc_hi",
+        "tpr_at_1fpr",
+        "tpr_at_5fpr",
+        "n_members",
+        "n_nonmembers",
+        "n_failed",
+    }
     assert required <= set(metrics.columns)
     ours = metrics[metrics.method == "param-delta"]
     selections = ["all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers"]
@@ -100,7 +124,10 @@ def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
     assert "Nothing to be done" in snakemake(demo, "-n").stdout
 
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["models"]["opt-tiny"] = {**config["models"]["pythia-tiny"], "build": {**config["models"]["pythia-tiny"]["build"], "arch": "opt"}}
+    config["models"]["opt-tiny"] = {
+        **config["models"]["pythia-tiny"],
+        "build": {**config["models"]["pythia-tiny"]["build"], "arch": "opt"},
+    }
     third = tmp_path / "three_models.yaml"
     third.write_text(yaml.safe_dump(config))
     result = snakemake(demo, "-n", config=third)
@@ -111,9 +138,18 @@ def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
     budgets, shards = len(config["budgets"]), len(data.shards(ids, config["texts_per_job"]))
     samia_shards = len(data.shards(ids, config["baselines"]["samia"]["texts_per_job"]))
     assert jobs == {
-        "base_model": 1, "target_model": 1, "base_snapshot": 1, "train": budgets * shards,
-        "deltas": budgets, "scores": budgets, "logprob_scores": 1, "samia": samia_shards, "baseline_scores": 1,
-        "metrics": 1, "report": 1, "all": 1,
+        "base_model": 1,
+        "target_model": 1,
+        "base_snapshot": 1,
+        "train": budgets * shards,
+        "deltas": budgets,
+        "scores": budgets,
+        "logprob_scores": 1,
+        "samia": samia_shards,
+        "baseline_scores": 1,
+        "metrics": 1,
+        "report": 1,
+        "all": 1,
     }, jobs
     planned_outputs = "\n".join(line for line in result.stdout.splitlines() if "output:" in line)
     assert "pythia-tiny" not in planned_outputs and "llama-tiny" not in planned_outputs
@@ -121,9 +157,25 @@ def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
 
 def small_config(tmp_path: Path, **overrides) -> Path:
     config = {
-        "datasets": {"mini": {"controlled": {"corpus": {"generator": "templates", "n_documents": 120, "seed": 1}, "candidates": 12}}},
-        "models": {"neox": {"build": {"dataset": "mini", "arch": "gpt-neox", "hidden_size": 32, "num_layers": 1,
-                                      "intermediate_size": 64, "vocab_size": 300, "base_epochs": 1, "target_epochs": 1}}},
+        "datasets": {
+            "mini": {
+                "controlled": {"corpus": {"generator": "templates", "n_documents": 120, "seed": 1}, "candidates": 12}
+            }
+        },
+        "models": {
+            "neox": {
+                "build": {
+                    "dataset": "mini",
+                    "arch": "gpt-neox",
+                    "hidden_size": 32,
+                    "num_layers": 1,
+                    "intermediate_size": 64,
+                    "vocab_size": 300,
+                    "base_epochs": 1,
+                    "target_epochs": 1,
+                }
+            }
+        },
         "budgets": [40],
         "texts_per_job": 12,
         "features": {"k": [1, 5]},
@@ -149,7 +201,9 @@ def test_killed_training_job_is_redone_and_never_read(tmp_path):
             time.sleep(0.05)
         partial = list(store.glob("*.zarr.tmp-*"))
         assert partial, "the training job never started writing"
-        jobs = [p for p in psutil.Process(runner.pid).children(recursive=True) if any(".train.py" in c for c in p.cmdline())]
+        jobs = [
+            p for p in psutil.Process(runner.pid).children(recursive=True) if any(".train.py" in c for c in p.cmdline())
+        ]
         assert jobs, "training job process not found"
         for job in jobs:
             job.send_signal(signal.SIGKILL)
@@ -188,8 +242,9 @@ def test_bad_config_stops_before_any_job(tmp_path, change, field):
 def test_bad_dataset_stops_before_any_job(tmp_path):
     data = tmp_path / "texts.jsonl"
     data.write_text('{"input": "a text", "label": 1}\n{"input": "", "label": 0}\n{"input": "another", "label": 0}\n')
-    config = small_config(tmp_path, datasets={"bad": {"path": str(data), "text": "input"}},
-                          models={"m": {"path": "unused/model"}})
+    config = small_config(
+        tmp_path, datasets={"bad": {"path": str(data), "text": "input"}}, models={"m": {"path": "unused/model"}}
+    )
     result = snakemake(tmp_path, "-n", config=config, check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -200,8 +255,16 @@ def test_cluster_config_plans_with_slurm_profile(tmp_path):
     """The thesis's second experiment plans with the SLURM profile, no SLURM and no network."""
     workdir = tmp_path / "cluster"
     shutil.copytree(ROOT / "slurm", workdir / "slurm")
-    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(ROOT / "config" / "wikimia.yaml"),
-               "--profile", "slurm", "-n"]
+    command = [
+        *SNAKEMAKE,
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(ROOT / "config" / "wikimia.yaml"),
+        "--profile",
+        "slurm",
+        "-n",
+    ]
     missing = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     assert missing.returncode != 0
     assert "python -m paramdelta.hub fetch --configfile" in missing.stdout + missing.stderr
@@ -221,10 +284,19 @@ def test_cluster_config_plans_with_slurm_profile(tmp_path):
     models, budgets = len(config["models"]), len(config["budgets"])
     assert models == 4
     assert jobs == {
-        "dataset": 1, "fetch_model": models, "base_snapshot": models, "train": models * budgets * shards,
-        "deltas": models * budgets, "scores": models * budgets, "logprob_scores": models,
-        "samia": models * len(data.shards([data.text_id(row["input"]) for row in rows], 50)), "blind": 1,
-        "baseline_scores": models, "metrics": 1, "report": 1, "all": 1,
+        "dataset": 1,
+        "fetch_model": models,
+        "base_snapshot": models,
+        "train": models * budgets * shards,
+        "deltas": models * budgets,
+        "scores": models * budgets,
+        "logprob_scores": models,
+        "samia": models * len(data.shards([data.text_id(row["input"]) for row in rows], 50)),
+        "blind": 1,
+        "baseline_scores": models,
+        "metrics": 1,
+        "report": 1,
+        "all": 1,
     }, jobs
     # The four 6-7B models and nothing of the demo, with the thesis's settings.
     outputs = "\n".join(line for line in planned.stdout.splitlines() if "output:" in line)
@@ -253,20 +325,33 @@ def test_demo_baselines_in_metrics_for_every_model(demo):
 
 
 def test_blind_baseline_runs_on_wikimia_format_without_a_model(tmp_path):
-    rows = [{"input": f"In {1990 + i % 30} the council of town {i} approved plan {i * 7}.", "label": i % 2} for i in range(40)]
+    rows = [
+        {"input": f"In {1990 + i % 30} the council of town {i} approved plan {i * 7}.", "label": i % 2}
+        for i in range(40)
+    ]
     data = tmp_path / "wikimia.jsonl"
     data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     # The model is never loaded by the blind rule: an empty directory, which no job could load, proves it.
     (tmp_path / "empty-model").mkdir()
-    config = small_config(tmp_path, datasets={"wiki": {"path": str(data), "text": "input", "label": "label"}},
-                          models={"absent": {"path": str(tmp_path / "empty-model")}})
+    config = small_config(
+        tmp_path,
+        datasets={"wiki": {"path": str(data), "text": "input", "label": "label"}},
+        models={"absent": {"path": str(tmp_path / "empty-model")}},
+    )
     snakemake(tmp_path, "--cores", "1", "results/baselines/wiki/blind.parquet", config=config)
     scores = pd.read_parquet(tmp_path / "results" / "baselines" / "wiki" / "blind.parquet")
     assert len(scores) == 40 and scores.score.between(0, 1).all()
 
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_report_renders_in_chromium(demo, tmp_path):
@@ -300,7 +385,7 @@ def test_report_renders_in_chromium(demo, tmp_path):
 def test_report_numbers_are_the_metrics(demo):
     """Every AUROC of the table 5.1 form is the one in results/metrics.csv."""
     html = (demo / "results" / "report" / "index.html").read_text()
-    section = html[html.index('id="table-5-1"'):html.index('id="table-5-2"')]
+    section = html[html.index('id="table-5-1"') : html.index('id="table-5-2"')]
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
     rows = metrics[(metrics.method == "param-delta") & (metrics.selection == "all")]
     assert len(rows) == 10
@@ -339,9 +424,15 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     # One text far longer than the tiny model's 64-token context: every attack must still score it.
     rows[0]["text"] = " ".join(f"Long candidate word{i % 23} in town {i}." for i in range(60))
     texts.write_text("".join(json.dumps(row) + "\n" for row in rows[:30]))
-    config = small_config(tmp_path, datasets={"mine": {"path": str(texts)}}, models={"tiny": {"path": str(tiny_model_dir)}},
-                          budgets=[1], texts_per_job=5, attacks=["loss", "mink", "samia", "blind"],
-                          baselines={"k": [20], "samia": {"n_samples": 2, "texts_per_job": 100}})
+    config = small_config(
+        tmp_path,
+        datasets={"mine": {"path": str(texts)}},
+        models={"tiny": {"path": str(tiny_model_dir)}},
+        budgets=[1],
+        texts_per_job=5,
+        attacks=["loss", "mink", "samia", "blind"],
+        baselines={"k": [20], "samia": {"n_samples": 2, "texts_per_job": 100}},
+    )
     workdir = tmp_path / "run"
     workdir.mkdir()
     snakemake(workdir, "--cores", "2", config=config)
@@ -367,6 +458,17 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
         holds_new = set(after[name]) & added
         remainder = any(set(after[name]) < set(old) for old in before.values())
         assert holds_new or remainder, name
-    assert set(jobs) == {"dataset", "train", "deltas", "scores", "logprob_scores", "samia", "blind", "baseline_scores",
-                         "metrics", "report", "all"}, jobs
+    assert set(jobs) == {
+        "dataset",
+        "train",
+        "deltas",
+        "scores",
+        "logprob_scores",
+        "samia",
+        "blind",
+        "baseline_scores",
+        "metrics",
+        "report",
+        "all",
+    }, jobs
     assert jobs["train"] == len(changed)

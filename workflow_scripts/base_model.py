@@ -30,9 +30,14 @@ else:
     )
     model = models.build_model(config, build["seed"])
     losses = target.pretrain(
-        model, tokenizer, documents,
-        epochs=build["base_epochs"], lr=build["base_lr"], batch_size=build["batch_size"],
-        seed=build["seed"], max_length=build["max_positions"],
+        model,
+        tokenizer,
+        documents,
+        epochs=build["base_epochs"],
+        lr=build["base_lr"],
+        batch_size=build["batch_size"],
+        seed=build["seed"],
+        max_length=build["max_positions"],
     )
     log.info("base pre-training on %d documents, loss per epoch: %s", len(documents), losses)
 target.save(model, tokenizer, snakemake.output[0])

@@ -14,7 +14,9 @@ layers = models.model_layers(model)
 named = {name: p.detach() for name, p in model.named_parameters()}
 dtype = getattr(torch, params.dtype)
 if dtype != torch.float32 and not all(torch.equal(t.to(dtype).float(), t) for t in named.values()):
-    log.warning("%s is not exactly representable in %s; the base snapshot is stored in float32", params.path, params.dtype)
+    log.warning(
+        "%s is not exactly representable in %s; the base snapshot is stored in float32", params.path, params.dtype
+    )
     dtype = torch.float32
 attrs = {
     "kind": "base",
@@ -27,4 +29,6 @@ attrs = {
     "layers": [layer.name for layer in layers],
 }
 store.write_snapshot(snakemake.output[0], {name: t.to(dtype) for name, t in named.items()}, attrs)
-log.info("base snapshot of %s: %d tensors, %d parameters, %s", params.path, len(named), attrs["n_parameters"], attrs["dtype"])
+log.info(
+    "base snapshot of %s: %d tensors, %d parameters, %s", params.path, len(named), attrs["n_parameters"], attrs["dtype"]
+)

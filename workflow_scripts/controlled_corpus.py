@@ -9,7 +9,9 @@ from paramdelta.atomic import atomic_file
 
 log = setup(snakemake)
 spec = snakemake.params.spec["controlled"]
-table, background = data.controlled_split(data.corpus_documents(spec["corpus"]), spec["candidates"], spec["members"], spec["seed"])
+table, background = data.controlled_split(
+    data.corpus_documents(spec["corpus"]), spec["candidates"], spec["members"], spec["seed"]
+)
 with atomic_file(snakemake.output.background) as partial, open(partial, "w") as handle:
     for document in background:
         handle.write(json.dumps({"text": document}) + "\n")

@@ -22,8 +22,14 @@ table = pd.read_parquet(snakemake.input.dataset)
 model, tokenizer = load(params.model["path"], params.model["revision"])
 reference = load(params.reference) if "ref" in params.attacks else None
 scores = attacks.score_texts(
-    model, tokenizer, table["text"].tolist(), params.attacks,
-    ks=params.ks, batch_size=params.batch_size, reference=reference, text_ids=table["text_id"].tolist(),
+    model,
+    tokenizer,
+    table["text"].tolist(),
+    params.attacks,
+    ks=params.ks,
+    batch_size=params.batch_size,
+    reference=reference,
+    text_ids=table["text_id"].tolist(),
     max_length=params.max_length,
 )
 write_parquet(scores, snakemake.output[0])

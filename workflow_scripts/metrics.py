@@ -15,5 +15,8 @@ table = metrics.metrics_table(scores, texts, n_boot=snakemake.params.bootstrap, 
 write_csv(table, snakemake.output.metrics)
 write_csv(metrics.ttest_table(scores, change), snakemake.output.ttest)
 write_csv(metrics.correlation_table(table), snakemake.output.correlation)
-write_csv(metrics.topk_cv_table(scores, n_boot=snakemake.params.bootstrap, seed=snakemake.params.seed), snakemake.output.topk_cv)
+write_csv(
+    metrics.topk_cv_table(scores, n_boot=snakemake.params.bootstrap, seed=snakemake.params.seed),
+    snakemake.output.topk_cv,
+)
 log.info("%d metric rows", len(table))

@@ -25,10 +25,16 @@ def benchmarks(root: Path, gpus: dict) -> pd.DataFrame:
         record = pd.read_csv(path, sep="\t").iloc[-1]
         rule, *job = path.relative_to(root).with_suffix("").parts
         model = next((part for part in job if part in gpus), None)
-        rows.append({
-            "rule": rule, "job": "/".join(job), "s": float(record["s"]), "max_rss": float(record["max_rss"]),
-            "cpu_time": float(record.get("cpu_time", float("nan"))), "gpus": gpus.get(model, 0),
-        })
+        rows.append(
+            {
+                "rule": rule,
+                "job": "/".join(job),
+                "s": float(record["s"]),
+                "max_rss": float(record["max_rss"]),
+                "cpu_time": float(record.get("cpu_time", float("nan"))),
+                "gpus": gpus.get(model, 0),
+            }
+        )
     return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss", "cpu_time", "gpus"])
 
 

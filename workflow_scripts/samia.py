@@ -17,8 +17,13 @@ model, tokenizer = models.load_with_tokenizer(params.model["path"], revision=par
 model = model.to(device).eval()
 samia = params.samia
 scores = attacks.samia_scores(
-    model, tokenizer, table["text"].tolist(),
-    n_samples=samia["n_samples"], seed=samia["seed"], batch_size=samia["batch_size"], text_ids=table.index.tolist(),
+    model,
+    tokenizer,
+    table["text"].tolist(),
+    n_samples=samia["n_samples"],
+    seed=samia["seed"],
+    batch_size=samia["batch_size"],
+    text_ids=table.index.tolist(),
     max_length=params.max_length,
 )
 write_parquet(scores, snakemake.output[0])

@@ -122,7 +122,7 @@ def samia_score(candidates: Sequence[str], reference: str, *, zlib_weighted: boo
 
 def text_seed(seed: int, text: str) -> int:
     """A 63-bit seed from (seed, text): the same text gets the same samples wherever it is run."""
-    digest = hashlib.sha256(f"{seed}\0{text}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\0{text}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
@@ -187,8 +187,11 @@ def sample_continuations(
         # logits_to_keep=1: only the last position is sampled from; the prompt's full
         # [rows, length, vocabulary] logits would be the largest tensor of the run.
         output = model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            use_cache=True, logits_to_keep=1,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
         )
         for step in range(int(limits.max())):
             tokens = _sample_next(output.logits[:, -1], generators, n_samples, top_k, temperature)
@@ -203,8 +206,11 @@ def sample_continuations(
             # are discarded, but its positions must stay inside the position table.
             position_ids = (position_ids[:, -1:] + 1).clamp(max=context - 1)
             output = model(
-                input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=output.past_key_values, use_cache=True,
+                input_ids=tokens[:, None],
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=output.past_key_values,
+                use_cache=True,
             )
     drawn = torch.stack(drawn, dim=1).tolist()
     continuations = []
@@ -254,9 +260,15 @@ def samia_scores(
     candidates: list[list[str]] = [[] for _ in texts]
     for batch in length_batches([len(prompt) for prompt in prompts], batch_size):
         sampled = sample_continuations(
-            model, [prompts[i] for i in batch], [limits[i] for i in batch],
-            [text_seed(seed, texts[i]) for i in batch], n_samples=n_samples,
-            eos_token_id=tokenizer.eos_token_id, padding=pad_id(tokenizer), top_k=top_k, temperature=temperature,
+            model,
+            [prompts[i] for i in batch],
+            [limits[i] for i in batch],
+            [text_seed(seed, texts[i]) for i in batch],
+            n_samples=n_samples,
+            eos_token_id=tokenizer.eos_token_id,
+            padding=pad_id(tokenizer),
+            top_k=top_k,
+            temperature=temperature,
         )
         for index, continuations in zip(batch, sampled):
             for continuation in continuations:
