@@ -44,13 +44,11 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from _machine import cpu_model
+
+from paramdelta import data
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from _machine import cpu_model  # noqa: E402
-
-from paramdelta import data  # noqa: E402
 
 CONFIG = ROOT / "config" / "wikimia.yaml"
 GOAL_S = 60.0

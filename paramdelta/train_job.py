@@ -310,12 +310,10 @@ def _wait(launcher: subprocess.Popen) -> int:
 
 
 def _rank_environment(spec: dict, processes: int) -> dict[str, str]:
-    """The launcher's environment: no inherited rank variables, the checkout's paramdelta
-    importable whatever the job's environment has installed, and each rank's share of the
-    CPU threads (torchrun would set one)."""
+    """The launcher's environment: no inherited rank variables, and each rank's share of the
+    CPU threads (torchrun would set one). The ranks run this interpreter, where paramdelta is
+    installed."""
     env = {name: value for name, value in os.environ.items() if name not in _RANK_VARIABLES}
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = str(max(1, int(spec["threads"]) // processes))
     return env
 

@@ -2,18 +2,22 @@
 
 import inspect
 import re
-import sys
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir)))
-
-from paramdelta import config as config_checks  # noqa: E402
-from paramdelta import data  # noqa: E402
-from paramdelta import hub  # noqa: E402
-from paramdelta import inputs  # noqa: E402
+# The package is installed where snakemake runs (`make setup`: editable, in .venv).
+try:
+    from paramdelta import config as config_checks
+    from paramdelta import data, hub, inputs
+except ModuleNotFoundError as error:
+    if error.name != "paramdelta":
+        raise  # one of the package's own dependencies: the error names it
+    raise WorkflowError(
+        "the paramdelta package is not installed where snakemake runs: run `make setup` and "
+        "use .venv/bin/snakemake, or install it into this environment with `pip install -e .` from the "
+        "workflow's directory"
+    ) from None
 
 if not config:
     raise WorkflowError(

@@ -5,6 +5,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from paramdelta import job
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "workflow_scripts"
 
 
@@ -14,9 +16,8 @@ def test_an_uncaught_error_lands_in_the_rules_log_with_its_traceback(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(
         textwrap.dedent(f"""
-        import sys, types
-        sys.path.insert(0, {str(SCRIPTS)!r})
-        from _common import setup
+        import types
+        from paramdelta.job import setup
 
         snakemake = types.SimpleNamespace(log=[{str(log)!r}], rule="train")
         log = setup(snakemake)
@@ -39,11 +40,27 @@ def test_an_uncaught_error_lands_in_the_rules_log_with_its_traceback(tmp_path):
 def test_jobs_run_offline(tmp_path):
     log = tmp_path / "job.log"
     code = textwrap.dedent(f"""
-        import os, sys, types
-        sys.path.insert(0, {str(SCRIPTS)!r})
-        from _common import setup
+        import os, types
+        from paramdelta.job import setup
         setup(types.SimpleNamespace(log=[{str(log)!r}], rule="train"))
         print(os.environ.get("HF_HUB_OFFLINE"), os.environ.get("HF_DATASETS_OFFLINE"))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["1", "1"]
+
+
+def test_the_scripts_import_the_package_like_any_library():
+    for script in SCRIPTS.glob("*.py"):
+        text = script.read_text()
+        assert "from paramdelta.job import setup" in text, script.name
+        assert "sys.path" not in text, script.name
+
+
+def test_a_job_warns_when_its_package_is_not_the_workflows_checkout(tmp_path):
+    assert job.foreign_package(str(SCRIPTS)) is None  # the checkout's own, editable
+    assert job.foreign_package(None) is None
+    (tmp_path / "workflow_scripts").mkdir()
+    assert job.foreign_package(str(tmp_path / "workflow_scripts")) is None  # a workflow without the package
+    (tmp_path / "paramdelta").mkdir()
+    warning = job.foreign_package(str(tmp_path / "workflow_scripts"))
+    assert warning and str(job.PACKAGE) in warning and f"pip install --no-deps -e {tmp_path}" in warning

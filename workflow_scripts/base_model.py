@@ -3,9 +3,9 @@ documents, or take an existing model as it is."""
 
 import pandas as pd
 import torch
-from _common import setup
 
 from paramdelta import models, target
+from paramdelta.job import setup
 
 log = setup(snakemake)
 build = snakemake.params.build

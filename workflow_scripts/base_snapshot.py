@@ -3,9 +3,9 @@ that holds the weights exactly, else in float32 (training starts from the fp32 w
 rounded base would put rounding into every delta)."""
 
 import torch
-from _common import setup
 
 from paramdelta import models, store
+from paramdelta.job import setup
 
 log = setup(snakemake)
 params = snakemake.params

@@ -2,9 +2,9 @@
 method (budget "-": baselines have no epoch budget; the blind rows repeat for every model)."""
 
 import pandas as pd
-from _common import setup
 
 from paramdelta.atomic import write_parquet
+from paramdelta.job import setup
 
 log = setup(snakemake)
 inputs = snakemake.input

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pandas as pd
-from _common import setup
 
 from paramdelta import attacks
 from paramdelta.atomic import write_parquet
+from paramdelta.job import setup
 
 log = setup(snakemake)
 table = pd.read_parquet(snakemake.input[0])

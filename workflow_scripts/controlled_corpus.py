@@ -2,10 +2,9 @@
 
 import json
 
-from _common import setup
-
 from paramdelta import data
 from paramdelta.atomic import atomic_file
+from paramdelta.job import setup
 
 log = setup(snakemake)
 spec = snakemake.params.spec["controlled"]

@@ -1,9 +1,8 @@
 """Write one data set's candidate table (text_id, text, label)."""
 
-from _common import setup
-
 from paramdelta import data
 from paramdelta.atomic import write_parquet
+from paramdelta.job import setup
 
 log = setup(snakemake)
 table = data.load(snakemake.params.spec, snakemake.wildcards.dataset)

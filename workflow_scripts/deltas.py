@@ -2,10 +2,10 @@
 the per-text record (status, epochs, losses)."""
 
 import pandas as pd
-from _common import setup
 
 from paramdelta import deltas, store
 from paramdelta.atomic import write_parquet
+from paramdelta.job import setup
 
 log = setup(snakemake)
 labels = pd.read_parquet(snakemake.input.dataset).set_index("text_id")["label"].to_dict()

@@ -2,9 +2,8 @@
 
 import warnings
 
-from _common import setup
-
 from paramdelta import hub
+from paramdelta.job import setup
 
 log = setup(snakemake, offline=False)
 field = f"models.{snakemake.wildcards.model}"

@@ -2,10 +2,10 @@
 vs non-member t-tests and the budget-AUROC correlations."""
 
 import pandas as pd
-from _common import setup
 
 from paramdelta import metrics
 from paramdelta.atomic import write_csv
+from paramdelta.job import setup
 
 log = setup(snakemake)
 scores = pd.concat([pd.read_parquet(p) for p in snakemake.input.scores], ignore_index=True)

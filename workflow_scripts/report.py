@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from _common import setup
 
 from paramdelta import report, store
 from paramdelta.atomic import atomic_directory
+from paramdelta.job import setup
 
 log = setup(snakemake)
 inputs, params = snakemake.input, snakemake.params

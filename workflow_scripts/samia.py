@@ -2,10 +2,10 @@
 
 import pandas as pd
 import torch
-from _common import setup
 
 from paramdelta import attacks, models, train
 from paramdelta.atomic import write_parquet
+from paramdelta.job import setup
 
 log = setup(snakemake)
 params = snakemake.params

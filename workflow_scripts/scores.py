@@ -2,10 +2,10 @@
 with each layer's AUROC alone and each text's total change (for the report)."""
 
 import pandas as pd
-from _common import setup
 
 from paramdelta import features
 from paramdelta.atomic import write_parquet
+from paramdelta.job import setup
 
 log = setup(snakemake)
 table = pd.read_parquet(snakemake.input.table)

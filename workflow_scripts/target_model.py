@@ -2,9 +2,9 @@
 
 import pandas as pd
 import torch
-from _common import setup
 
 from paramdelta import models, target
+from paramdelta.job import setup
 
 log = setup(snakemake)
 build = snakemake.params.build

@@ -5,9 +5,8 @@ The job is paramdelta.train_job; this script turns the rule into its spec and ru
 this process, or, when the job has several GPUs, as one DeepSpeed process per GPU.
 """
 
-from _common import setup
-
 from paramdelta import train_job
+from paramdelta.job import setup
 
 log = setup(snakemake)
 params = snakemake.params
