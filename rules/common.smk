@@ -1,12 +1,14 @@
 # Configuration, the candidate tables and the job fan-out, known when the DAG is built.
 
 import inspect
+import os
 import re
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The package is installed where snakemake runs (`make setup`: editable, in .venv).
+# The package is installed where snakemake runs (`make setup`: editable, in .venv), as in
+# every environment a job runs in (envs/*.post-deploy.sh).
 try:
     from paramdelta import config as config_checks
     from paramdelta import data, hub, inputs
@@ -18,6 +20,10 @@ except ModuleNotFoundError as error:
         "use .venv/bin/snakemake, or install it into this environment with `pip install -e .` from the "
         "workflow's directory"
     ) from None
+
+# Where the conda environments' post-deploy scripts (envs/*.post-deploy.sh) install the package
+# from: snakemake creates the environments from this process, and they inherit its environment.
+os.environ.update(PARAMDELTA_SOURCE=workflow.basedir)
 
 if not config:
     raise WorkflowError(

@@ -1,13 +1,19 @@
-"""The software environments: conda files that stand alone, with the same pins as pip's."""
+"""The software environments: conda files that stand alone, with the same pins as pip's, and
+the workflow's own package installed in each."""
 
+import os
 import re
+import site
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ENVS = Path(__file__).resolve().parent.parent / "envs"
-RULES = Path(__file__).resolve().parent.parent / "rules"
+ROOT = Path(__file__).resolve().parent.parent
+ENVS = ROOT / "envs"
+RULES = ROOT / "rules"
 
 
 def pins(path: Path) -> list[str]:
@@ -45,15 +51,52 @@ def test_the_development_requirements_include_both_environments():
 def test_report_rules_import_nothing_outside_the_report_environment():
     """The modules behind scores, metrics, baseline_scores and report load with the packages
     only the train environment has blocked."""
-    import subprocess
-    import sys
-
     blocked = ["transformers", "deepspeed", "datasets", "huggingface_hub", "tokenizers"]
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"
-        "sys.path.insert(0, 'workflow_scripts')\n"
-        "import _common, paramdelta.features, paramdelta.metrics, paramdelta.report, paramdelta.atomic\n"
+        "import paramdelta.job, paramdelta.features, paramdelta.metrics, paramdelta.report, paramdelta.atomic\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ENVS.parent, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_environment_installs_the_package_after_snakemake_creates_it():
+    """Snakemake runs envs/<name>.post-deploy.sh in an environment it has just created from
+    envs/<name>.yaml; the scripts are one script, and the environments have what it builds with."""
+    used = {
+        name for rules in RULES.glob("*.smk") for name in re.findall(r'"\.\./envs/([\w.-]+)\.yaml"', rules.read_text())
+    }
+    assert used == {"train", "report"}
+    for name in used:
+        assert (ENVS / f"{name}.post-deploy.sh").read_text() == (ENVS / "train.post-deploy.sh").read_text()
+        conda = yaml.safe_load((ENVS / f"{name}.yaml").read_text())["dependencies"]
+        assert "pip" in conda and "setuptools>=68" in conda
+    assert "os.environ.update(PARAMDELTA_SOURCE=workflow.basedir)" in (RULES / "common.smk").read_text()
+
+
+def test_the_post_deploy_script_installs_the_checkout_editable(tmp_path):
+    """What Snakemake does after creating an environment, without conda: the script runs with
+    the new environment's python first on PATH and PARAMDELTA_SOURCE set by the workflow; the
+    package then imports from the checkout (the environment has no other paramdelta)."""
+    environment = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True)
+    python = environment / "bin" / "python"
+    # pip and setuptools, which the conda environment lists, from this interpreter's site-packages:
+    # a path in a .pth file, so its own .pth files (this checkout's editable install) are not read.
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True
+    ).stdout.strip()
+    Path(purelib, "tools.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    where = [python, "-c", "import paramdelta; print(paramdelta.__file__)"]
+    assert subprocess.run(where, cwd=tmp_path, capture_output=True).returncode != 0
+
+    env = {**os.environ, "PATH": f"{environment / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PARAMDELTA_SOURCE", None)
+    unset = subprocess.run(["bash", ENVS / "train.post-deploy.sh"], env=env, capture_output=True, text=True)
+    assert unset.returncode != 0 and "PARAMDELTA_SOURCE" in unset.stderr
+    env["PARAMDELTA_SOURCE"] = str(ROOT)
+    deployed = subprocess.run(["bash", ENVS / "train.post-deploy.sh"], env=env, capture_output=True, text=True)
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+    imported = subprocess.run(where, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(imported) == ROOT / "paramdelta" / "__init__.py"
