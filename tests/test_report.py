@@ -13,7 +13,15 @@ from plotly.offline import get_plotlyjs
 
 from paramdelta import report
 from paramdelta.features import K_SELECTIONS, METHOD, SELECTIONS
-from paramdelta.metrics import MEAN_OVER_MODELS, correlation_table, member_ttest, summarise
+from paramdelta.metrics import MEAN_OVER_MODELS, correlation_table, member_ttest, roc_points, summarise
+from paramdelta.report import page as page_module
+from paramdelta.report import plots
+from paramdelta.report.format import budget_heading, ordered_budgets
+from paramdelta.report.sections import SECTIONS, roc, thesis
+from paramdelta.report.sections.change import box_stats
+from paramdelta.report.sections.failed import FAILED_ROWS
+from paramdelta.report.sections.layers import NO_BLOCK
+from paramdelta.report.tables import Cell, Table
 
 ODD_MODEL = "a<b>&c"
 MODELS = ("tiny", ODD_MODEL)
@@ -337,6 +345,24 @@ def test_all_sections_are_present(page):
     assert re.findall(r'<section id="([^"]+)">', page) == list(SECTION_IDS)
 
 
+def test_each_section_is_a_module_with_its_template():
+    """The contract that adding a section relies on: a module with its anchor, heading, caption and
+    context, and a template of its own."""
+    templates = set(page_module.ENVIRONMENT.list_templates())
+    for section in SECTIONS:
+        assert {"ID", "HEADING", "CAPTION", "PER_DATASET", "context"} <= set(vars(section)), section.__name__
+        assert page_module.template_name(section) in templates
+    assert [section.ID for section in SECTIONS] == list(SECTION_IDS)
+
+
+def test_templates_escape_every_value():
+    assert page_module.ENVIRONMENT.autoescape is True
+    macros = page_module.ENVIRONMENT.get_template("macros.html.j2").module
+    html = str(macros.table(Table([[Cell("<th>", header=True)]], [[Cell("<b>&", bold=True, note="'\"")]])))
+    assert "<b>" not in html and "&lt;b&gt;&amp;" in html and "&lt;th&gt;" in html
+    assert "&#39;&#34;" in html
+
+
 def test_names_are_escaped(page):
     assert ODD_MODEL not in page
     assert "a&lt;b&gt;&amp;c" in page
@@ -525,8 +551,8 @@ def test_thesis_comparison_shows_published_and_run_numbers_for_shared_models(run
     # The thesis's column order, whatever the run's order.
     assert top == ["row", f"OPT-6.7B ({ODD_MODEL})", "Pythia-6.9B (tiny)"]
     assert sub == ["thesis", "this run"] * 2
-    assert [row[0] for row in rows] == [row.label for row in report.THESIS_RESULTS]
-    published = {row.label: row.published for row in report.THESIS_RESULTS}
+    assert [row[0] for row in rows] == [row.label for row in thesis.THESIS_RESULTS]
+    published = {row.label: row.published for row in thesis.THESIS_RESULTS}
     assert [row[1] for row in rows] == [f"{published[row[0]][1]:.2f}" for row in rows]  # OPT
     assert [row[3] for row in rows] == [f"{published[row[0]][2]:.2f}" for row in rows]  # Pythia
     assert rows[0][3] == "0.64" and rows[4][1] == "0.81"
@@ -547,11 +573,11 @@ def test_thesis_comparison_shows_published_and_run_numbers_for_shared_models(run
 def test_thesis_comparison_has_the_mean_with_all_four_models():
     models = ("gptj", "opt", "pythia", "llama")
     (metrics, *rest, meta), extra = synthetic_run(models=models, budgets=("20", "30", "es"), n_texts=20, n_boot=10)
-    meta = thesis_meta(meta, WIKIMIA, dict(zip(models, report.THESIS_MODELS)))
+    meta = thesis_meta(meta, WIKIMIA, dict(zip(models, thesis.THESIS_MODELS)))
     (table,) = parse(section(report.render(metrics, *rest, meta, **extra), "thesis")).tables
     top, _, *rows = texts_of(table)
     assert top[-1] == "mean"
-    assert [row[-2] for row in rows] == [f"{row.mean:.3f}" for row in report.THESIS_RESULTS]
+    assert [row[-2] for row in rows] == [f"{row.mean:.3f}" for row in thesis.THESIS_RESULTS]
     all_20 = metrics[(metrics["selection"] == "all") & (metrics["budget"] == "20")]["auroc"].mean()
     assert rows[0][-1] == f"{all_20:.3f}"
 
@@ -573,13 +599,13 @@ def test_no_thesis_comparison_without_its_data_set_and_models(run, dataset_spec,
 
 
 def test_published_numbers_are_the_thesis_tables():
-    rows = {row.label: row for row in report.THESIS_RESULTS}
+    rows = {row.label: row for row in thesis.THESIS_RESULTS}
     assert rows["all parameters, 20 epochs"].published == (0.66, 0.51, 0.64, 0.53)
     assert rows["SaMIA*zlib"].mean == 0.743
-    assert list(report.THESIS_MODELS) == [
+    assert list(thesis.THESIS_MODELS) == [
         "EleutherAI/gpt-j-6b", "facebook/opt-6.7b", "EleutherAI/pythia-6.9b", "meta-llama/Llama-2-7b-hf",
     ]  # fmt: skip
-    for row in report.THESIS_RESULTS:
+    for row in thesis.THESIS_RESULTS:
         assert row.mean == pytest.approx(np.mean(row.published), abs=0.005)
 
 
@@ -632,10 +658,10 @@ def test_roc_table_reads_tpr_at_low_fpr(run, page):
 def test_roc_curves_are_thinned_for_large_runs():
     rng = np.random.default_rng(1)
     labels = np.r_[np.ones(5000, dtype=int), np.zeros(5000, dtype=int)]
-    points = report.roc_points(labels, rng.normal(size=labels.size) + 0.3 * labels)
+    points = roc_points(labels, rng.normal(size=labels.size) + 0.3 * labels)
     assert len(points) > 2000
-    thinned = report.thin_roc(points)
-    assert len(thinned) <= report.ROC_POINTS
+    thinned = roc.thin_roc(points)
+    assert len(thinned) <= roc.ROC_POINTS
     assert thinned.iloc[0].tolist() == points.iloc[0].tolist()
     assert thinned.iloc[-1].tolist() == points.iloc[-1].tolist()
     assert (np.diff(thinned["fpr"]) >= 0).all() and (np.diff(thinned["tpr"]) >= 0).all()
@@ -700,10 +726,10 @@ def test_change_boxes_summarise_members_and_non_members(run, page):
 
 
 def test_box_stats_whiskers_stop_at_the_last_value_within_1_5_iqr():
-    stats = report.box_stats(np.r_[np.arange(1.0, 11.0), 100.0])
+    stats = box_stats(np.r_[np.arange(1.0, 11.0), 100.0])
     assert (stats["q1"], stats["median"], stats["q3"]) == (3.5, 6.0, 8.5)
     assert (stats["lowerfence"], stats["upperfence"], stats["n"]) == (1.0, 10.0, 11)
-    assert report.box_stats(np.array([np.nan])) is None
+    assert box_stats(np.array([np.nan])) is None
 
 
 def test_ttest_table_lists_every_model_and_budget(run, page):
@@ -726,7 +752,7 @@ def test_layer_heatmap_cells_are_the_mean_auroc_of_their_layers(run, page):
     budget_index = 2
     traces, layout = figure_json(page, f"layers-d0-m1-b{budget_index}")
     (heatmap,) = traces
-    assert heatmap["x"] == [report.NO_BLOCK, *map(str, range(N_BLOCKS))]
+    assert heatmap["x"] == [NO_BLOCK, *map(str, range(N_BLOCKS))]
     assert heatmap["y"] == ["attention", "mlp", "norm", "embedding"]
     assert heatmap["zmid"] == 0.5
     assert heatmap["zmax"] - 0.5 == pytest.approx(0.5 - heatmap["zmin"])
@@ -734,7 +760,7 @@ def test_layer_heatmap_cells_are_the_mean_auroc_of_their_layers(run, page):
     z = array(heatmap["z"]).astype(float)
     for row, group in enumerate(heatmap["y"]):
         for column, block in enumerate(heatmap["x"]):
-            number = -1 if block == report.NO_BLOCK else int(block)
+            number = -1 if block == NO_BLOCK else int(block)
             cell = chosen[(chosen["group"] == group) & (chosen["block"] == number)]
             if cell.empty:
                 assert np.isnan(z[row, column])
@@ -742,7 +768,7 @@ def test_layer_heatmap_cells_are_the_mean_auroc_of_their_layers(run, page):
                 assert z[row, column] == pytest.approx(cell["auroc"].mean())
                 for name in cell["layer"]:
                     assert name in heatmap["text"][row][column]
-    assert layout["title"]["text"] == f"{report._escape(ODD_MODEL)}, {BUDGET_NAMES[BUDGETS[budget_index]]}"
+    assert layout["title"]["text"] == f"{plots.label(ODD_MODEL)}, {BUDGET_NAMES[BUDGETS[budget_index]]}"
 
 
 def test_all_heatmaps_of_a_data_set_share_one_colour_range(page):
@@ -829,8 +855,8 @@ def test_many_failures_are_counted_and_the_list_is_capped(run):
     fragment = section(report.render(metrics, scores, ttest, correlation, texts, meta, **extra), "failed")
     counts, listing = parse(fragment).tables
     assert texts_of(counts)[1] == ["tiny", "5 epochs", "out of memory", str(N_TEXTS)]
-    assert len(listing) == 1 + report.FAILED_ROWS
-    assert f"The first {report.FAILED_ROWS} of {len(texts)} failed training runs" in fragment
+    assert len(listing) == 1 + FAILED_ROWS
+    assert f"The first {FAILED_ROWS} of {len(texts)} failed training runs" in fragment
 
 
 def test_fp16_skipped_steps_are_listed(run):
@@ -844,7 +870,7 @@ def test_fp16_skipped_steps_are_listed(run):
     steps = int(row["epochs_run"])
     assert texts_of(table)[1] == [
         row["model"],
-        report.budget_heading(row["budget"]),
+        budget_heading(row["budget"]),
         row["text_id"],
         "1",
         str(steps),
@@ -899,7 +925,7 @@ def test_duplicate_metrics_are_refused(run):
 
 
 def test_budgets_are_ordered_numerically_with_early_stopping_last():
-    assert report.ordered_budgets(["es", "30", "5", "10", 20]) == ["5", "10", "20", "30", "es"]
+    assert ordered_budgets(["es", "30", "5", "10", 20]) == ["5", "10", "20", "30", "es"]
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
