@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"  # config/schema.yaml, linked into the package
 
 
 # The baselines by how they run: from one forward pass per text, by sampling, or with no model.

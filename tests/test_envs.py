@@ -3,9 +3,11 @@ the workflow's own package installed in each."""
 
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,32 @@ def test_the_post_deploy_script_installs_the_checkout_editable(tmp_path):
     assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
     imported = subprocess.run(where, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(imported) == ROOT / "paramdelta" / "__init__.py"
+
+
+def test_an_installed_copy_of_the_package_has_the_files_it_reads(tmp_path):
+    """`pip install .` (no checkout beside it): every subpackage, the config schema whose
+    defaults the modules read, and the report's templates are in the wheel."""
+    source = tmp_path / "source"
+    # As it is in the checkout: paramdelta/schema.yaml a link to config/schema.yaml.
+    shutil.copytree(
+        ROOT / "paramdelta", source / "paramdelta", symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(ROOT / "config", source / "config")
+    shutil.copy(ROOT / "pyproject.toml", source)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, source],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("paramdelta-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert archive.read("paramdelta/schema.yaml") == (ROOT / "config" / "schema.yaml").read_bytes()
+    package = ROOT / "paramdelta"
+    expected = {
+        path.relative_to(ROOT).as_posix()
+        for path in [*package.rglob("*.py"), *package.glob("report/templates/**/*.j2")]
+        if "__pycache__" not in path.parts
+    }
+    assert expected <= names, sorted(expected - names)
