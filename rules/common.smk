@@ -122,16 +122,17 @@ def build_dataset_table(wildcards):
 
 
 def per_job(function):
-    """A rule function with its signature worked out once: inspect.signature, which Snakemake
-    calls several times a job, returns a function's __signature__ as it is."""
+    """A function for a rule's input, params, threads or resources, with its signature worked
+    out once: inspect.signature, which Snakemake calls several times a job, returns a
+    function's __signature__ as it is."""
     function.__signature__ = inspect.signature(function)
     return function
 
 
 def per_model(value_of):
-    """A rule field that depends on the model only, from `value_of(model)`: the value itself when
-    every model has the same one (nothing to evaluate per job), else a function of the wildcards
-    that looks the job's model up in a table made once."""
+    """A field of a job that depends on its model only, from `value_of(model)`. It is the value
+    itself when every model has the same one (nothing to evaluate per job), else a function of
+    the wildcards that looks the job's model up in a table made once."""
     values = {model: value_of(model) for model in MODELS}
     first = values[MODELS[0]]
     if all(value == first for value in values.values()):
