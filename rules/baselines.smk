@@ -11,6 +11,11 @@ rule logprob_scores:
         "logs/logprob_scores/{dataset}/{model}.log",
     benchmark:
         f"{RESULTS}/benchmarks/logprob_scores/{{dataset}}/{{model}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: per_model(model_threads)
+    resources:
+        **model_resources(gpus="one"),
     params:
         model=per_model(train_model_params),
         attacks=LOGPROB_ATTACKS,
@@ -20,11 +25,6 @@ rule logprob_scores:
         # A text longer than this (default: the model's context) is scored over training's chunks.
         max_length=config["train"].get("max_length"),
         device=config["train"]["device"],
-    threads: per_model(model_threads)
-    resources:
-        **model_resources(gpus="one"),
-    conda:
-        "../envs/train.yaml"
     script:
         "../workflow_scripts/logprob_scores.py"
 
@@ -40,6 +40,11 @@ rule samia:
         "logs/samia/{dataset}/{model}/{shard}.log",
     benchmark:
         f"{RESULTS}/benchmarks/samia/{{dataset}}/{{model}}/{{shard}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: per_model(model_threads)
+    resources:
+        **model_resources(gpus="one"),
     params:
         model=per_model(train_model_params),
         texts=samia_shard_texts,
@@ -47,11 +52,6 @@ rule samia:
         # A text longer than this (default: the model's context) is read up to its first window.
         max_length=config["train"].get("max_length"),
         device=config["train"]["device"],
-    threads: per_model(model_threads)
-    resources:
-        **model_resources(gpus="one"),
-    conda:
-        "../envs/train.yaml"
     script:
         "../workflow_scripts/samia.py"
 
@@ -63,11 +63,11 @@ rule blind:
         f"{RESULTS}/baselines/{{dataset}}/blind.parquet",
     log:
         "logs/blind/{dataset}.log",
-    params:
-        blind=canonical(config["baselines"]["blind"]),
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        blind=canonical(config["baselines"]["blind"]),
     script:
         "../workflow_scripts/blind.py"
 
@@ -79,10 +79,10 @@ rule baseline_scores:
         f"{RESULTS}/scores/{{dataset}}/{{model}}/baselines.parquet",
     log:
         "logs/baseline_scores/{dataset}/{model}.log",
-    params:
-        attacks=config["attacks"],
     localrule: True
     conda:
         "../envs/report.yaml"
+    params:
+        attacks=config["attacks"],
     script:
         "../workflow_scripts/baseline_scores.py"

@@ -274,7 +274,9 @@ def baseline_parts(wildcards):
     if LOGPROB_ATTACKS:
         parts["logprob"] = f"{base}/{wildcards.model}/logprob.parquet"
     if SAMPLING:
-        parts["samia"] = [f"{base}/{wildcards.model}/samia/{shard}.parquet" for shard in SAMIA_SHARDS[wildcards.dataset]]
+        parts["samia"] = [
+            f"{base}/{wildcards.model}/samia/{shard}.parquet" for shard in SAMIA_SHARDS[wildcards.dataset]
+        ]
     if "blind" in config["attacks"]:
         parts["blind"] = f"{base}/blind.parquet"
     return parts

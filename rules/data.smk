@@ -6,12 +6,12 @@ rule dataset:
         f"{RESULTS}/data/{{dataset}}.parquet",
     log:
         "logs/dataset/{dataset}.log",
-    params:
-        spec=dataset_spec,
-        digest=dataset_digest,
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        spec=dataset_spec,
+        digest=dataset_digest,
     script:
         "../workflow_scripts/dataset.py"
 
@@ -25,11 +25,11 @@ rule fetch_model:
         f"{RESULTS}/hub/{{model}}.json",
     log:
         "logs/fetch_model/{model}.log",
-    params:
-        repo=lambda wildcards: config["models"][wildcards.model]["path"],
-        revision=per_model(model_revision),
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        repo=lambda wildcards: config["models"][wildcards.model]["path"],
+        revision=per_model(model_revision),
     script:
         "../workflow_scripts/fetch_model.py"

@@ -9,11 +9,11 @@ rule deltas:
         texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.texts.parquet",
     log:
         "logs/deltas/{dataset}/{model}/{budget}.log",
-    params:
-        ks=KS,
-    resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
     conda:
         "../envs/train.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+    params:
+        ks=KS,
     script:
         "../workflow_scripts/deltas.py"

@@ -11,12 +11,12 @@ rule scores:
         change=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.change.parquet",
     log:
         "logs/scores/{dataset}/{model}/{budget}.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
     params:
         selections=config["features"]["selections"],
         ks=KS,
         aggregate=config["features"]["aggregate"],
-    localrule: True
-    conda:
-        "../envs/report.yaml"
     script:
         "../workflow_scripts/scores.py"

@@ -13,11 +13,11 @@ rule metrics:
         topk_cv=report(f"{RESULTS}/topk_cv.csv", caption="../report/topk_cv.rst", category="Tables"),
     log:
         "logs/metrics.log",
-    params:
-        bootstrap=config["metrics"]["bootstrap"],
-        seed=config["metrics"]["seed"],
     localrule: True
     conda:
         "../envs/report.yaml"
+    params:
+        bootstrap=config["metrics"]["bootstrap"],
+        seed=config["metrics"]["seed"],
     script:
         "../workflow_scripts/metrics.py"

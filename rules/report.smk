@@ -26,12 +26,12 @@ rule report:
         ),
     log:
         "logs/report.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
     params:
         config=report_config,
         benchmarks=f"{RESULTS}/benchmarks",
         gpus=model_gpus,
-    localrule: True
-    conda:
-        "../envs/report.yaml"
     script:
         "../workflow_scripts/report.py"

@@ -6,11 +6,11 @@ rule controlled_corpus:
         background=f"{RESULTS}/targets/{{dataset}}/background.jsonl",
     log:
         "logs/controlled_corpus/{dataset}.log",
-    params:
-        spec=dataset_spec,
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        spec=dataset_spec,
     script:
         "../workflow_scripts/controlled_corpus.py"
 
@@ -24,13 +24,13 @@ rule base_model:
         "logs/base_model/{model}.log",
     benchmark:
         f"{RESULTS}/benchmarks/base_model/{{model}}.tsv"
-    params:
-        build=build_spec,
+    conda:
+        "../envs/train.yaml"
     threads: per_model(model_threads)
     resources:
         **model_resources(gpus="one"),
-    conda:
-        "../envs/train.yaml"
+    params:
+        build=build_spec,
     script:
         "../workflow_scripts/base_model.py"
 
@@ -45,12 +45,12 @@ rule target_model:
         "logs/target_model/{model}.log",
     benchmark:
         f"{RESULTS}/benchmarks/target_model/{{model}}.tsv"
-    params:
-        build=build_spec,
+    conda:
+        "../envs/train.yaml"
     threads: per_model(model_threads)
     resources:
         **model_resources(gpus="one"),
-    conda:
-        "../envs/train.yaml"
+    params:
+        build=build_spec,
     script:
         "../workflow_scripts/target_model.py"

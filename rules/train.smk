@@ -8,14 +8,14 @@ rule base_snapshot:
         directory(f"{RESULTS}/snapshots/{{model}}/base.zarr"),
     log:
         "logs/base_snapshot/{model}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        **model_resources(gpus="none"),
     params:
         path=per_model(model_path),
         revision=per_model(model_revision),
         dtype=per_model(model_dtype),
-    resources:
-        **model_resources(gpus="none"),
-    conda:
-        "../envs/train.yaml"
     script:
         "../workflow_scripts/base_snapshot.py"
 
@@ -33,6 +33,11 @@ rule train:
         "logs/train/{dataset}/{model}/{budget}/{shard}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: per_model(model_threads)
+    resources:
+        **model_resources(gpus="all"),
     params:
         texts=shard_texts,
         model=per_model(train_model_params),
@@ -40,10 +45,5 @@ rule train:
         train=TRAIN,
         snapshots=SNAPSHOTS,
         ks=TRAIN_KS,
-    threads: per_model(model_threads)
-    resources:
-        **model_resources(gpus="all"),
-    conda:
-        "../envs/train.yaml"
     script:
         "../workflow_scripts/train.py"
