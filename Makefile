@@ -8,7 +8,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 # Every pip call, build environments included, must keep torch at 2.13.0.
 export PIP_CONSTRAINT := $(CURDIR)/envs/constraints.txt
 
-.PHONY: setup browser slurm demo estimate bench test clean
+.PHONY: setup browser slurm demo estimate bench lint test clean
 
 $(VENV)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,21 @@ slurm:
 	  echo "SLURM is not installed and this is not root on Debian: the SLURM tests will be skipped"; \
 	fi
 
-test: setup browser slurm
+# The conventions, checked before the tests (CI runs `make test`): ruff (lint and format) over
+# the Python, snakefmt over the Snakefile and rules/, and `snakemake --lint` with the demo and
+# the cluster config (tools/lint_workflow.py). Every check runs; the failed ones are named last.
+# Fixes: `ruff check --fix .`, `ruff format .`, `snakefmt Snakefile rules/`.
+LINT_CONFIGS := config/demo.yaml config/wikimia.yaml
+lint: setup
+	@failed=""; \
+	echo "== ruff check"; $(BIN)/ruff check . || failed="$$failed, ruff check"; \
+	echo "== ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed, ruff format --check"; \
+	echo "== snakefmt --check"; $(BIN)/snakefmt --check Snakefile rules/ || failed="$$failed, snakefmt --check"; \
+	echo "== snakemake --lint"; $(BIN)/python tools/lint_workflow.py $(LINT_CONFIGS) || failed="$$failed, snakemake --lint"; \
+	if [ -n "$$failed" ]; then echo "make lint: FAILED: $${failed#, }" >&2; exit 1; fi; \
+	echo "make lint: all checks passed"
+
+test: lint browser slurm
 	$(BIN)/python -m pytest
 
 clean:

@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ROOT / "envs"
 RULES = ROOT / "rules"
+DEVELOPMENT_TOOLS = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "playwright", "ruff", "snakefmt"}
 
 
 def pins(path: Path) -> list[str]:
@@ -35,7 +36,7 @@ def test_conda_environment_is_self_contained_with_the_pip_pins(name):
 def test_the_runtime_environments_leave_out_the_test_and_workflow_tools():
     for name in ("train", "report"):
         packages = {line.split("==")[0].lower() for line in pins(ENVS / f"{name}.txt")}
-        assert not packages & {"snakemake", "pytest", "playwright", "snakemake-executor-plugin-slurm"}
+        assert not packages & DEVELOPMENT_TOOLS
     assert "deepspeed" not in {line.split("==")[0] for line in pins(ENVS / "report.txt")}
 
 
@@ -48,6 +49,7 @@ def test_every_rule_names_an_environment_that_exists():
 def test_the_development_requirements_include_both_environments():
     lines = pins(ENVS / "requirements.txt")
     assert "-r train.txt" in lines and "-r report.txt" in lines
+    assert {line.split("==")[0].lower() for line in lines if "==" in line} == DEVELOPMENT_TOOLS
 
 
 def test_report_rules_import_nothing_outside_the_report_environment():
