@@ -129,7 +129,7 @@ def test_an_installed_copy_of_the_package_has_the_files_it_reads(tmp_path):
     package = ROOT / "paramdelta"
     expected = {
         path.relative_to(ROOT).as_posix()
-        for path in [*package.rglob("*.py"), *package.glob("report/templates/**/*.j2")]
-        if "__pycache__" not in path.parts
+        for path in [*package.rglob("*.py"), *package.glob("report/templates/**/*")]
+        if "__pycache__" not in path.parts and path.is_file()
     }
     assert expected <= names, sorted(expected - names)
