@@ -27,31 +27,38 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from paramdelta.config import budget_epochs
+from paramdelta.config import budget_epochs, defaults
 
 BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+_TRAIN = defaults("train")  # config/schema.yaml's, where the train defaults are written
 
 
 @dataclass(frozen=True)
 class Settings:
-    optimizer: str = "adamw"
-    fused: bool = True
-    lr: float = 3e-5
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-5
-    weight_decay: float = 0.1
-    weight_decay_on: str = "all"  # or "matrices": not biases or normalisation weights (1-D tensors)
-    momentum: float = 0.0
-    schedule: str = "cosine"
-    grad_clip: float = 1.0
-    patience: int = 20
-    min_delta: float = 1e-4
-    max_epochs: int = 100
-    precision: str = "fp32"
-    seed: int = 0
+    """The config's `train` fields that the training loop reads; a field not given takes the
+    schema's default."""
+
+    optimizer: str = _TRAIN["optimizer"]
+    fused: bool = _TRAIN["fused"]
+    lr: float = _TRAIN["lr"]
+    betas: tuple[float, float] = tuple(_TRAIN["betas"])
+    eps: float = _TRAIN["eps"]
+    weight_decay: float = _TRAIN["weight_decay"]
+    weight_decay_on: str = _TRAIN["weight_decay_on"]  # or "matrices": not biases or normalisation weights (1-D tensors)
+    momentum: float = _TRAIN["momentum"]
+    schedule: str = _TRAIN["schedule"]
+    grad_clip: float = _TRAIN["grad_clip"]
+    patience: int = _TRAIN["patience"]
+    min_delta: float = _TRAIN["min_delta"]
+    max_epochs: int = _TRAIN["max_epochs"]
+    precision: str = _TRAIN["precision"]
+    seed: int = _TRAIN["seed"]
 
     @classmethod
     def from_config(cls, train: dict) -> Settings:
+        """From a `train` section: the workflow's completed one, or some fields of one (the
+        others the schema's defaults); fields the loop does not read are ignored."""
         known = {name: train[name] for name in cls.__dataclass_fields__ if name in train}
         if "betas" in known:
             known["betas"] = tuple(known["betas"])
