@@ -540,7 +540,7 @@ def _engine(config: dict, slug: str) -> tuple[str, int, int]:
     spec, train = config["models"][slug], config["train"]
     engine = spec.get("engine") or train["engine"]
     ranks = max(1, spec["gpus"]) if engine == "deepspeed" else 1
-    return engine, ranks, int(train.get("parallel_texts", 1)) if engine == "torch" else 1
+    return engine, ranks, int(train["parallel_texts"]) if engine == "torch" else 1
 
 
 def run_bytes(config: dict, info: ModelInfo, epochs: int) -> float:

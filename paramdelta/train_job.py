@@ -16,7 +16,7 @@ The spec is a plain JSON-able dict (written to a file for the ranks):
     model_path       what models.load_with_tokenizer loads (a directory or hub id) ...
     revision         ... at this revision (None: the default one)
     engine           "torch" (one process only) or "deepspeed"
-    train            the config's `train` settings (Settings.from_config; max_length)
+    train            the completed config's `train` section (Settings.from_config; max_length, parallel_texts)
     deepspeed_config the DeepSpeed JSON (deepspeed engine; None otherwise)
     zero_stage       overrides the JSON's ZeRO stage (None: keep it)
     policy           what the store keeps per text: "sketch", "delta" or "full"
@@ -134,7 +134,7 @@ def run(spec: dict) -> None:
     layers = models.model_layers(model)  # before DeepSpeed partitions the parameters (ZeRO-3)
     max_length = spec["train"].get("max_length") or models.context_length(model)
     device = train.pick_device(spec["device"])
-    parallel_texts = int(spec["train"].get("parallel_texts", 1))
+    parallel_texts = int(spec["train"]["parallel_texts"])
     if parallel_texts > 1 and spec["engine"] != "torch":
         raise ValueError(f"train.parallel_texts = {parallel_texts} needs the torch engine, not {spec['engine']!r}")
     if parallel_texts > 1:

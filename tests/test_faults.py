@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from paramdelta import deltas, train_job
+from paramdelta.config import defaults
 
 KS = [1, 10]
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def _spec(tiny_model_dir, dataset, output: Path, policy: str = "sketch") -> dict
         "model_path": str(tiny_model_dir),
         "revision": None,
         "engine": "torch",
-        "train": {"lr": 1e-3, "max_length": 24, "device": "cpu"},
+        "train": defaults("train") | {"lr": 1e-3, "max_length": 24, "device": "cpu"},  # completed, as the workflow's
         "deepspeed_config": None,
         "zero_stage": None,
         "policy": policy,

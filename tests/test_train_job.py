@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from paramdelta import deltas, store, train_job
+from paramdelta.config import defaults
 
 REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
 KS = [1, 10, 50]
@@ -68,9 +69,10 @@ def _spec(
         "model_path": str(tiny_model_dir),
         "revision": None,
         "engine": engine,
-        # `es`: the loss falls by less than min_delta at about epoch 6 of 8, so training stops
-        # (on every rank alike) before the cap.
-        "train": {
+        # The completed `train` section, as the workflow gives it. `es`: the loss falls by less
+        # than min_delta at about epoch 6 of 8, so training stops (on every rank alike) before the cap.
+        "train": defaults("train")
+        | {
             "lr": 1e-3,
             "max_epochs": MAX_EPOCHS,
             "patience": 1,
