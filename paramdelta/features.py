@@ -22,12 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from paramdelta.config import defaults
 from paramdelta.metrics import auroc_rows
 
 SELECTIONS = ("all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers")
 K_SELECTIONS = ("topk-elements", "topk-layers")
 GROUP_SELECTIONS = ("attention", "mlp", "norm", "embedding")
 AGGREGATIONS = ("mean", "sum", "l2")
+AGGREGATE = defaults("features", "aggregate")  # config/schema.yaml's default
 METHOD = "param-delta"
 SCORE_COLUMNS = ("text_id", "label", "method", "selection", "k", "score")
 
@@ -105,7 +107,7 @@ def _selected_rows(table: pd.DataFrame, selection: str, k: int | None) -> pd.Ser
     return pd.Series(True, index=table.index)
 
 
-def select_score(table: pd.DataFrame, selection: str, k: int | None = None, aggregate: str = "mean") -> pd.Series:
+def select_score(table: pd.DataFrame, selection: str, k: int | None = None, aggregate: str = AGGREGATE) -> pd.Series:
     """Score per text (index text_id, name "score") for one layer selection and aggregation."""
     _check_choice(selection, SELECTIONS, "selection")
     _check_choice(aggregate, AGGREGATIONS, "aggregate")
@@ -145,7 +147,7 @@ def _text_labels(table: pd.DataFrame) -> pd.Series:
 
 
 def score_table(
-    table: pd.DataFrame, selections: Sequence[str], ks: Sequence[int], aggregate: str = "mean"
+    table: pd.DataFrame, selections: Sequence[str], ks: Sequence[int], aggregate: str = AGGREGATE
 ) -> pd.DataFrame:
     """Long per-text scores: one block per non-K selection and per (K selection, k in ks).
 

@@ -15,6 +15,11 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from paramdelta.config import defaults
+
+# config/schema.yaml's metrics.bootstrap and metrics.seed: the defaults of a call from outside the workflow.
+_METRICS = defaults("metrics")
+
 SUMMARY_COLUMNS = (
     "auroc",
     "auroc_lo",
@@ -73,7 +78,9 @@ def auroc_rows(labels, score_matrix) -> np.ndarray:
     return (member_rank_sum - n_members * (n_members + 1) / 2) / (n_members * n_nonmembers)
 
 
-def auroc_ci(labels, scores, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def auroc_ci(
+    labels, scores, *, n_boot: int = _METRICS["bootstrap"], seed: int = _METRICS["seed"], level: float = 0.95
+) -> tuple[float, float]:
     """Stratified bootstrap percentile interval of the AUROC.
 
     Members and non-members are resampled separately with replacement, so every
@@ -135,7 +142,9 @@ def _summary_row(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed: int)
     }
 
 
-def summarise(scores: pd.DataFrame, by: Sequence[str], *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def summarise(
+    scores: pd.DataFrame, by: Sequence[str], *, n_boot: int = _METRICS["bootstrap"], seed: int = _METRICS["seed"]
+) -> pd.DataFrame:
     """One row of metrics per group of ``by``; groups with a NaN key (e.g. k) are kept."""
     by = list(by)
     missing = [column for column in ["label", "score", *by] if column not in scores.columns]
@@ -194,7 +203,9 @@ def roc_points(labels, scores) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fprs, "tpr": tprs})
 
 
-def cross_validated_k(scores: pd.DataFrame, *, n_folds: int = 5, seed: int = 0) -> tuple[list[float], list[int]]:
+def cross_validated_k(
+    scores: pd.DataFrame, *, n_folds: int = 5, seed: int = _METRICS["seed"]
+) -> tuple[list[float], list[int]]:
     """Held-out AUROC per fold, each with its own k chosen on the other folds.
 
     Choosing the k with the best AUROC on the evaluation texts themselves is optimistic;
@@ -209,7 +220,12 @@ def cross_validated_k(scores: pd.DataFrame, *, n_folds: int = 5, seed: int = 0) 
 
 
 def cross_validated_k_interval(
-    scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    scores: pd.DataFrame,
+    *,
+    n_folds: int = 5,
+    n_boot: int = _METRICS["bootstrap"],
+    seed: int = _METRICS["seed"],
+    level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile interval of the mean fold AUROC of cross_validated_k, the selection included.
 
@@ -302,7 +318,9 @@ def _cv_folds(labels, matrix, folds, ks) -> tuple[list[float], list[int]]:
 SCORE_KEYS = ("dataset", "model", "budget", "method", "selection", "k")
 
 
-def metrics_table(scores: pd.DataFrame, texts: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def metrics_table(
+    scores: pd.DataFrame, texts: pd.DataFrame, *, n_boot: int = _METRICS["bootstrap"], seed: int = _METRICS["seed"]
+) -> pd.DataFrame:
     """The tidy metrics table: one row per (dataset, model, budget, method, selection, k).
 
     `texts` (per-text training records with a `status` column) gives the number of
@@ -378,7 +396,9 @@ def correlation_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "r", "p", "n"])
 
 
-def topk_cv_table(scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def topk_cv_table(
+    scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = _METRICS["bootstrap"], seed: int = _METRICS["seed"]
+) -> pd.DataFrame:
     """The best top-K% two ways per (dataset, model, budget, selection with K).
 
     `k_eval`/`auroc_eval`: K chosen on the evaluation texts themselves, as the thesis

@@ -16,9 +16,11 @@ from typing import ClassVar
 import numpy as np
 
 from paramdelta.attacks.forward import TokenStats
+from paramdelta.config import defaults
 
-# The K sweep (percent) of Shi et al.'s (2023) code, used here for Min-K% and Min-K%++ alike.
-K_GRID: tuple[float, ...] = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+# The K sweep (percent) of Shi et al.'s (2023) code, used here for Min-K% and Min-K%++ alike:
+# config/schema.yaml's default baselines.k.
+K_GRID: tuple[float, ...] = tuple(float(k) for k in defaults("baselines", "k"))
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
+from paramdelta.config import defaults
 
-def blind_scores(texts: Sequence[str], labels: Sequence[int], n_folds: int = 5, seed: int = 0) -> np.ndarray:
+_BLIND = defaults("baselines", "blind")  # config/schema.yaml's folds and seed
+
+
+def blind_scores(
+    texts: Sequence[str], labels: Sequence[int], n_folds: int = _BLIND["folds"], seed: int = _BLIND["seed"]
+) -> np.ndarray:
     """Out-of-fold P(member | text) of every text, in input order (higher = member).
 
     Folds are stratified by label and shuffled with ``seed``; each class needs at least

@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 from paramdelta import models
+from paramdelta.config import defaults
+
+BATCH_SIZE = defaults("baselines", "batch_size")  # config/schema.yaml's texts per forward batch
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,13 @@ def _row_stats(logits: torch.Tensor, ids: torch.Tensor, moments: bool) -> TokenS
 
 
 def token_stats(
-    model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, moments: bool = True, max_length: int | None = None
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = BATCH_SIZE,
+    moments: bool = True,
+    max_length: int | None = None,
 ) -> list[TokenStats]:
     """Per-token statistics of every text, in input order, from one forward pass per text.
 

@@ -57,8 +57,10 @@ from paramdelta import models
 from paramdelta.attacks.forward import eval_mode, length_batches, pad_id
 from paramdelta.attacks.score import SCORE_COLUMNS
 from paramdelta.attacks.zlib_ratio import zlib_length
+from paramdelta.config import defaults
 
 METHODS = ("samia", "samia-zlib")
+_SAMIA = defaults("baselines", "samia")  # config/schema.yaml's n_samples, seed and batch_size
 _WORD = re.compile(r"\w+")
 
 
@@ -227,9 +229,9 @@ def samia_scores(
     tokenizer,
     texts: Sequence[str],
     *,
-    n_samples: int = 10,
-    seed: int = 0,
-    batch_size: int = 4,
+    n_samples: int = _SAMIA["n_samples"],
+    seed: int = _SAMIA["seed"],
+    batch_size: int = _SAMIA["batch_size"],
     top_k: int = 50,
     temperature: float = 1.0,
     text_ids: Sequence[Hashable] | None = None,

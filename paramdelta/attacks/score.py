@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from paramdelta.attacks.base import K_GRID, Attack, Document
-from paramdelta.attacks.forward import token_stats
+from paramdelta.attacks.forward import BATCH_SIZE, token_stats
 from paramdelta.attacks.registry import ATTACKS
 
 SCORE_COLUMNS = ("text_id", "method", "k", "score")
@@ -50,7 +50,7 @@ def score_texts(
     attacks: Sequence[str] | None = None,
     *,
     ks: Sequence[float] = K_GRID,
-    batch_size: int = 8,
+    batch_size: int = BATCH_SIZE,
     reference: tuple | None = None,
     text_ids: Sequence[Hashable] | None = None,
     max_length: int | None = None,
