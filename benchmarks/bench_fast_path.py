@@ -30,8 +30,9 @@ import torch
 from _machine import cpu_model
 
 from paramdelta import corpus, deltas, models, target, train
+from paramdelta.config import defaults
 
-KS = [1, 2, 5, 10, 20, 50]
+KS = defaults("features", "k")  # the schema's default top-K% grid of the sketch
 
 
 def machine() -> str:

@@ -40,6 +40,7 @@ import torch
 import yaml
 
 from paramdelta import corpus, data, deltas, models, store, target, train_job
+from paramdelta.config import defaults, fill_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHIA_70M = dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, max_positions=2048)
@@ -52,11 +53,8 @@ MB = 1e6
 
 def k_grid() -> list[int]:
     """features.k of config/wikimia.yaml, else the schema's default."""
-    features = yaml.safe_load((REPO / "config" / "wikimia.yaml").read_text()).get("features", {})
-    if "k" in features:
-        return list(features["k"])
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    return list(schema["properties"]["features"]["properties"]["k"]["default"])
+    wikimia = yaml.safe_load((REPO / "config" / "wikimia.yaml").read_text())
+    return list(fill_defaults(wikimia)["features"]["k"])
 
 
 def save_model(directory: Path, name: str, tokenizer, vocab_size: int, shape: dict) -> tuple[str, int]:
@@ -82,22 +80,8 @@ def write_dataset(path: Path, texts: list[str]) -> tuple[str, dict[str, int]]:
 
 
 def spec(model_path, table, text_ids, output, *, policy, budget, ks, threads, max_length) -> dict:
-    train_settings = {  # config/wikimia.yaml's training, in fp32 on the CPU
-        "optimizer": "adamw",
-        "lr": 3.0e-5,
-        "betas": [0.9, 0.95],
-        "eps": 1.0e-5,
-        "weight_decay": 0.1,
-        "schedule": "cosine",
-        "grad_clip": 1.0,
-        "patience": 20,
-        "min_delta": 1.0e-4,
-        "max_epochs": 100,
-        "precision": "fp32",
-        "seed": 0,
-        "max_length": max_length,
-        "device": "cpu",
-    }
+    # The schema's default training (the thesis's settings), in fp32 on the CPU.
+    train_settings = defaults("train") | {"max_length": max_length, "device": "cpu"}
     return {
         "texts": list(text_ids),
         "dataset_table": table,

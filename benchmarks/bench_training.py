@@ -51,7 +51,7 @@ from _machine import cpu_model
 
 from paramdelta import config, corpus, data, models, store, target, train, train_job
 
-KS = [1, 2, 5, 10, 20, 50]  # the schema's default features.k: the sketch's top-K% statistics
+KS = config.defaults("features", "k")  # the schema's default features.k: the sketch's top-K% statistics
 P1_GOAL, P2_GOAL = 1.25, 5.0
 
 
@@ -106,7 +106,7 @@ def build_model_dir(args, root: Path) -> tuple[Path, object]:
 
 def train_settings(args) -> dict:
     """The `train` section the workflow would pass: the schema's defaults with this run's values."""
-    section = config.fill_defaults(
+    return config.fill_defaults(
         {
             "train": {
                 "lr": args.lr,
@@ -114,14 +114,10 @@ def train_settings(args) -> dict:
                 "min_delta": args.min_delta,
                 "max_epochs": args.max_epochs,
                 "device": "cpu",
+                "parallel_texts": args.parallel_texts,
             }
         }
     )["train"]
-    # Only when asked: the job then trains that many texts side by side (where the project has it).
-    section.pop("parallel_texts", None)
-    if args.parallel_texts > 1:
-        section["parallel_texts"] = args.parallel_texts
-    return section
 
 
 def job_spec(args, model_dir: Path, table: Path, text_ids: list[str], train_section: dict, output: Path) -> dict:
@@ -305,9 +301,7 @@ def main() -> None:
     parser.add_argument("--min-delta", type=float, default=2e-2)
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--policy", default="sketch", choices=["sketch", "delta", "full"])
-    parser.add_argument(
-        "--parallel-texts", type=int, default=1, help="train.parallel_texts of the job's spec (passed only when > 1)"
-    )
+    parser.add_argument("--parallel-texts", type=int, default=1, help="train.parallel_texts of the job's spec")
     # One thread by default: for models this small a second thread mostly adds contention.
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the spec's threads)")
     parser.add_argument("--repeats", type=int, default=1, help="time each setup this many times, keep the fastest")

@@ -34,6 +34,7 @@ import torch
 from _machine import cpu_model
 
 from paramdelta import deltas, estimate, models, store, train
+from paramdelta.config import defaults
 
 
 def best(function, repeats: int) -> float:
@@ -104,7 +105,7 @@ def main() -> None:
     layer = models.Layer(index=0, name="layer", group="mlp", block=0, params=("w",), numel=4_194_304)
     before = {"w": torch.randn(2048, 2048)}
     after = {"w": before["w"] + 1e-4 * torch.randn(2048, 2048)}
-    ks = [1, 2, 5, 10, 20, 50]
+    ks = defaults("features", "k")  # the schema's default top-K% grid
     stats = best(lambda: deltas.layer_stats([layer], before, after, ks), args.repeats)
     print(f"layer_stats, K up to {max(ks)}%: {layer.numel / stats / 1e6:.1f} M elements/s")
     delta = {"w": (after["w"] - before["w"]).repeat(4, 1)}
