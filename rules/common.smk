@@ -5,7 +5,6 @@ import os
 import re
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The package is installed where snakemake runs (`make setup`: editable, in .venv), as in
 # every environment a job runs in (envs/*.post-deploy.sh).
@@ -36,9 +35,10 @@ if not config:
 # rows of every data set a model attacks.
 try:
     completed, TABLES = inputs.check(config, workflow.basedir)
+    # No snakemake.utils.validate: inputs.check has run the schema on the config as given and
+    # as completed, and the defaults are filled in one place, paramdelta.config.fill_defaults,
+    # which `python -m paramdelta.estimate` and the hub fetch complete a config with too.
     config.update(completed)
-    # The official check and defaults; the line above already named any wrong field.
-    validate(config, "../config/schema.yaml", set_default=True)
 except (config_checks.ConfigError, data.DataError) as error:
     raise WorkflowError(str(error)) from None
 
