@@ -1,6 +1,10 @@
 """Tests of the configuration checks: the demo config, defaults, field-naming errors, cross references."""
 
 import copy
+import dataclasses
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +116,214 @@ def test_wikimia_config_validates():
         assert d["text"] == "input" and d["label"] == "label"  # WikiMIA's fields
     attacked = {name for slug in completed["models"] for name in config.model_datasets(completed, slug)}
     assert attacked and attacked <= set(completed["datasets"])
+
+
+# Defaults: written once, in the schema, and filled by one filler.
+
+# fill_defaults's completions of minimal() and config/demo.yaml before the defaults had one
+# source: models.<slug>, datasets.<name> and baselines, nested defaults included.
+MINIMAL_COMPLETED = {
+    "models": {
+        "pythia": {"path": "EleutherAI/pythia-70m", "dtype": "float32", "gpus": 0, "mem_mb": 4000, "runtime": 60},
+        "tiny": {
+            "build": {
+                "dataset": "demo",
+                "arch": "gpt-neox",
+                "hidden_size": 128,
+                "num_layers": 4,
+                "num_heads": 4,
+                "intermediate_size": 512,
+                "max_positions": 256,
+                "vocab_size": 1024,
+                "seed": 0,
+                "base_epochs": 2,
+                "base_lr": 0.001,
+                "target_epochs": 3,
+                "target_lr": 0.001,
+                "batch_size": 4,
+            },
+            "dtype": "float32",
+            "gpus": 0,
+            "mem_mb": 4000,
+            "runtime": 60,
+        },
+    },
+    "datasets": {
+        "wikimia": {"path": "data/wikimia.jsonl", "text": "input", "label": "label"},
+        "other": {"hf": "someone/other", "split": "test", "text": "text", "label": "label"},
+        "demo": {
+            "controlled": {
+                "corpus": {"generator": "templates", "n_documents": 40, "seed": 0, "text": "text"},
+                "candidates": 10,
+                "members": 0.5,
+                "seed": 0,
+            },
+            "text": "text",
+            "label": "label",
+        },
+    },
+    "baselines": {
+        "k": [5, 10, 20, 30, 40, 50, 60],
+        "batch_size": 8,
+        "samia": {"n_samples": 10, "texts_per_job": 50, "batch_size": 4, "seed": 0},
+        "blind": {"folds": 5, "seed": 0},
+    },
+}
+DEMO_COMPLETED = {
+    "models": {
+        slug: {
+            "build": {
+                "dataset": "demo",
+                "arch": arch,
+                "hidden_size": 64,
+                "num_layers": 2,
+                "num_heads": 4,
+                "intermediate_size": 256,
+                "max_positions": 256,
+                "vocab_size": 1024,
+                "seed": 0,
+                "base_epochs": 2,
+                "base_lr": 0.001,
+                "target_epochs": 3,
+                "target_lr": 0.001,
+                "batch_size": 4,
+            },
+            "dtype": "float32",
+            "gpus": 0,
+            "mem_mb": 4000,
+            "runtime": 60,
+        }
+        for slug, arch in (("pythia-tiny", "gpt-neox"), ("llama-tiny", "llama"))
+    },
+    "datasets": {
+        "demo": {
+            "controlled": {
+                "corpus": {"generator": "templates", "n_documents": 1200, "seed": 7, "text": "text"},
+                "candidates": 200,
+                "members": 0.5,
+                "seed": 0,
+            },
+            "text": "text",
+            "label": "label",
+        }
+    },
+    "baselines": {
+        "k": [5, 10, 20, 30, 40, 50, 60],
+        "batch_size": 8,
+        "samia": {"n_samples": 10, "texts_per_job": 400, "batch_size": 4, "seed": 0},
+        "blind": {"folds": 5, "seed": 0},
+    },
+}
+
+
+@pytest.mark.parametrize("raw, expected", [(minimal(), MINIMAL_COMPLETED), (read(DEMO), DEMO_COMPLETED)])
+def test_nested_defaults_are_filled_as_before(raw, expected):
+    completed = config.validate(raw)
+    for section, entries in expected.items():
+        assert completed[section] == entries, section
+
+
+def test_the_shipped_configs_are_completed_by_the_one_filler():
+    for path in (DEMO, WIKIMIA):
+        raw = read(path)
+        assert config.validate(raw) == config.fill_defaults(raw)
+    wikimia = read(WIKIMIA)  # spells out its models, data sets and baselines: nothing to fill there
+    completed = config.validate(wikimia)
+    assert all(completed[section] == wikimia[section] for section in ("models", "datasets", "baselines"))
+    # The workflow fills no defaults of its own (snakemake.utils.validate with set_default).
+    assert "set_default" not in (ROOT / "rules" / "common.smk").read_text()
+
+
+def test_settings_from_an_empty_train_section_are_the_schema_defaults():
+    from paramdelta import train
+
+    schema_train = config.load_schema()["properties"]["train"]["properties"]
+    settings = train.Settings.from_config({})
+    assert settings == train.Settings() == train.Settings.from_config(config.defaults("train"))
+    for field in dataclasses.fields(train.Settings):
+        value = getattr(settings, field.name)
+        assert (list(value) if field.name == "betas" else value) == schema_train[field.name]["default"], field.name
+    assert train.Settings.from_config({"lr": 0.5}) == dataclasses.replace(settings, lr=0.5)
+
+
+def _changed_defaults(node):
+    """A copy of a schema with every scalar and list default changed (to a value of its type)."""
+    if isinstance(node, list):
+        return [_changed_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _changed_defaults(value) for key, value in node.items()}
+    default = node.get("default")
+    if isinstance(default, bool):
+        node["default"] = not default
+    elif isinstance(default, int):
+        node["default"] = default + 1
+    elif isinstance(default, float):
+        node["default"] = default / 2 if default else 0.25
+    elif isinstance(default, str):
+        others = [value for value in node.get("enum", []) if value != default]
+        node["default"] = others[0] if others else default + "-changed"
+    elif isinstance(default, list):
+        node["default"] = default[::-1]
+    return node
+
+
+# What the package's defaults of a config field are, printed as JSON by a fresh process that
+# reads the schema named on its command line.
+LIBRARY_DEFAULTS = """
+import dataclasses, inspect, json, pathlib, sys
+from paramdelta import config
+config.SCHEMA_PATH = pathlib.Path(sys.argv[1])
+from paramdelta import attacks, features, metrics, train
+from paramdelta.attacks import forward, samia, score
+
+def default(function, name):
+    return inspect.signature(function).parameters[name].default
+
+def with_parameter(module, name):  # every function of the module that gives `name` a default
+    return {f"{module.__name__}.{key}": default(value, name) for key, value in vars(module).items()
+            if inspect.isfunction(value) and value.__module__ == module.__name__
+            and name in inspect.signature(value).parameters
+            and default(value, name) is not inspect.Parameter.empty}
+
+settings = train.Settings.from_config({})
+print(json.dumps({
+    "train": {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)},
+    "settings": dataclasses.asdict(train.Settings()),
+    "samia": {name: default(samia.samia_scores, name) for name in ("n_samples", "seed", "batch_size")},
+    "blind": {"folds": default(attacks.blind_scores, "n_folds"), "seed": default(attacks.blind_scores, "seed")},
+    "k": [list(attacks.K_GRID), list(default(score.score_texts, "ks")), list(default(score.score_documents, "ks"))],
+    "batch_size": [default(score.score_texts, "batch_size"), default(forward.token_stats, "batch_size")],
+    "bootstrap": with_parameter(metrics, "n_boot"),
+    "metrics_seed": with_parameter(metrics, "seed"),
+    "aggregate": with_parameter(features, "aggregate"),
+}))
+"""
+
+
+def test_the_package_takes_its_defaults_from_the_schema(tmp_path):
+    """With every default of the schema changed, every default of a config field in the
+    package changes with it: no value is written a second time."""
+    changed = _changed_defaults(config.load_schema())
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    result = subprocess.run(
+        [sys.executable, "-c", LIBRARY_DEFAULTS, str(path)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout)
+    expected = config.fill_defaults({}, changed)
+    assert expected["train"] != config.defaults("train")  # the changed schema differs
+    fields = got["train"].keys()
+    assert got["train"] == got["settings"] == {name: expected["train"][name] for name in fields}
+    baselines, bootstrap, seed = expected["baselines"], expected["metrics"]["bootstrap"], expected["metrics"]["seed"]
+    assert got["samia"] == {name: baselines["samia"][name] for name in ("n_samples", "seed", "batch_size")}
+    assert got["blind"] == baselines["blind"]
+    assert got["k"] == [[float(k) for k in baselines["k"]]] * 3
+    assert got["batch_size"] == [baselines["batch_size"]] * 2
+    assert got["bootstrap"] and set(got["bootstrap"].values()) == {bootstrap}
+    assert got["metrics_seed"] and set(got["metrics_seed"].values()) == {seed}
+    assert got["aggregate"] and set(got["aggregate"].values()) == {expected["features"]["aggregate"]}
 
 
 # Schema errors name the field.
