@@ -39,8 +39,6 @@ REQUIRED_COLUMNS = {
     ),  # fmt: skip
     "benchmarks": ("rule", "job", "s", "max_rss", "cpu_time", "gpus"),
 }
-# Tables a run may lack: the section that reads one says so.
-OPTIONAL = ("layers", "change", "topk_cv", "benchmarks")
 _TEXT_COLUMNS = ("dataset", "model", "method", "text_id", "status", "layer", "group", "rule")
 _NUMBER_COLUMNS = ("auroc", "auroc_lo", "auroc_hi", "k", "score", "l2_total", "mean_l2", "mean_norm", "s")
 
