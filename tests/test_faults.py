@@ -11,7 +11,6 @@ under Snakemake itself.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,6 @@ from paramdelta import deltas, train_job
 from paramdelta.config import defaults
 
 KS = [1, 10]
-ROOT = Path(__file__).resolve().parent.parent
 
 # The child: patches the function that marks the phase so that it kills the process there.
 DRIVER = """
@@ -103,9 +101,8 @@ def _spec(tiny_model_dir, dataset, output: Path, policy: str = "sketch") -> dict
 def _run_child(spec: dict, phase: str, tmp_path: Path) -> int:
     path = tmp_path / f"spec-{uuid.uuid4().hex[:6]}.json"
     path.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-c", DRIVER, str(path), phase], env=env, cwd=tmp_path, capture_output=True
+        [sys.executable, "-c", DRIVER, str(path), phase], cwd=tmp_path, capture_output=True
     ).returncode
 
 
