@@ -421,19 +421,8 @@ def model_info(
             AutoConfig.from_pretrained(str(built), local_files_only=True), "config.json of the built model"
         )
     tokenizer = _controlled_tokenizer(config, slug, tokenizer_cache)
-    tiny = models.tiny_config(
-        build["arch"],
-        len(tokenizer),
-        hidden_size=build["hidden_size"],
-        num_layers=build["num_layers"],
-        num_heads=build["num_heads"],
-        intermediate_size=build["intermediate_size"],
-        max_positions=build["max_positions"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return _info_of_config(tiny, "the build: section, via models.tiny_config")
+    tiny = models.build_config(build, tokenizer)
+    return _info_of_config(tiny, "the build: section, via models.build_config")
 
 
 def tokenizer_of(config: dict, slug: str, tokenizer_cache: dict | None = None):

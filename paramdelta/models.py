@@ -233,6 +233,23 @@ def tiny_config(
     raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
 
 
+def build_config(build: dict, tokenizer) -> transformers.PretrainedConfig:
+    """The architecture of a built model (a config's `models.<slug>.build` section, completed)
+    with the vocabulary and special tokens of ``tokenizer``."""
+    return tiny_config(
+        build["arch"],
+        len(tokenizer),
+        hidden_size=build["hidden_size"],
+        num_layers=build["num_layers"],
+        num_heads=build["num_heads"],
+        intermediate_size=build["intermediate_size"],
+        max_positions=build["max_positions"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_model(config: transformers.PretrainedConfig, seed: int) -> transformers.PreTrainedModel:
     """A randomly initialised fp32 causal LM; the same seed gives the same weights (on CPU)."""
     from transformers import AutoModelForCausalLM

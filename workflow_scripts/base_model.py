@@ -16,18 +16,7 @@ if "base" in build:
 else:
     documents = pd.read_json(snakemake.input.background, lines=True)["text"].tolist()
     tokenizer = target.train_tokenizer(documents, build["vocab_size"])
-    config = models.tiny_config(
-        build["arch"],
-        len(tokenizer),
-        hidden_size=build["hidden_size"],
-        num_layers=build["num_layers"],
-        num_heads=build["num_heads"],
-        intermediate_size=build["intermediate_size"],
-        max_positions=build["max_positions"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = models.build_config(build, tokenizer)
     model = models.build_model(config, build["seed"])
     losses = target.pretrain(
         model,
