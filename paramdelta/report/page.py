@@ -73,6 +73,7 @@ def render_page(data: RunData) -> str:
         warnings=blind.warnings(data),
         sections=[render_section(section, data) for section in SECTIONS],
         several=len(data.datasets) > 1,
+        attribution=data.meta.get("attribution"),
     )
 
 
