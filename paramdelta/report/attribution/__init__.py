@@ -25,8 +25,6 @@ from paramdelta.report.attribution.sections import SECTIONS
 
 __all__ = ["load", "render", "write"]
 
-HEADING = "attribution by unlearning"
-
 
 def load(influence_csv: str | os.PathLike, correlation_csv: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """The two tables, keyed as ``render`` takes them."""
@@ -58,7 +56,7 @@ def render(
     if generated is None:
         generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return page.ENVIRONMENT.get_template("page.html.j2").render(
-        title=f"{title}: {HEADING}",
+        title=title,
         generated=generated,
         plotly_js=Markup(get_plotlyjs()),
         warnings=[],

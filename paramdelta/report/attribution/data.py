@@ -138,7 +138,9 @@ def attribution_data(influence: pd.DataFrame, correlation: pd.DataFrame, metadat
     experiments = []
     for name in names:
         meta = metadata.get(name) or {}
-        sizes = {str(training): int(size) for training, size in (meta.get("sizes") or {}).items()}
+        # A set read from a file without a row limit has no size known before it is read.
+        given = (meta.get("sizes") or {}).items()
+        sizes = {str(training): int(size) for training, size in given if size is not None}
         rows = influence[influence["experiment"] == name]
         found = _unique(rows["training"])
         trainings = [training for training in sizes if training in found or rows.empty] + [
