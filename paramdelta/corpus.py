@@ -12,6 +12,7 @@ to remember.  All wording and word lists are written for this project.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 MIN_WORDS = 25
 MAX_WORDS = 60
@@ -706,27 +707,42 @@ def _capitalised(sentence: str) -> str:
     return sentence[0].upper() + sentence[1:]
 
 
-def _draw_document(rng: random.Random) -> tuple[str, str]:
-    """One document and its genre, before the length and uniqueness checks."""
-    genre = rng.choice(tuple(_GENRES))
+GENRES = tuple(_GENRES)
+
+
+def _draw_document(rng: random.Random, genres: Sequence[str] = GENRES, weights=None) -> tuple[str, str]:
+    """One document and its genre (drawn from ``genres`` with ``weights``, uniformly by default),
+    before the length and uniqueness checks."""
+    genre = rng.choices(genres, weights)[0] if weights else rng.choice(genres)
     openings, bodies = _GENRES[genre]
     slots = _particulars(rng)
     sentences = [rng.choice(openings), *rng.sample(bodies, rng.randint(1, 3))]
     return genre, " ".join(_capitalised(sentence.format(**slots)) for sentence in sentences)
 
 
-def _generate_labelled(n_documents: int, seed: int) -> list[tuple[str, str]]:
+def _generate_labelled(
+    n_documents: int, seed: int, genres: Sequence[str] = GENRES, weights=None
+) -> list[tuple[str, str]]:
     """``n_documents`` distinct (genre, text) pairs, deterministic for ``seed``."""
     rng = random.Random(seed)
     seen: set[str] = set()
     documents: list[tuple[str, str]] = []
     while len(documents) < n_documents:
-        genre, text = _draw_document(rng)
+        genre, text = _draw_document(rng, genres, weights)
         if text in seen or not MIN_WORDS <= len(text.split()) <= MAX_WORDS:
             continue
         seen.add(text)
         documents.append((genre, text))
     return documents
+
+
+def generate_genre_documents(genres: dict[str, float], n_documents: int, seed: int) -> list[str]:
+    """``n_documents`` distinct documents whose genres are drawn with the given weights
+    (e.g. ``{"biography": 3, "letter": 1}``), deterministic for ``seed``."""
+    unknown = sorted(set(genres) - set(GENRES))
+    if unknown:
+        raise ValueError(f"unknown genre(s) {unknown}; known: {list(GENRES)}")
+    return [text for _, text in _generate_labelled(n_documents, seed, list(genres), list(genres.values()))]
 
 
 def generate_corpus(n_documents: int, seed: int) -> list[str]:
