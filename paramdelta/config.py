@@ -187,7 +187,12 @@ def check_references(config: dict) -> None:
         )
     if "ref" in config["attacks"] and not config["baselines"].get("reference"):
         raise ConfigError("config field 'baselines.reference': the 'ref' attack (in attacks) needs a reference model")
-    if not any(model_datasets(config, slug) for slug in config["models"]):
+    if not config["models"] and not config.get("attribution"):
+        raise ConfigError(
+            "config: nothing to run: name models (and the data sets they are attacked on) for membership "
+            "inference, or an attribution section"
+        )
+    if config["models"] and not any(model_datasets(config, slug) for slug in config["models"]):
         raise ConfigError("config: no model attacks any data set (check models.<slug>.datasets)")
 
 

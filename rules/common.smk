@@ -134,9 +134,9 @@ def per_model(value_of):
     itself when every model has the same one (nothing to evaluate per job), else a function of
     the wildcards that looks the job's model up in a table made once."""
     values = {model: value_of(model) for model in MODELS}
-    first = values[MODELS[0]]
-    if all(value == first for value in values.values()):
-        return first
+    # (A config without models, attribution only, never calls the function.)
+    if MODELS and all(value == values[MODELS[0]] for value in values.values()):
+        return values[MODELS[0]]
     return per_job(lambda wildcards: values[wildcards.model])
 
 
@@ -298,5 +298,8 @@ def text_tables(wildcards=None):
 
 
 def final_outputs():
+    """The membership part's outputs (none when the config names no model)."""
+    if not MODELS:
+        return []
     base_snapshots = [f"{RESULTS}/snapshots/{m}/base.zarr" for m in MODELS]
     return [f"{RESULTS}/metrics.csv", f"{RESULTS}/report/index.html", *base_snapshots]
