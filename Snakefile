@@ -19,6 +19,7 @@ include: "rules/deltas.smk"
 include: "rules/features.smk"
 include: "rules/baselines.smk"
 include: "rules/metrics.smk"
+include: "rules/attribution.smk"
 include: "rules/report.smk"
 
 
@@ -26,3 +27,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        attribution_outputs(),

@@ -33,5 +33,7 @@ rule report:
         config=report_config,
         benchmarks=f"{RESULTS}/benchmarks",
         gpus=model_gpus,
+        # the attribution page beside it (rules/attribution.smk), linked from the header
+        attribution="attribution.html" if EXPERIMENTS else None,
     script:
         "../workflow_scripts/report.py"

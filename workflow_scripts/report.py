@@ -28,6 +28,8 @@ meta = {
     "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     "jobs": {"n_jobs": len(tables["benchmarks"])},
 }
+if params.attribution:
+    meta["attribution"] = params.attribution
 report.write(snakemake.output.html, report.render(meta=meta, **tables))
 # Standalone copies of the headline figures for Snakemake's report; each carries plotly.js
 # (~5 MB), so not every figure of the page.

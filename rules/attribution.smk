@@ -1,0 +1,226 @@
+# Attribution by unlearning (UnTrac, UnTrac-Inv) with its comparison methods and the
+# leave-one-out truth: one job per (experiment, seed) and training run, unlearning run or
+# gradient computation (paramdelta/attribution/jobs.py).
+
+from paramdelta.attribution import compare
+from paramdelta.attribution.jobs import variants
+
+ATTRIBUTION = config.get("attribution") or {"experiments": {}, "seeds": [], "methods": []}
+EXPERIMENTS = ATTRIBUTION["experiments"]
+VARIANTS = variants(ATTRIBUTION) if EXPERIMENTS else {}
+SEED_DIR = f"{RESULTS}/attribution/{{experiment}}/seed{{seed}}"
+
+
+def set_names(role):
+    return sorted({name for experiment in EXPERIMENTS.values() for name in experiment[role]}) or ["^$"]
+
+
+wildcard_constraints:
+    experiment="|".join(map(re.escape, EXPERIMENTS)) or "^$",
+    seed=r"\d+",
+    training="|".join(map(re.escape, set_names("training"))),
+    evaluation="|".join(map(re.escape, set_names("evaluation"))),
+    variant="|".join(map(re.escape, VARIANTS)) or "^$",
+
+
+def experiment_spec(wildcards):
+    return canonical(EXPERIMENTS[wildcards.experiment])
+
+
+def variant_spec(wildcards):
+    return VARIANTS[wildcards.variant]
+
+
+def attribution_inputs():
+    """Every job file the tables are made of."""
+    methods = ATTRIBUTION["methods"]
+    files = []
+    for name, experiment in EXPERIMENTS.items():
+        for seed in ATTRIBUTION["seeds"]:
+            here = SEED_DIR.format(experiment=name, seed=seed)
+            files.append(f"{here}/losses/full.json")
+            files += [f"{here}/losses/without-{z}.json" for z in experiment["training"]]
+            for variant in VARIANTS:
+                if "untrac" in methods:
+                    files += [f"{here}/untrac/{variant}/{z}.csv" for z in experiment["training"]]
+                if "untrac-inv" in methods:
+                    files += [f"{here}/untrac-inv/{variant}/{e}.csv" for e in experiment["evaluation"]]
+            if any(m in compare.METHODS for m in methods):
+                files.append(f"{here}/gradient-methods.csv")
+    return files
+
+
+def attribution_outputs():
+    if not EXPERIMENTS:
+        return []
+    return [
+        f"{RESULTS}/attribution/influence.csv",
+        f"{RESULTS}/attribution/correlation.csv",
+        f"{RESULTS}/report/attribution.html",
+    ]
+
+
+rule attribution_sets:
+    output:
+        sets=f"{SEED_DIR}/sets.json",
+        tokenizer=directory(f"{SEED_DIR}/tokenizer"),
+    log:
+        "logs/attribution/{experiment}/seed{seed}/sets.log",
+    conda:
+        "../envs/train.yaml"
+    params:
+        experiment=experiment_spec,
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+rule attribution_model:
+    input:
+        sets=f"{SEED_DIR}/sets.json",
+        tokenizer=f"{SEED_DIR}/tokenizer",
+    output:
+        model=directory(f"{SEED_DIR}/model"),
+        checkpoints=f"{SEED_DIR}/checkpoints.pt",
+        losses=f"{SEED_DIR}/losses/full.json",
+    log:
+        "logs/attribution/{experiment}/seed{seed}/model.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/model.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        experiment=experiment_spec,
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+rule attribution_leave_out:
+    input:
+        sets=f"{SEED_DIR}/sets.json",
+        tokenizer=f"{SEED_DIR}/tokenizer",
+    output:
+        losses=f"{SEED_DIR}/losses/without-{{training}}.json",
+    log:
+        "logs/attribution/{experiment}/seed{seed}/without-{training}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/without-{{training}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        experiment=experiment_spec,
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+rule attribution_untrac:
+    input:
+        sets=f"{SEED_DIR}/sets.json",
+        model=f"{SEED_DIR}/model",
+    output:
+        f"{SEED_DIR}/untrac/{{variant}}/{{training}}.csv",
+    log:
+        "logs/attribution/{experiment}/seed{seed}/untrac/{variant}/{training}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/untrac/{{variant}}/{{training}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        experiment=experiment_spec,
+        section=canonical(ATTRIBUTION.get("untrac")),
+        variant=variant_spec,
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+rule attribution_untrac_inv:
+    input:
+        sets=f"{SEED_DIR}/sets.json",
+        model=f"{SEED_DIR}/model",
+    output:
+        f"{SEED_DIR}/untrac-inv/{{variant}}/{{evaluation}}.csv",
+    log:
+        "logs/attribution/{experiment}/seed{seed}/untrac-inv/{variant}/{evaluation}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/untrac-inv/{{variant}}/{{evaluation}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        experiment=experiment_spec,
+        section=canonical(ATTRIBUTION.get("untrac_inv")),
+        variant=variant_spec,
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+rule attribution_gradients:
+    input:
+        sets=f"{SEED_DIR}/sets.json",
+        model=f"{SEED_DIR}/model",
+        checkpoints=f"{SEED_DIR}/checkpoints.pt",
+    output:
+        f"{SEED_DIR}/gradient-methods.csv",
+    log:
+        "logs/attribution/{experiment}/seed{seed}/gradient-methods.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/gradient-methods.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        experiment=experiment_spec,
+        methods=[m for m in ATTRIBUTION["methods"] if m in compare.METHODS],
+        lissa=canonical(ATTRIBUTION.get("lissa")),
+        arnoldi=canonical(ATTRIBUTION.get("arnoldi")),
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+rule attribution_summary:
+    input:
+        attribution_inputs(),
+    output:
+        influence=f"{RESULTS}/attribution/influence.csv",
+        correlation=f"{RESULTS}/attribution/correlation.csv",
+    log:
+        "logs/attribution/summary.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    params:
+        attribution=canonical(ATTRIBUTION),
+        root=f"{RESULTS}/attribution",
+    script:
+        "../workflow_scripts/attribution.py"
+
+
+def experiment_pages():
+    """What the report says of each experiment: its title and its training sets' sizes."""
+    return {
+        name: {
+            "title": experiment.get("title", name),
+            "sizes": {z: spec.get("n", spec.get("limit")) for z, spec in experiment["training"].items()},
+        }
+        for name, experiment in EXPERIMENTS.items()
+    }
+
+
+rule attribution_report:
+    input:
+        influence=f"{RESULTS}/attribution/influence.csv",
+        correlation=f"{RESULTS}/attribution/correlation.csv",
+    output:
+        html=report(f"{RESULTS}/report/attribution.html", category="Report"),
+    log:
+        "logs/attribution/report.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
+    params:
+        title="Attribution by unlearning (UnTrac, UnTrac-Inv)",
+        experiments=experiment_pages(),
+    script:
+        "../workflow_scripts/attribution_report.py"
