@@ -7,7 +7,7 @@ from paramdelta.attribution.jobs import variants
 
 ATTRIBUTION = config.get("attribution") or {"experiments": {}, "seeds": [], "methods": []}
 EXPERIMENTS = ATTRIBUTION["experiments"]
-VARIANTS = variants(ATTRIBUTION) if EXPERIMENTS else {}
+VARIANTS = {name: variants(ATTRIBUTION, experiment) for name, experiment in EXPERIMENTS.items()}
 SEED_DIR = f"{RESULTS}/attribution/{{experiment}}/seed{{seed}}"
 
 
@@ -20,7 +20,7 @@ wildcard_constraints:
     seed=r"\d+",
     training="|".join(map(re.escape, set_names("training"))),
     evaluation="|".join(map(re.escape, set_names("evaluation"))),
-    variant="|".join(map(re.escape, VARIANTS)) or "^$",
+    variant="|".join(sorted({re.escape(v) for per in VARIANTS.values() for v in per})) or "^$",
 
 
 def experiment_spec(wildcards):
@@ -28,7 +28,7 @@ def experiment_spec(wildcards):
 
 
 def variant_spec(wildcards):
-    return VARIANTS[wildcards.variant]
+    return VARIANTS[wildcards.experiment][wildcards.variant]
 
 
 def attribution_inputs():
@@ -40,7 +40,7 @@ def attribution_inputs():
             here = SEED_DIR.format(experiment=name, seed=seed)
             files.append(f"{here}/losses/full.json")
             files += [f"{here}/losses/without-{z}.json" for z in experiment["training"]]
-            for variant in VARIANTS:
+            for variant in VARIANTS[name]:
                 if "untrac" in methods:
                     files += [f"{here}/untrac/{variant}/{z}.csv" for z in experiment["training"]]
                 if "untrac-inv" in methods:

@@ -26,16 +26,17 @@ def variant_name(optimizer: str, lr: float) -> str:
     return f"{optimizer}-lr{lr:g}"
 
 
-def variants(attribution: dict) -> dict[str, dict]:
-    """Every unlearning setting to run: the configured one ("default") and the sensitivity
-    sweep's (table 4), each ``{"optimizer", "lr", "variant"}``, keyed by path name."""
-    base = attribution["untrac"]
+def variants(attribution: dict, experiment: dict) -> dict[str, dict]:
+    """Every unlearning setting an experiment runs: the configured one ("default") and its
+    sensitivity sweep's (table 4), each ``{"optimizer", "lr", "variant"}`` (None: as configured),
+    keyed by path name."""
+    base, sweep = attribution["untrac"], experiment["sensitivity"]
     out = {variant_name(base["optimizer"], base["lr"]): {"optimizer": None, "lr": None, "variant": "default"}}
-    for optimizer in attribution["sensitivity"]["optimizers"]:
+    for optimizer in sweep["optimizers"]:
         out.setdefault(
             variant_name(optimizer, base["lr"]), {"optimizer": optimizer, "lr": None, "variant": "optimizer"}
         )
-    for lr in attribution["sensitivity"]["lrs"]:
+    for lr in sweep["lrs"]:
         out.setdefault(variant_name(base["optimizer"], lr), {"optimizer": None, "lr": lr, "variant": "lr"})
     return out
 
@@ -207,7 +208,7 @@ def summarise(attribution: dict, root: str, influence_out: str, correlation_out:
             full = json.loads((here / "losses" / "full.json").read_text())
             left = {z: json.loads((here / "losses" / f"without-{z}.json").read_text()) for z in experiment["training"]}
             parts.append(summary.complete(summary.truth(full, left), variant="default", **fields))
-            for key, variant in variants(attribution).items():
+            for key, variant in variants(attribution, experiment).items():
                 for method, forgotten_sets in (
                     ("untrac", experiment["training"]),
                     ("untrac-inv", experiment["evaluation"]),

@@ -41,7 +41,8 @@ def pad(examples: Encoded, pad_id: int, length: int | None = None) -> tuple[torc
 
 def token_losses(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Each example's mean next-token NLL, from logits ``(batch, length, vocab)``."""
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), ids[:, 1:], reduction="none")
+    logits = logits if logits.dtype == torch.float64 else logits.float()  # bf16/fp16 models: fp32 losses
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
     weights = mask[:, 1:].to(nll.dtype)
     return (nll * weights).sum(1) / weights.sum(1).clamp_min(1)
 
