@@ -260,3 +260,74 @@ def test_correlation_of_fewer_than_three_sets_is_undefined():
     ]
     influence = summary.complete(pd.DataFrame(rows), experiment="e", evaluation="x", variant="default")
     assert summary.correlation(influence)["mean"].isna().all()
+
+
+# The config and the workflow's plan.
+
+ATTRIBUTION_ONLY = {
+    "attribution": {
+        "seeds": [0, 1],
+        "experiments": {
+            "tasks": {
+                "model": {"arch": "gpt-neox", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 128},
+                "training": {
+                    name: {"generator": "tasks", "task": task, "answer": answer, "n": 8}
+                    for name, task, answer in (
+                        ("s-digits", "successor", "digits"),
+                        ("s-words", "successor", "words"),
+                        ("l-digits", "length", "digits"),
+                    )
+                },
+                "evaluation": {"after": {"generator": "tasks", "task": "after", "n": 8}},
+                "sensitivity": {"optimizers": ["sgd"]},
+            }
+        },
+    }
+}
+
+
+def test_a_config_may_hold_attribution_alone_but_not_nothing():
+    from paramdelta import config as config_checks
+
+    completed = config_checks.validate(ATTRIBUTION_ONLY)
+    assert completed["models"] == {} and completed["attribution"]["untrac"]["lr"] == 5e-5
+    with pytest.raises(config_checks.ConfigError, match="nothing to run"):
+        config_checks.validate({})
+    bad = {"attribution": {"experiments": {"t": {**ATTRIBUTION_ONLY["attribution"]["experiments"]["tasks"]}}}}
+    bad["attribution"]["experiments"]["t"]["training"] = {"x": {"generator": "tasks", "task": "division", "n": 3}}
+    with pytest.raises(config_checks.ConfigError, match="attribution.experiments.t.training.x"):
+        config_checks.validate(bad)
+
+
+@pytest.mark.slow
+def test_workflow_plans_one_job_per_run_and_no_membership_jobs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    config = tmp_path / "config.yaml"
+
+    def plan(settings) -> str:
+        config.write_text(yaml.safe_dump(settings))
+        command = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-n", "--configfile", str(config)]
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    out = plan(ATTRIBUTION_ONLY)
+    counts = dict(line.split() for line in out.splitlines() if line.startswith("attribution_"))
+    # per seed: 1 model, 3 leave-one-out, 3 UnTrac and 1 UnTrac-Inv per unlearning setting (adam, sgd)
+    assert counts == {
+        "attribution_sets": "2",
+        "attribution_model": "2",
+        "attribution_leave_out": "6",
+        "attribution_untrac": "12",
+        "attribution_untrac_inv": "4",
+        "attribution_gradients": "2",
+        "attribution_summary": "1",
+        "attribution_report": "1",
+    }
+    assert "metrics.csv" not in out  # no models: no membership jobs
