@@ -26,7 +26,7 @@ def _examples(sizes: dict[str, int], generator: torch.Generator) -> dict[str, lm
 
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch):
-    """Several batches of training and of evaluation examples, so that dattri places blocks."""
+    """Several batches of training and of evaluation examples, so that blocks and sums span batches."""
     monkeypatch.setattr(compare, "BATCH_SIZE", 4)
 
 
@@ -119,18 +119,8 @@ def test_gradient_methods_equal_direct_inner_products(setup):
     _assert_table(table, "tracin", tracin, rtol=1e-5)
 
 
-def test_influence_functions_match_the_exact_hessian(setup, monkeypatch):
+def test_influence_functions_match_the_exact_hessian(setup):
     model, training, evaluation = setup
-    from dattri.algorithm.influence_function import IFAttributorLiSSA
-
-    recursions = []
-    transform = IFAttributorLiSSA.transform_test_rep
-
-    def counted(self, ckpt_idx, test_rep):
-        recursions.append(len(test_rep))
-        return transform(self, ckpt_idx, test_rep)
-
-    monkeypatch.setattr(IFAttributorLiSSA, "transform_test_rep", counted)
     snapshot = _snapshot(model)
     # The reference in float64. Eager attention: the fused kernel has no forward-mode derivative.
     # The Hessian is a vmap of Hessian-vector products: torch.func.hessian (nested vmaps) gets
@@ -170,13 +160,11 @@ def test_influence_functions_match_the_exact_hessian(setup, monkeypatch):
     table = compare.influence(model, training, evaluation, PAD, methods=["hif-lissa"], lissa=lissa, arnoldi={})
     exact = torch.linalg.inv(hessian + damping * eye)
     _assert_table(table, "hif-lissa", _set_sums(train_grads, eval_grads, exact), rtol=1e-5)
-    assert recursions == [4, 1]  # one recursion per evaluation batch, not per pair of batches
 
-    # Arnoldi keeps the top `rank` eigenpairs of H + λI: compare with the exact ones (5e-7 after
-    # 20 iterations). Full rank cannot match the exact inverse: H has 48 zero eigenvalues here
-    # (flat directions of the loss, such as the softmax's shift), a Krylov space holds one
-    # direction of that eigenspace, and the eigenvalues dattri takes for the rest are rounding
-    # noise (near zero, some negative: NaN).
+    # Arnoldi keeps the top `rank` eigenpairs of H + λI: compare with the exact ones. Full rank
+    # cannot match the exact inverse: H has 48 zero eigenvalues here (flat directions of the
+    # loss, such as the softmax's shift), a Krylov space holds one direction of that eigenspace,
+    # and the eigenvalues Arnoldi finds for the rest are rounding noise.
     damping = -eigenvalues[0].item() + 1.0
     shifted = eigenvalues + damping
     rank = 3
@@ -185,6 +173,10 @@ def test_influence_functions_match_the_exact_hessian(setup, monkeypatch):
     table = compare.influence(model, training, evaluation, PAD, methods=["hif-arnoldi"], lissa={}, arnoldi=arnoldi)
     top = eigenvectors[:, -rank:]
     _assert_table(table, "hif-arnoldi", _set_sums(train_grads, eval_grads, top / shifted[-rank:] @ top.T), rtol=1e-5)
+    # Undamped, the negative eigenvalue of H is among the kept ones: refused, not inverted.
+    arnoldi = {"rank": 20, "iterations": 20, "damping": 0.0}
+    with pytest.raises(FloatingPointError, match="hif-arnoldi"):
+        compare.influence(model, training, evaluation, PAD, methods=["hif-arnoldi"], lissa={}, arnoldi=arnoldi)
 
     _assert_unchanged(model, snapshot)
 

@@ -1,5 +1,5 @@
-"""The UnTrac paper's comparison methods, computed with dattri: GradDot, GradCos, TracIn and
-influence functions (LiSSA and Arnoldi).
+"""The UnTrac paper's comparison methods: GradDot, GradCos, TracIn and influence functions (LiSSA
+and Arnoldi).
 
 Each scores a training set Z against an evaluation set Z' by a sum over example pairs,
 ``sum_i sum_j g(z_i)ᵀ A g(z'_j)`` with ``g`` the gradient of an example's loss (``lm``):
@@ -11,6 +11,14 @@ Each scores a training set Z against an evaluation set Z' by a sum over example 
 
 Positive means that training on Z lowers the loss on Z' (a gradient step on z_i changes the
 loss of z'_j by -lr·g(z_i)ᵀg(z'_j); upweighting z_i changes it by -g(z_i)ᵀH⁻¹g(z'_j)·ε).
+
+The gradient methods are dattri's ``TracInAttributor`` (per-example gradients, exact inner
+products). The influence functions are written here: dattri solves one inverse-Hessian system
+per evaluation example (vmapped) and its Arnoldi takes forward-over-reverse products over every
+training example at once, which on a 28k-parameter GPT-NeoX with 128 training and 32 evaluation
+examples of ~20 tokens took minutes and over 12-24 GB. Being bilinear, a set's influence is
+``G_Zᵀ A G_Z'`` with ``G`` a set's summed gradient, so this module solves one system per
+evaluation set, with reverse-over-reverse Hessian-vector products over batches of examples.
 
 Damping: Arnoldi adds ``damping`` to H. LiSSA follows Koh and Liang's recursion
 ``h <- v + (1 - damping) h - H h / scale``, whose fixed point, divided by ``scale``, is
@@ -38,8 +46,7 @@ def _loss_func(model):
     def loss(params, data):
         ids, mask = data
         # One example arrives as (L,) under TracIn's vmap and as (1, L) under the inner-product
-        # attributors' vmap; Arnoldi passes every training example at once, and LiSSA's collate
-        # casts the ids to float.
+        # attributors' vmap.
         ids = ids.reshape(-1, ids.shape[-1]).long()
         mask = mask.reshape(ids.shape)
         logits = torch.func.functional_call(model, params, (ids,)).logits
@@ -54,78 +61,152 @@ def _load(model, state):
     return model
 
 
-def _loader(ids: torch.Tensor, mask: torch.Tensor, batch_size: int | None = None):
+def _loader(ids: torch.Tensor, mask: torch.Tensor):
     dataset = torch.utils.data.TensorDataset(ids, mask)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size or BATCH_SIZE, shuffle=False)
+    return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False)
 
 
-def _lissa_attributor():
-    from dattri.algorithm.influence_function import IFAttributorLiSSA
-
-    class CachedLiSSA(IFAttributorLiSSA):
-        """dattri's LiSSA attributor with each evaluation batch's inverse-Hessian product computed
-        once: its ``attribute`` recomputes it for every batch of training examples, and each is a
-        whole LiSSA recursion. Relies on ``attribute`` calling ``transform_test_rep`` right after
-        ``generate_test_rep`` for the same batch."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._cache = {}
-            self._key = None
-
-        def generate_test_rep(self, ckpt_idx, data):
-            self._key = (ckpt_idx, data[0].cpu().numpy().tobytes())
-            if self._key in self._cache:
-                return None
-            return super().generate_test_rep(ckpt_idx, data)
-
-        def transform_test_rep(self, ckpt_idx, test_rep):
-            if self._key not in self._cache:
-                self._cache[self._key] = super().transform_test_rep(ckpt_idx, test_rep)
-            return self._cache[self._key]
-
-    return CachedLiSSA
-
-
-def _scores(method, task_for, train, evaluation, full_train, *, checkpoints, lissa, arnoldi, device) -> torch.Tensor:
-    """The (n_train, n_eval) matrix of g(z_i)ᵀ A g(z'_j) of one method."""
-    from dattri.algorithm.influence_function import IFAttributorArnoldi
+def _gradient_scores(method, model, final, train, evaluation, pad_id, *, checkpoints, device) -> torch.Tensor:
+    """The (n_train, n_eval) matrix of g(z_i)ᵀ A g(z'_j) of a gradient method, by dattri."""
     from dattri.algorithm.tracin import TracInAttributor
+    from dattri.task import AttributionTask
 
-    if method in ("graddot", "gradcos", "tracin"):
-        if method == "tracin":
-            task = task_for([state for state, _ in checkpoints])
-            weights = torch.tensor([float(lr) for _, lr in checkpoints])
-        else:
-            task = task_for(None)
-            weights = torch.ones(1)
-        attributor = TracInAttributor(task, weights, normalized_grad=method == "gradcos", device=device)
-        # dattri 0.3.0 replaces projector_kwargs=None by a module-level default dict, so it always
-        # projects gradients to 512 random dimensions; its attribute() skips the projection only
-        # when this attribute is None, which gives exact inner products.
-        attributor.projector_kwargs = None
-        return attributor.attribute(train, evaluation)
+    # One common length, so that dattri's loaders batch any examples together.
+    length = max(len(ids) for ids in train + evaluation)
+    train, evaluation = _loader(*lm.pad(train, pad_id, length)), _loader(*lm.pad(evaluation, pad_id, length))
+    if method == "tracin":
+        states = [state for state, _ in checkpoints]
+        weights = torch.tensor([float(lr) for _, lr in checkpoints])
+    else:
+        states = [final]
+        weights = torch.ones(1)
+    task = AttributionTask(_loss_func(model), model, checkpoints=states, checkpoints_load_func=_load)
+    attributor = TracInAttributor(task, weights, normalized_grad=method == "gradcos", device=device)
+    # dattri 0.3.0 replaces projector_kwargs=None by a module-level default dict, so it always
+    # projects gradients to 512 random dimensions; its attribute() skips the projection only
+    # when this attribute is None, which gives exact inner products.
+    attributor.projector_kwargs = None
+    return attributor.attribute(train, evaluation)
+
+
+class _Curvature:
+    """Summed loss gradients and Hessian-vector products of a model, as flat float64 vectors.
+
+    Float64 vectors keep the Krylov basis and the LiSSA recursion from adding rounding of their
+    own; the products themselves run in the model's dtype.
+    """
+
+    def __init__(self, model, pad_id: int, device):
+        self.model, self.pad_id, self.device = model, pad_id, device
+        self.params = list(model.parameters())
+
+    def _batches(self, examples: Encoded):
+        for start in range(0, len(examples), BATCH_SIZE):
+            ids, mask = lm.pad(examples[start : start + BATCH_SIZE], self.pad_id)
+            yield ids.to(self.device), mask.to(self.device)
+
+    def _flat(self, grads) -> torch.Tensor:
+        return torch.cat(
+            [(torch.zeros_like(p) if g is None else g).flatten().double() for p, g in zip(self.params, grads)]
+        )
+
+    def _split(self, vector: torch.Tensor) -> list[torch.Tensor]:
+        pieces = torch.split(vector, [p.numel() for p in self.params])
+        return [piece.view_as(p).to(p.dtype) for piece, p in zip(pieces, self.params)]
+
+    def gradient(self, examples: Encoded) -> torch.Tensor:
+        """sum_i g(z_i): the gradient of the summed loss, one backward pass per batch."""
+        total = 0
+        for ids, mask in self._batches(examples):
+            loss = lm.example_losses(self.model, ids, mask).sum()
+            total = total + self._flat(torch.autograd.grad(loss, self.params, allow_unused=True))
+        return total
+
+    def hvp(self, examples: Encoded, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """H v for each vector, H the Hessian of the mean loss of ``examples`` (reverse over reverse)."""
+        out = [torch.zeros_like(v) for v in vectors]
+        pieces = [self._split(v) for v in vectors]
+        for ids, mask in self._batches(examples):
+            loss = lm.example_losses(self.model, ids, mask).sum() / len(examples)
+            grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+            for k, piece in enumerate(pieces):
+                dot = sum((g * part).sum() for g, part in zip(grads, piece) if g is not None)
+                second = torch.autograd.grad(dot, self.params, retain_graph=True, allow_unused=True)
+                out[k] += self._flat(second)
+        return out
+
+
+def _lissa(curvature: _Curvature, train: Encoded, vectors: list[torch.Tensor], lissa: dict) -> list[torch.Tensor]:
+    """≈ (H + damping·scale·I)⁻¹ v for each vector by Koh and Liang's recursion, every vector on
+    the same sampled batches (one seeded sequence), so that all share one linear operator."""
+    generator = torch.Generator().manual_seed(0)
+    damping, scale = lissa["damping"], lissa["scale"]
+    estimates = [v.clone() for v in vectors]
+    for _ in range(lissa["depth"]):
+        batch = torch.randperm(len(train), generator=generator)[: lissa["batch_size"]].tolist()
+        products = curvature.hvp([train[i] for i in batch], estimates)
+        estimates = [v + (1 - damping) * h - hv / scale for v, h, hv in zip(vectors, estimates, products)]
+    return [h / scale for h in estimates]
+
+
+def _arnoldi(curvature: _Curvature, train: Encoded, vectors: list[torch.Tensor], arnoldi: dict) -> list[torch.Tensor]:
+    """sum_k u_k u_kᵀ v / (λ_k + damping) for each vector, over the ``rank`` eigenpairs of H + damping·I
+    of largest magnitude that Arnoldi iteration (Schioppa et al. 2022) finds."""
+    damping = arnoldi["damping"]
+    # dattri's start: uniform in [0, 1), seeded.
+    start = torch.rand(len(vectors[0]), generator=torch.Generator().manual_seed(0), dtype=torch.double)
+    size = min(arnoldi["iterations"], len(start))
+    basis = torch.zeros(size + 1, len(start), dtype=torch.double, device=vectors[0].device)
+    basis[0] = start / start.norm()
+    hessenberg = torch.zeros(size + 1, size, dtype=torch.double)
+    for n in range(size):
+        (w,) = curvature.hvp(train, [basis[n]])
+        scale = w.norm()
+        # Gram-Schmidt twice: once loses orthogonality as the Krylov directions converge.
+        for _ in range(2):
+            coefficients = basis[: n + 1] @ w
+            w = w - coefficients @ basis[: n + 1]
+            hessenberg[: n + 1, n] += coefficients.cpu()
+        norm = w.norm()
+        hessenberg[n + 1, n] = norm
+        if norm <= 1e-7 * scale:  # an invariant subspace: the Krylov space is complete
+            size = n + 1
+            break
+        basis[n + 1] = w / norm
+    # H is symmetric, so its projection is tridiagonal up to rounding: symmetrize as dattri does.
+    projected = torch.tril(hessenberg[:size, :size], diagonal=1)
+    eigenvalues, coordinates = torch.linalg.eigh((projected + projected.T) / 2)
+    eigenvalues = eigenvalues + damping
+    keep = eigenvalues.abs().argsort(descending=True)[: arnoldi["rank"]]
+    eigenvalues = eigenvalues[keep]
+    if not (eigenvalues > 0).all():
+        raise FloatingPointError(
+            f"hif-arnoldi: kept eigenvalues of H + damping·I {eigenvalues.tolist()} are not all positive; "
+            "increase damping or lower rank."
+        )
+    eigenvectors = coordinates[:, keep].T.to(basis.device) @ basis[:size]
+    inverse = (1 / eigenvalues).to(basis.device)
+    return [eigenvectors.T @ (inverse * (eigenvectors @ v)) for v in vectors]
+
+
+def _set_influences(method, model, training, evaluation, pad_id, *, lissa, arnoldi, device) -> dict:
+    """{(evaluation, training): G_Zᵀ A G_Z'} of an influence function, one inverse-Hessian
+    product per evaluation set."""
+    curvature = _Curvature(model, pad_id, device)
+    train = [ids for examples in training.values() for ids in examples]
+    eval_grads = [curvature.gradient(examples) for examples in evaluation.values()]
     if method == "hif-lissa":
-        attributor = _lissa_attributor()(
-            task_for(None),
-            device=device,
-            batch_size=lissa["batch_size"],
-            recursion_depth=lissa["depth"],
-            damping=lissa["damping"],
-            scaling=lissa["scale"],
-        )
+        solved = _lissa(curvature, train, eval_grads, lissa)
     elif method == "hif-arnoldi":
-        attributor = IFAttributorArnoldi(
-            task_for(None),
-            device=device,
-            proj_dim=arnoldi["rank"],
-            max_iter=arnoldi["iterations"],
-            regularization=arnoldi["damping"],
-        )
+        solved = _arnoldi(curvature, train, eval_grads, arnoldi)
     else:
         raise ValueError(f"unknown method {method!r}")
-    attributor.cache(full_train)
-    return attributor.attribute(train, evaluation)
+    train_grads = {name: curvature.gradient(examples) for name, examples in training.items()}
+    return {
+        (eval_name, train_name): train_grad @ product
+        for eval_name, product in zip(evaluation, solved)
+        for train_name, train_grad in train_grads.items()
+    }
 
 
 def _slices(sets: dict[str, Encoded]) -> dict[str, slice]:
@@ -134,12 +215,10 @@ def _slices(sets: dict[str, Encoded]) -> dict[str, slice]:
     return {name: slice(end - len(sets[name]), end) for name, end in zip(sets, ends)}
 
 
-def _set_sums(scores: torch.Tensor, training: dict[str, Encoded], evaluation: dict[str, Encoded]):
-    """(evaluation, training, sum of its block of ``scores``) for every pair of sets."""
+def _block_sums(scores: torch.Tensor, training: dict[str, Encoded], evaluation: dict[str, Encoded]) -> dict:
+    """{(evaluation, training): sum of its block of ``scores``} for every pair of sets."""
     rows, columns = _slices(training), _slices(evaluation)
-    for eval_name, column in columns.items():
-        for train_name, row in rows.items():
-            yield eval_name, train_name, scores[row, column].sum().item()
+    return {(e, t): scores[row, column].sum() for e, column in columns.items() for t, row in rows.items()}
 
 
 def influence(
@@ -159,64 +238,59 @@ def influence(
 
     ``model`` is the final model (graddot, gradcos, influence functions), already on ``device``;
     ``checkpoints`` are TracIn's ``(state_dict, lr)`` pairs. ``lissa`` is ``{depth, damping,
-    scale, batch_size}`` (batch_size: examples per Hessian-vector product), ``arnoldi`` ``{rank,
-    iterations, damping}``; keep rank well below iterations, as the last Krylov directions carry
-    spurious near-zero eigenvalues that Arnoldi would invert. The model is used in eval mode (no
-    dropout) and left as it was passed: parameters, mode and attention implementation.
+    scale, batch_size}`` (batch_size: training examples sampled per Hessian-vector product),
+    ``arnoldi`` ``{rank, iterations, damping}``; keep rank well below iterations, as the last
+    Krylov directions carry spurious near-zero eigenvalues that Arnoldi would invert. The model is
+    used in eval mode (no dropout) and left as it was passed: parameters, mode, attention
+    implementation and which parameters require gradients.
     """
-    from dattri.task import AttributionTask
-
     unknown = [method for method in methods if method not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}")
     if "tracin" in methods and not checkpoints:
         raise ValueError("tracin needs checkpoints: (state_dict, lr) pairs")
-    # One common length, so that dattri's loaders batch any examples together (Arnoldi
-    # concatenates every training batch).
     train_examples = [ids for examples in training.values() for ids in examples]
     eval_examples = [ids for examples in evaluation.values() for ids in examples]
-    length = max(len(ids) for ids in train_examples + eval_examples)
-    train = lm.pad(train_examples, pad_id, length)
-    test = _loader(*lm.pad(eval_examples, pad_id, length))
-    # LiSSA sums its inverse-Hessian products over the batches of the loader it caches, one per
-    # batch's own Hessian, so that loader holds every training example in one batch (it samples
-    # batch_size of them per step); Arnoldi concatenates its batches anyway.
-    full_train = _loader(*train, len(train_examples))
-    train = _loader(*train)
 
     final = {name: value.detach().clone() for name, value in model.state_dict().items()}
     was_training = model.training
     attention = model.config._attn_implementation
-    loss = _loss_func(model)
-
-    def task_for(states):
-        return AttributionTask(loss, model, checkpoints=states or [final], checkpoints_load_func=_load)
-
+    requires_grad = [p.requires_grad for p in model.parameters()]
     rows = []
-    # dattri's Arnoldi seeds the global RNG and LiSSA samples batches from it: fork, so the
-    # caller's stream is untouched, and seed, so results repeat.
+    # dattri seeds the global RNG in places: fork, so the caller's stream is untouched.
     with torch.random.fork_rng():
         torch.manual_seed(0)
         try:
             model.eval()
-            # PyTorch's fused attention kernels have no forward-mode derivative (Arnoldi's
-            # Hessian-vector products) and no vmap batching rule (per-example gradients).
+            # PyTorch's fused attention kernels have no vmap batching rule (per-example gradients)
+            # and no double backward (Hessian-vector products).
             model.set_attn_implementation("eager")
+            for p in model.parameters():
+                p.requires_grad_(True)
             for method in methods:
-                scores = _scores(
-                    method, task_for, train, test, full_train,
-                    checkpoints=checkpoints, lissa=lissa, arnoldi=arnoldi, device=device,
-                )  # fmt: skip
-                scores = scores.detach().double().cpu()
-                if not torch.isfinite(scores).all():
+                model.load_state_dict(final)  # TracIn leaves its last checkpoint loaded
+                if method in ("graddot", "gradcos", "tracin"):
+                    scores = _gradient_scores(
+                        method, model, final, train_examples, eval_examples, pad_id,
+                        checkpoints=checkpoints, device=device,
+                    )  # fmt: skip
+                    sums = _block_sums(scores.detach().double().cpu(), training, evaluation)
+                else:
+                    sums = _set_influences(
+                        method, model, training, evaluation, pad_id, lissa=lissa, arnoldi=arnoldi, device=device
+                    )
+                values = torch.stack(list(sums.values())).double().cpu()
+                if not torch.isfinite(values).all():
                     raise FloatingPointError(
                         f"{method}: non-finite influence. LiSSA diverges unless every eigenvalue of H lies "
                         "in (-damping·scale, (2 - damping)·scale); Arnoldi needs the top-rank eigenvalues of "
                         "H + damping·I positive."
                     )
-                rows += [(method, *row) for row in _set_sums(scores, training, evaluation)]
+                rows += [(method, e, t, value) for (e, t), value in zip(sums, values.tolist())]
         finally:
             model.load_state_dict(final)
             model.train(was_training)
             model.set_attn_implementation(attention)
+            for p, flag in zip(model.parameters(), requires_grad):
+                p.requires_grad_(flag)
     return pd.DataFrame(rows, columns=["method", "evaluation", "training", "influence"])
