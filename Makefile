@@ -63,7 +63,7 @@ slurm:
 # the Python, snakefmt over the Snakefile and rules/, and `snakemake --lint` with the demo and
 # the cluster config (tools/lint_workflow.py). Every check runs; the failed ones are named last.
 # Fixes: `ruff check --fix .`, `ruff format .`, `snakefmt Snakefile rules/`.
-LINT_CONFIGS := config/demo.yaml config/wikimia.yaml
+LINT_CONFIGS := config/demo.yaml config/wikimia.yaml config/attribution.yaml
 lint: setup
 	@failed=""; \
 	echo "== ruff check"; $(BIN)/ruff check . || failed="$$failed, ruff check"; \

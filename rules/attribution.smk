@@ -1,18 +1,6 @@
 # Attribution by unlearning (UnTrac, UnTrac-Inv) with its comparison methods and the
 # leave-one-out truth: one job per (experiment, seed) and training run, unlearning run or
-# gradient computation (paramdelta/attribution/jobs.py).
-
-from paramdelta.attribution import compare
-from paramdelta.attribution.jobs import variants
-
-ATTRIBUTION = config.get("attribution") or {"experiments": {}, "seeds": [], "methods": []}
-EXPERIMENTS = ATTRIBUTION["experiments"]
-VARIANTS = {name: variants(ATTRIBUTION, experiment) for name, experiment in EXPERIMENTS.items()}
-SEED_DIR = f"{RESULTS}/attribution/{{experiment}}/seed{{seed}}"
-
-
-def set_names(role):
-    return sorted({name for experiment in EXPERIMENTS.values() for name in experiment[role]}) or ["^$"]
+# gradient computation (paramdelta/attribution/jobs.py). Its helpers are in common.smk.
 
 
 wildcard_constraints:
@@ -21,43 +9,6 @@ wildcard_constraints:
     training="|".join(map(re.escape, set_names("training"))),
     evaluation="|".join(map(re.escape, set_names("evaluation"))),
     variant="|".join(sorted({re.escape(v) for per in VARIANTS.values() for v in per})) or "^$",
-
-
-def experiment_spec(wildcards):
-    return canonical(EXPERIMENTS[wildcards.experiment])
-
-
-def variant_spec(wildcards):
-    return VARIANTS[wildcards.experiment][wildcards.variant]
-
-
-def attribution_inputs():
-    """Every job file the tables are made of."""
-    methods = ATTRIBUTION["methods"]
-    files = []
-    for name, experiment in EXPERIMENTS.items():
-        for seed in ATTRIBUTION["seeds"]:
-            here = SEED_DIR.format(experiment=name, seed=seed)
-            files.append(f"{here}/losses/full.json")
-            files += [f"{here}/losses/without-{z}.json" for z in experiment["training"]]
-            for variant in VARIANTS[name]:
-                if "untrac" in methods:
-                    files += [f"{here}/untrac/{variant}/{z}.csv" for z in experiment["training"]]
-                if "untrac-inv" in methods:
-                    files += [f"{here}/untrac-inv/{variant}/{e}.csv" for e in experiment["evaluation"]]
-            if any(m in compare.METHODS for m in methods):
-                files.append(f"{here}/gradient-methods.csv")
-    return files
-
-
-def attribution_outputs():
-    if not EXPERIMENTS:
-        return []
-    return [
-        f"{RESULTS}/attribution/influence.csv",
-        f"{RESULTS}/attribution/correlation.csv",
-        f"{RESULTS}/report/attribution.html",
-    ]
 
 
 rule attribution_sets:
@@ -192,20 +143,9 @@ rule attribution_summary:
         "../envs/train.yaml"
     params:
         attribution=canonical(ATTRIBUTION),
-        root=f"{RESULTS}/attribution",
+        root=lambda wildcards, output: os.path.dirname(output.influence),
     script:
         "../workflow_scripts/attribution.py"
-
-
-def experiment_pages():
-    """What the report says of each experiment: its title and its training sets' sizes."""
-    return {
-        name: {
-            "title": experiment.get("title", name),
-            "sizes": {z: spec.get("n", spec.get("limit")) for z, spec in experiment["training"].items()},
-        }
-        for name, experiment in EXPERIMENTS.items()
-    }
 
 
 rule attribution_report:

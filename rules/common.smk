@@ -11,6 +11,8 @@ from snakemake.exceptions import WorkflowError
 try:
     from paramdelta import config as config_checks
     from paramdelta import data, hub, inputs
+    from paramdelta.attribution import compare
+    from paramdelta.attribution.jobs import variants
 except ModuleNotFoundError as error:
     if error.name != "paramdelta":
         raise  # one of the package's own dependencies: the error names it
@@ -303,3 +305,62 @@ def final_outputs():
         return []
     base_snapshots = [f"{RESULTS}/snapshots/{m}/base.zarr" for m in MODELS]
     return [f"{RESULTS}/metrics.csv", f"{RESULTS}/report/index.html", *base_snapshots]
+
+
+# Attribution by unlearning (rules/attribution.smk).
+ATTRIBUTION = config.get("attribution") or {"experiments": {}, "seeds": [], "methods": []}
+EXPERIMENTS = ATTRIBUTION["experiments"]
+VARIANTS = {name: variants(ATTRIBUTION, experiment) for name, experiment in EXPERIMENTS.items()}
+SEED_DIR = f"{RESULTS}/attribution/{{experiment}}/seed{{seed}}"
+
+
+def set_names(role):
+    return sorted({name for experiment in EXPERIMENTS.values() for name in experiment[role]}) or ["^$"]
+
+
+def experiment_spec(wildcards):
+    return canonical(EXPERIMENTS[wildcards.experiment])
+
+
+def variant_spec(wildcards):
+    return VARIANTS[wildcards.experiment][wildcards.variant]
+
+
+def attribution_inputs():
+    """Every job file the tables are made of."""
+    methods = ATTRIBUTION["methods"]
+    files = []
+    for name, experiment in EXPERIMENTS.items():
+        for seed in ATTRIBUTION["seeds"]:
+            here = SEED_DIR.format(experiment=name, seed=seed)
+            files.append(f"{here}/losses/full.json")
+            files += [f"{here}/losses/without-{z}.json" for z in experiment["training"]]
+            for variant in VARIANTS[name]:
+                if "untrac" in methods:
+                    files += [f"{here}/untrac/{variant}/{z}.csv" for z in experiment["training"]]
+                if "untrac-inv" in methods:
+                    files += [f"{here}/untrac-inv/{variant}/{e}.csv" for e in experiment["evaluation"]]
+            if any(m in compare.METHODS for m in methods):
+                files.append(f"{here}/gradient-methods.csv")
+    return files
+
+
+def attribution_outputs():
+    if not EXPERIMENTS:
+        return []
+    return [
+        f"{RESULTS}/attribution/influence.csv",
+        f"{RESULTS}/attribution/correlation.csv",
+        f"{RESULTS}/report/attribution.html",
+    ]
+
+
+def experiment_pages():
+    """What the report says of each experiment: its title and its training sets' sizes."""
+    return {
+        name: {
+            "title": experiment.get("title", name),
+            "sizes": {z: spec.get("n", spec.get("limit")) for z, spec in experiment["training"].items()},
+        }
+        for name, experiment in EXPERIMENTS.items()
+    }

@@ -56,7 +56,14 @@ elif rule == "attribution_untrac_inv":
     )
 elif rule == "attribution_gradients":
     jobs.gradient_methods(
-        params.experiment, params.methods, params.lissa, params.arnoldi, inputs.model, inputs.checkpoints, inputs.sets, output[0]
+        params.experiment,
+        params.methods,
+        params.lissa,
+        params.arnoldi,
+        inputs.model,
+        inputs.checkpoints,
+        inputs.sets,
+        output[0],
     )
 elif rule == "attribution_summary":
     jobs.summarise(params.attribution, params.root, output.influence, output.correlation)
