@@ -32,22 +32,12 @@ elif rule == "attribution_leave_out":
     jobs.leave_out(
         params.experiment, int(wildcards.seed), wildcards.training, inputs.sets, inputs.tokenizer, output.losses
     )
-elif rule == "attribution_untrac":
-    jobs.untrac(
+elif rule in ("attribution_untrac", "attribution_untrac_inv"):
+    jobs.unlearning(
+        "untrac" if rule == "attribution_untrac" else "untrac-inv",
         params.experiment,
         int(wildcards.seed),
-        wildcards.training,
-        params.section,
-        params.variant,
-        inputs.model,
-        inputs.sets,
-        output[0],
-    )
-elif rule == "attribution_untrac_inv":
-    jobs.untrac_inv(
-        params.experiment,
-        int(wildcards.seed),
-        wildcards.evaluation,
+        wildcards.training if rule == "attribution_untrac" else wildcards.evaluation,
         params.section,
         params.variant,
         inputs.model,

@@ -148,27 +148,15 @@ def _trained(model_dir: str, experiment: dict, sets_path: str):
     return model, tokenizer, encoded
 
 
-def untrac(experiment, seed, training, section, variant, model_dir, sets_path, out) -> None:
-    """UnTrac: ascend on one training set, measure every evaluation set."""
+def unlearning(method, experiment, seed, forgotten, section, variant, model_dir, sets_path, out) -> None:
+    """UnTrac (``method`` "untrac"): ascend on one training set, measure every evaluation set;
+    UnTrac-Inv ("untrac-inv"): ascend on one evaluation set, measure every training set."""
     model, tokenizer, encoded = _trained(model_dir, experiment, sets_path)
+    forget, measured = ("training", "evaluation") if method == "untrac" else ("evaluation", "training")
     rows = unlearn.ascend(
         model,
-        encoded["training"][training],
-        encoded["evaluation"],
-        settings(section, variant),
-        pad_id=tokenizer.pad_token_id,
-        seed=seed,
-    )
-    write_csv(pd.DataFrame(rows), out)
-
-
-def untrac_inv(experiment, seed, evaluation, section, variant, model_dir, sets_path, out) -> None:
-    """UnTrac-Inv: ascend on one evaluation set, measure every training set."""
-    model, tokenizer, encoded = _trained(model_dir, experiment, sets_path)
-    rows = unlearn.ascend(
-        model,
-        encoded["evaluation"][evaluation],
-        encoded["training"],
+        encoded[forget][forgotten],
+        encoded[measured],
         settings(section, variant),
         pad_id=tokenizer.pad_token_id,
         seed=seed,
