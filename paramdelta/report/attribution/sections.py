@@ -342,12 +342,17 @@ def influence_figure(data: AttributionData, experiment: Experiment, evaluation: 
     return plot(_NO_EXPORT, figure, div_id)
 
 
-def figure_2_context(data: AttributionData) -> dict:
+def _figures(data: AttributionData, make, prefix: str) -> dict:
+    """One figure per (experiment, evaluation set), made by ``make``."""
     figures = []
     for index, (experiment, evaluation) in enumerate(_blocks(data)):
-        figure = influence_figure(data, experiment, evaluation, f"attribution-influence-{index}")
+        figure = make(data, experiment, evaluation, f"{prefix}-{index}")
         figures.append({"heading": block_heading(experiment, evaluation), "figure": figure})
     return {"figures": figures}
+
+
+def figure_2_context(data: AttributionData) -> dict:
+    return _figures(data, influence_figure, "attribution-influence")
 
 
 FIGURE_2 = Section(
@@ -401,11 +406,7 @@ def correlation_figure(data: AttributionData, experiment: Experiment, evaluation
 
 
 def figure_3_context(data: AttributionData) -> dict:
-    figures = []
-    for index, (experiment, evaluation) in enumerate(_blocks(data)):
-        figure = correlation_figure(data, experiment, evaluation, f"attribution-correlation-{index}")
-        figures.append({"heading": block_heading(experiment, evaluation), "figure": figure})
-    return {"figures": figures}
+    return _figures(data, correlation_figure, "attribution-correlation")
 
 
 FIGURE_3 = Section(
