@@ -119,6 +119,37 @@ def test_gradient_methods_equal_direct_inner_products(setup):
     _assert_table(table, "tracin", tracin, rtol=1e-5)
 
 
+def test_set_sums_equal_dattri_pairwise_attributor(setup):
+    """The set-level factorisation against dattri's own (n_train, n_eval) TracIn matrix, summed by block."""
+    from dattri.algorithm.tracin import TracInAttributor
+    from dattri.task import AttributionTask
+
+    model, training, evaluation = setup
+    model = copy.deepcopy(model).eval()
+    model.set_attn_implementation("eager")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    table = compare.influence(
+        model, training, evaluation, PAD, methods=["graddot", "gradcos"], lissa={}, arnoldi={}
+    )  # fmt: skip
+
+    def loader(sets):
+        examples = [e for examples in sets.values() for e in examples]
+        dataset = torch.utils.data.TensorDataset(*lm.pad(examples, PAD, 10))
+        return torch.utils.data.DataLoader(dataset, batch_size=4)
+
+    for method in ("graddot", "gradcos"):
+        task = AttributionTask(compare._loss_func(model), model, checkpoints=[state])
+        attributor = TracInAttributor(task, torch.ones(1), normalized_grad=method == "gradcos")
+        attributor.projector_kwargs = None  # dattri 0.3.0 otherwise always projects to 512 random dimensions
+        scores = attributor.attribute(loader(training), loader(evaluation)).double()
+        ends = {}
+        for sets in (training, evaluation):
+            edges = torch.tensor([0] + [len(x) for x in sets.values()]).cumsum(0).tolist()
+            ends.update({name: slice(a, b) for name, a, b in zip(sets, edges, edges[1:])})
+        want = {(e, t): scores[ends[t], ends[e]].sum().item() for e in evaluation for t in training}
+        _assert_table(table, method, want, rtol=1e-5)
+
+
 def test_influence_functions_match_the_exact_hessian(setup):
     model, training, evaluation = setup
     snapshot = _snapshot(model)

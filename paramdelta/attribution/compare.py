@@ -12,12 +12,16 @@ Each scores a training set Z against an evaluation set Z' by a sum over example 
 Positive means that training on Z lowers the loss on Z' (a gradient step on z_i changes the
 loss of z'_j by -lr·g(z_i)ᵀg(z'_j); upweighting z_i changes it by -g(z_i)ᵀH⁻¹g(z'_j)·ε).
 
-The gradient methods are dattri's ``TracInAttributor`` (per-example gradients, exact inner
-products). The influence functions are written here: dattri solves one inverse-Hessian system
-per evaluation example (vmapped) and its Arnoldi takes forward-over-reverse products over every
+Every method is bilinear, so a pair of sets' influence is ``G_Zᵀ A G_Z'`` with ``G`` a set's sum
+of (for GradCos, unit-length) gradients: each example's gradient is needed once, never an
+(n_train, n_eval) matrix. The per-example gradients of GradDot, GradCos and TracIn come from
+dattri (its ``AttributionTask``: vmapped functional gradients and checkpoint loading); the
+set-level sums are here, because dattri's attributors form the whole pairwise matrix (its
+``TracInAttributor`` recomputes every evaluation gradient for each training batch). The
+influence functions are written here too: dattri solves one inverse-Hessian system per
+evaluation example (vmapped) and its Arnoldi takes forward-over-reverse products over every
 training example at once, which on a 28k-parameter GPT-NeoX with 128 training and 32 evaluation
-examples of ~20 tokens took minutes and over 12-24 GB. Being bilinear, a set's influence is
-``G_Zᵀ A G_Z'`` with ``G`` a set's summed gradient, so this module solves one system per
+examples of ~20 tokens took minutes and over 12-24 GB. This module solves one system per
 evaluation set, with reverse-over-reverse Hessian-vector products over batches of examples.
 
 Damping: Arnoldi adds ``damping`` to H. LiSSA follows Koh and Liang's recursion
@@ -27,7 +31,6 @@ Damping: Arnoldi adds ``damping`` to H. LiSSA follows Koh and Liang's recursion
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import pandas as pd
@@ -45,8 +48,7 @@ def _loss_func(model):
 
     def loss(params, data):
         ids, mask = data
-        # One example arrives as (L,) under TracIn's vmap and as (1, L) under the inner-product
-        # attributors' vmap.
+        # dattri's vmap hands one example at a time, as (L,).
         ids = ids.reshape(-1, ids.shape[-1]).long()
         mask = mask.reshape(ids.shape)
         logits = torch.func.functional_call(model, params, (ids,)).logits
@@ -61,32 +63,41 @@ def _load(model, state):
     return model
 
 
-def _loader(ids: torch.Tensor, mask: torch.Tensor):
-    dataset = torch.utils.data.TensorDataset(ids, mask)
-    return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False)
+def _gradient_sums(task, checkpoint: int, sets: dict[str, Encoded], pad_id: int, *, unit: bool, device):
+    """{set: sum over its examples of g(z)} at one of ``task``'s checkpoints, each g(z) scaled to
+    unit length first if ``unit``; float64. dattri's vmapped per-example gradients, one batch at a time."""
+    params, _ = task.get_param(ckpt_idx=checkpoint)
+    per_example = task.get_grad_loss_func(in_dims=(None, 0))
+    out = {}
+    for name, examples in sets.items():
+        total = torch.zeros(params.numel(), dtype=torch.double, device=device)
+        for start in range(0, len(examples), BATCH_SIZE):
+            ids, mask = lm.pad(examples[start : start + BATCH_SIZE], pad_id)
+            grads = per_example(params, (ids.to(device), mask.to(device))).double()
+            total += (torch.nn.functional.normalize(grads, dim=1) if unit else grads).sum(0)
+        out[name] = total
+    return out
 
 
-def _gradient_scores(method, model, final, train, evaluation, pad_id, *, checkpoints, device) -> torch.Tensor:
-    """The (n_train, n_eval) matrix of g(z_i)ᵀ A g(z'_j) of a gradient method, by dattri."""
-    from dattri.algorithm.tracin import TracInAttributor
+def _gradient_influences(method, model, final, training, evaluation, pad_id, *, checkpoints, device) -> dict:
+    """{(evaluation, training): (sum_i g(z_i))ᵀ (sum_j g(z'_j))} of GradDot at the final model,
+    GradCos (unit-length gradients) or TracIn (summed over checkpoints, weighted by their
+    learning rates)."""
     from dattri.task import AttributionTask
 
-    # One common length, so that dattri's loaders batch any examples together.
-    length = max(len(ids) for ids in train + evaluation)
-    train, evaluation = _loader(*lm.pad(train, pad_id, length)), _loader(*lm.pad(evaluation, pad_id, length))
-    if method == "tracin":
-        states = [state for state, _ in checkpoints]
-        weights = torch.tensor([float(lr) for _, lr in checkpoints])
-    else:
-        states = [final]
-        weights = torch.ones(1)
-    task = AttributionTask(_loss_func(model), model, checkpoints=states, checkpoints_load_func=_load)
-    attributor = TracInAttributor(task, weights, normalized_grad=method == "gradcos", device=device)
-    # dattri 0.3.0 replaces projector_kwargs=None by a module-level default dict, so it always
-    # projects gradients to 512 random dimensions; its attribute() skips the projection only
-    # when this attribute is None, which gives exact inner products.
-    attributor.projector_kwargs = None
-    return attributor.attribute(train, evaluation)
+    pairs = checkpoints if method == "tracin" else [(final, 1.0)]
+    task = AttributionTask(
+        _loss_func(model), model, checkpoints=[state for state, _ in pairs], checkpoints_load_func=_load
+    )
+    out = {}
+    for index, (_, lr) in enumerate(pairs):
+        unit = method == "gradcos"
+        train = _gradient_sums(task, index, training, pad_id, unit=unit, device=device)
+        evals = _gradient_sums(task, index, evaluation, pad_id, unit=unit, device=device)
+        for e, eval_grad in evals.items():
+            for t, train_grad in train.items():
+                out[e, t] = out.get((e, t), 0.0) + float(lr) * (train_grad @ eval_grad)
+    return out
 
 
 class _Curvature:
@@ -151,8 +162,12 @@ def _lissa(curvature: _Curvature, train: Encoded, vectors: list[torch.Tensor], l
 
 def _arnoldi(curvature: _Curvature, train: Encoded, vectors: list[torch.Tensor], arnoldi: dict) -> list[torch.Tensor]:
     """sum_k u_k u_kᵀ v / (λ_k + damping) for each vector, over the ``rank`` eigenpairs of H + damping·I
-    of largest magnitude that Arnoldi iteration (Schioppa et al. 2022) finds."""
+    of largest magnitude that Arnoldi iteration (Schioppa et al. 2022) finds, H the Hessian of
+    ``batch_size`` training examples sampled once (None: all)."""
     damping = arnoldi["damping"]
+    if arnoldi.get("batch_size") is not None and arnoldi["batch_size"] < len(train):
+        sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: arnoldi["batch_size"]]
+        train = [train[i] for i in sorted(sample.tolist())]
     # dattri's start: uniform in [0, 1), seeded.
     start = torch.rand(len(vectors[0]), generator=torch.Generator().manual_seed(0), dtype=torch.double)
     size = min(arnoldi["iterations"], len(start))
@@ -209,18 +224,6 @@ def _set_influences(method, model, training, evaluation, pad_id, *, lissa, arnol
     }
 
 
-def _slices(sets: dict[str, Encoded]) -> dict[str, slice]:
-    """Each set's rows among all the sets' examples, in order."""
-    ends = itertools.accumulate(len(examples) for examples in sets.values())
-    return {name: slice(end - len(sets[name]), end) for name, end in zip(sets, ends)}
-
-
-def _block_sums(scores: torch.Tensor, training: dict[str, Encoded], evaluation: dict[str, Encoded]) -> dict:
-    """{(evaluation, training): sum of its block of ``scores``} for every pair of sets."""
-    rows, columns = _slices(training), _slices(evaluation)
-    return {(e, t): scores[row, column].sum() for e, column in columns.items() for t, row in rows.items()}
-
-
 def influence(
     model,
     training: dict[str, Encoded],
@@ -239,7 +242,7 @@ def influence(
     ``model`` is the final model (graddot, gradcos, influence functions), already on ``device``;
     ``checkpoints`` are TracIn's ``(state_dict, lr)`` pairs. ``lissa`` is ``{depth, damping,
     scale, batch_size}`` (batch_size: training examples sampled per Hessian-vector product),
-    ``arnoldi`` ``{rank, iterations, damping}``; keep rank well below iterations, as the last
+    ``arnoldi`` ``{rank, iterations, damping, batch_size}``; keep rank well below iterations, as the last
     Krylov directions carry spurious near-zero eigenvalues that Arnoldi would invert. The model is
     used in eval mode (no dropout) and left as it was passed: parameters, mode, attention
     implementation and which parameters require gradients.
@@ -249,8 +252,6 @@ def influence(
         raise ValueError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}")
     if "tracin" in methods and not checkpoints:
         raise ValueError("tracin needs checkpoints: (state_dict, lr) pairs")
-    train_examples = [ids for examples in training.values() for ids in examples]
-    eval_examples = [ids for examples in evaluation.values() for ids in examples]
 
     final = {name: value.detach().clone() for name, value in model.state_dict().items()}
     was_training = model.training
@@ -270,11 +271,9 @@ def influence(
             for method in methods:
                 model.load_state_dict(final)  # TracIn leaves its last checkpoint loaded
                 if method in ("graddot", "gradcos", "tracin"):
-                    scores = _gradient_scores(
-                        method, model, final, train_examples, eval_examples, pad_id,
-                        checkpoints=checkpoints, device=device,
-                    )  # fmt: skip
-                    sums = _block_sums(scores.detach().double().cpu(), training, evaluation)
+                    sums = _gradient_influences(
+                        method, model, final, training, evaluation, pad_id, checkpoints=checkpoints, device=device
+                    )
                 else:
                     sums = _set_influences(
                         method, model, training, evaluation, pad_id, lissa=lissa, arnoldi=arnoldi, device=device
