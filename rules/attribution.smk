@@ -40,6 +40,8 @@ rule attribution_model:
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
+    resources:
+        **attribution_resources(),
     params:
         experiment=experiment_spec,
     script:
@@ -59,6 +61,8 @@ rule attribution_leave_out:
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
+    resources:
+        **attribution_resources(),
     params:
         experiment=experiment_spec,
     script:
@@ -78,6 +82,8 @@ rule attribution_untrac:
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
+    resources:
+        **attribution_resources(),
     params:
         experiment=experiment_spec,
         section=canonical(ATTRIBUTION.get("untrac")),
@@ -99,6 +105,8 @@ rule attribution_untrac_inv:
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
+    resources:
+        **attribution_resources(),
     params:
         experiment=experiment_spec,
         section=canonical(ATTRIBUTION.get("untrac_inv")),
@@ -121,6 +129,8 @@ rule attribution_gradients:
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
+    resources:
+        **attribution_resources(),
     params:
         experiment=experiment_spec,
         methods=[m for m in ATTRIBUTION["methods"] if m in compare.METHODS],

@@ -319,7 +319,36 @@ def set_names(role):
 
 
 def experiment_spec(wildcards):
-    return canonical(EXPERIMENTS[wildcards.experiment])
+    """What a job computes from: its experiment less the title and the scheduler resources
+    (params are a rerun trigger; neither changes a result)."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return canonical({k: v for k, v in experiment.items() if k not in ("title", "resources")})
+
+
+def per_experiment(value_of):
+    """A field of a job that depends on its experiment only (per_model's counterpart)."""
+    values = {name: value_of(EXPERIMENTS[name]["resources"]) for name in EXPERIMENTS}
+    if len(set(values.values())) <= 1:
+        return next(iter(values.values()), None)
+    return per_job(lambda wildcards: values[wildcards.experiment])
+
+
+def attribution_resources():
+    """Scheduler resources of a job that runs an experiment's model, from its `resources`;
+    memory and runtime grow with the attempt, as model_resources' do."""
+    resources = {
+        "mem_mb": per_job(
+            lambda wildcards, attempt: EXPERIMENTS[wildcards.experiment]["resources"]["mem_mb"] * attempt
+        ),
+        "runtime": per_job(
+            lambda wildcards, attempt: EXPERIMENTS[wildcards.experiment]["resources"]["runtime"] * attempt
+        ),
+        "slurm_partition": per_experiment(lambda spec: spec.get("partition")),
+        "constraint": per_experiment(lambda spec: spec.get("constraint")),
+        "gpu": per_experiment(lambda spec: spec["gpus"] or None),
+        "gpu_model": per_experiment(lambda spec: spec.get("gpu_model") if spec["gpus"] else None),
+    }
+    return {name: value for name, value in resources.items() if value is not None}
 
 
 def variant_spec(wildcards):

@@ -331,3 +331,20 @@ def test_workflow_plans_one_job_per_run_and_no_membership_jobs(tmp_path):
         "attribution_report": "1",
     }
     assert "metrics.csv" not in out  # no models: no membership jobs
+
+    # Scheduler resources come from the experiment; a GPU is asked only when it sets one.
+    assert "gpu=" not in out
+    experiment = ATTRIBUTION_ONLY["attribution"]["experiments"]["tasks"]
+    gpu = {"gpus": 1, "mem_mb": 16000, "runtime": 90, "partition": "gpu", "gpu_model": "h100"}
+    out = plan(
+        {"attribution": {**ATTRIBUTION_ONLY["attribution"], "experiments": {"tasks": {**experiment, "resources": gpu}}}}
+    )
+    jobs = out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]
+    model_jobs = [
+        job for job in jobs if job.startswith(("attribution_model", "attribution_untrac", "attribution_gradients"))
+    ]
+    assert model_jobs
+    for job in model_jobs:
+        resources = next(line for line in job.splitlines() if line.strip().startswith("resources:"))
+        for field in ("mem_mb=16000", "runtime=90", "slurm_partition=gpu", "gpu=1", "gpu_model=h100"):
+            assert field in resources, (field, resources)

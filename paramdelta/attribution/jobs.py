@@ -87,12 +87,17 @@ def load_sets(sets_path: str, tokenizer_dir: str, max_length: int):
 # Training on the mix, with and without each training set.
 
 
+def _device() -> torch.device:
+    """The job's GPU when the scheduler gave it one (the experiment's ``resources.gpus``), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _initial_model(experiment: dict, tokenizer, seed: int):
     spec = experiment["model"]
     if "path" in spec:
-        return models.load_causal_lm(spec["path"])
+        return models.load_causal_lm(spec["path"]).to(_device())
     build = {**spec, "max_positions": max(spec["max_positions"], experiment["max_length"])}
-    return models.build_model(models.build_config(build, tokenizer), seed)
+    return models.build_model(models.build_config(build, tokenizer), seed).to(_device())
 
 
 def _train(experiment: dict, seed: int, tokenizer, encoded: dict, leave_out: str | None, keep=()):
@@ -145,7 +150,7 @@ def leave_out(experiment: dict, seed: int, training: str, sets_path, tokenizer_d
 def _trained(model_dir: str, experiment: dict, sets_path: str):
     model, tokenizer = models.load_with_tokenizer(model_dir)
     _, encoded = load_sets(sets_path, model_dir, experiment["max_length"])
-    return model, tokenizer, encoded
+    return model.to(_device()), tokenizer, encoded
 
 
 def unlearning(method, experiment, seed, forgotten, section, variant, model_dir, sets_path, out) -> None:
@@ -177,6 +182,7 @@ def gradient_methods(experiment, methods, lissa, arnoldi, model_dir, checkpoints
         checkpoints=checkpoints,
         lissa=lissa,
         arnoldi=arnoldi,
+        device=_device(),
     )
     write_csv(table, out)
 

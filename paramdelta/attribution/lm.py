@@ -54,7 +54,8 @@ def example_losses(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 
 def batch_loss(model, examples: Encoded, pad_id: int) -> torch.Tensor:
     """The mean of the examples' losses: the training objective of one batch."""
-    return example_losses(model, *pad(examples, pad_id)).mean()
+    device = next(model.parameters()).device
+    return example_losses(model, *(tensor.to(device) for tensor in pad(examples, pad_id))).mean()
 
 
 @torch.no_grad()
