@@ -104,6 +104,13 @@ def hub_items(config: dict) -> list[HubItem]:
     reference = config.get("baselines", {}).get("reference")
     if reference and is_hub_id(reference):
         items.append(HubItem("baselines.reference", "reference model", reference, None, pinnable=False))
+    for name, experiment in config.get("attribution", {}).get("experiments", {}).items():
+        path = experiment["model"].get("path")
+        if path and is_hub_id(path):
+            field = f"attribution.experiments.{name}.model"
+            items.append(
+                HubItem(field, f"model of attribution experiment {name}", path, experiment["model"].get("revision"))
+            )
     for name, spec in config.get("datasets", {}).items():
         if "hf" in spec:
             items.append(

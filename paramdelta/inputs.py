@@ -64,15 +64,24 @@ def check_paths(config: dict, workflow_dir: str | Path | None = None) -> None:
                 raise ConfigError(
                     f"config field '{field}': '{path}' is neither a directory on this machine nor a hub id ('org/name')"
                 )
+    for name, experiment in config.get("attribution", {}).get("experiments", {}).items():
+        path = experiment["model"].get("path")
+        if path and not hub.is_hub_id(path) and not Path(path).is_dir():
+            raise ConfigError(
+                f"config field 'attribution.experiments.{name}.model.path': '{path}' is neither a directory "
+                "on this machine nor a hub id ('org/name')"
+            )
     reference = config["baselines"].get("reference")
     if reference and not hub.is_hub_id(reference) and not Path(reference).is_dir():
         raise ConfigError(f"config field 'baselines.reference': '{reference}' is neither a directory nor a hub id")
-    # Hub models named by models.<slug>.path are fetched by a rule; a hub base model or
-    # reference model, like a hub data set, is fetched beforehand with the fetch command.
+    # Hub models named by models.<slug>.path are fetched by a rule; a hub base model, reference
+    # model or attribution model, like a hub data set, is fetched beforehand with the fetch command.
     unfetched = [
         item.describe()
         for item in hub.hub_items(config)
-        if item.field.endswith(".build.base") or item.field == "baselines.reference"
+        if item.field.endswith(".build.base")
+        or item.field == "baselines.reference"
+        or item.field.startswith("attribution.")
         if hub.fetched(item) is None
     ]
     if unfetched:

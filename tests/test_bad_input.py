@@ -43,6 +43,12 @@ def test_the_base_config_is_good(base):
     assert len(tables["wiki"]) == 12 and completed["budgets"] == [5]
 
 
+_EXPERIMENT = {
+    "training": {"a": {"generator": "tasks", "task": "successor", "n": 4}},
+    "evaluation": {"e": {"generator": "tasks", "task": "after", "n": 4}},
+}
+
+
 def _set(path: str, value):
     """A change that sets config field `path` (dots between keys) to `value`."""
 
@@ -140,6 +146,16 @@ CONFIG_CASES = [
         "models.pythia.gpus",
     ),
     ("bfloat16 full snapshots", _set("snapshots", {"store": "full", "dtype": "bfloat16"}), "snapshots.dtype"),
+    (
+        "attribution model directory that does not exist",
+        _set("attribution", {"experiments": {"t": {**_EXPERIMENT, "model": {"path": "/no/such/model"}}}}),
+        "attribution.experiments.t.model.path",
+    ),
+    (
+        "attribution hub model not fetched",
+        _set("attribution", {"experiments": {"t": {**_EXPERIMENT, "model": {"path": "someone/small-lm"}}}}),
+        "model of attribution experiment t (someone/small-lm @ main)",
+    ),
 ]
 
 

@@ -425,11 +425,13 @@ def test_missing_lists_every_hub_item_and_a_vanished_snapshot(tmp_path, monkeypa
             "built": {"build": {"dataset": "demo", "base": "org/base"}},
         },
         "baselines": {"reference": "org/ref"},
+        "attribution": {"experiments": {"tasks": {"model": {"path": "org/small", "revision": "v1"}}}},
     }
     expected = [
         "model big (org/big @ step1000)",
         "base model of built (org/base @ main)",
         "reference model (org/ref @ main)",
+        "model of attribution experiment tasks (org/small @ v1)",
         "data set wiki (a/wiki, split test @ v2)",
     ]
     assert hub.missing(config) == expected

@@ -61,7 +61,7 @@ def draw_sets(experiment: dict, seed: int, sets_path: str, tokenizer_dir: str) -
     if "path" in spec:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(models.local_path(spec["path"]))
+        tokenizer = AutoTokenizer.from_pretrained(models.local_path(spec["path"], spec.get("revision")))
     else:
         texts = [text for role in drawn.values() for texts in role.values() for text in texts]
         tokenizer = target.train_tokenizer(texts, spec["vocab_size"])
@@ -95,7 +95,7 @@ def _device() -> torch.device:
 def _initial_model(experiment: dict, tokenizer, seed: int):
     spec = experiment["model"]
     if "path" in spec:
-        return models.load_causal_lm(spec["path"]).to(_device())
+        return models.load_causal_lm(spec["path"], revision=spec.get("revision")).to(_device())
     build = {**spec, "max_positions": max(spec["max_positions"], experiment["max_length"])}
     return models.build_model(models.build_config(build, tokenizer), seed).to(_device())
 
