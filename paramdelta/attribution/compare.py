@@ -65,16 +65,22 @@ def _load(model, state):
 
 def _gradient_sums(task, checkpoint: int, sets: dict[str, Encoded], pad_id: int, *, unit: bool, device):
     """{set: sum over its examples of g(z)} at one of ``task``'s checkpoints, each g(z) scaled to
-    unit length first if ``unit``; float64. dattri's vmapped per-example gradients, one batch at a time."""
+    unit length first if ``unit``; float64, one batch at a time. Unit-length gradients need each
+    example's (dattri's vmapped per-example gradients: batch x parameters in memory); a plain
+    sum is the gradient of the batch's summed loss (parameters in memory)."""
     params, _ = task.get_param(ckpt_idx=checkpoint)
     per_example = task.get_grad_loss_func(in_dims=(None, 0))
+    batch_mean = torch.func.grad(task.get_loss_func())
     out = {}
     for name, examples in sets.items():
         total = torch.zeros(params.numel(), dtype=torch.double, device=device)
         for start in range(0, len(examples), BATCH_SIZE):
             ids, mask = lm.pad(examples[start : start + BATCH_SIZE], pad_id)
-            grads = per_example(params, (ids.to(device), mask.to(device))).double()
-            total += (torch.nn.functional.normalize(grads, dim=1) if unit else grads).sum(0)
+            batch = (ids.to(device), mask.to(device))
+            if unit:
+                total += torch.nn.functional.normalize(per_example(params, batch).double(), dim=1).sum(0)
+            else:
+                total += batch_mean(params, batch).double() * len(ids)
         out[name] = total
     return out
 
