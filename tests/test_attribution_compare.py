@@ -28,6 +28,7 @@ def _examples(sizes: dict[str, int], generator: torch.Generator) -> dict[str, lm
 def small_batches(monkeypatch):
     """Several batches of training and of evaluation examples, so that blocks and sums span batches."""
     monkeypatch.setattr(compare, "BATCH_SIZE", 4)
+    monkeypatch.setattr(compare, "PER_EXAMPLE_BATCH", 3)
 
 
 @pytest.fixture(scope="module")
