@@ -18,7 +18,7 @@ of (for GradCos, unit-length) gradients: each example's gradient is needed once,
 per-example gradients come from dattri (its ``AttributionTask``: vmapped functional
 gradients); the set-level sums are here, because dattri's attributors form the whole pairwise
 matrix (its ``TracInAttributor`` recomputes every evaluation gradient for each training
-batch: 55 s for GradDot on the fine-tuning setting, 2 CPU cores, against 8 s here). The
+batch: 55 s for GradDot on the fine-tuning setting, 2 CPU cores, against seconds here). The
 influence functions are written here too: dattri solves one inverse-Hessian system per
 evaluation example (vmapped) and its Arnoldi takes forward-over-reverse products over every
 training example at once, which on a 28k-parameter GPT-NeoX with 128 training and 32 evaluation
@@ -42,8 +42,9 @@ from paramdelta.attribution.lm import Encoded
 
 METHODS = ("graddot", "gradcos", "tracin", "hif-lissa", "hif-arnoldi")
 BATCH_SIZE = 32
-# GradCos's per-example gradients (torch.func through dattri) take GBs for a 231k-parameter
-# model at 32 examples of ~70 tokens; plain autograd, for the other methods, under 1 GB.
+# GradCos's per-example gradients (torch.func through dattri) peaked at 4.4 GB for a
+# 231k-parameter model at 8 examples of ~70 tokens (5.6 GB at 32); plain autograd, for the
+# other methods, under 1 GB.
 PER_EXAMPLE_BATCH = 8
 
 
