@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from paramdelta.models import Layer
+
+# torch is imported where tensors are reduced: a job that reads sketch stores (numpy arrays
+# already reduced) does not pay its seconds of import.
+if TYPE_CHECKING:
+    import torch
 
 STAT_ARRAYS = ("layer_l2", "layer_sq", "layer_topk_l2", "tensor_l2")
 TABLE_ARRAYS = ("layer_l2", "layer_sq", "layer_topk_l2")  # what the delta table takes of them
@@ -46,6 +51,8 @@ def layer_stats(
     soon as its last tensor arrives and its tensors dropped, so a model gathered one tensor
     at a time (DeepSpeed ZeRO) is never whole in memory.
     """
+    import torch
+
     owner = {name: i for i, layer in enumerate(layers) for name in layer.params}
     pending: dict[int, dict[str, torch.Tensor]] = {}
     done: dict[int, tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]] = {}
@@ -76,6 +83,8 @@ def layer_stats(
 
 def _one_layer(layer: Layer, deltas: dict[str, torch.Tensor], ks: Sequence[int]):
     """One layer's tensor norms, sum of squares and top-K% L2, as float64 tensors where the delta is."""
+    import torch
+
     pieces = [deltas[name] for name in layer.params]
     flat = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     counts = topk_counts(flat.numel(), ks)
@@ -95,6 +104,8 @@ def _one_layer_numpy(pieces: list[np.ndarray], flat: np.ndarray, counts: list[in
     squares come from partitioning the magnitudes at each count in turn, largest count first,
     each step on what the previous one kept.
     """
+    import torch
+
     squares = [_sum_of_squares(piece) for piece in pieces]
     tensor_l2 = [torch.tensor(np.sqrt(sq)) for sq in squares]
     return tensor_l2, torch.tensor(math.fsum(squares), dtype=torch.float64), torch.from_numpy(_topk_l2(flat, counts))

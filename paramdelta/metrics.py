@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from paramdelta.config import defaults
 
@@ -54,6 +53,8 @@ def auroc(labels, scores) -> float:
     labels, scores = _labels_scores(labels, scores)
     if not _both_classes(labels):
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # imported where used: the scores jobs need none of it
+
     return float(roc_auc_score(labels, scores))
 
 
@@ -120,6 +121,8 @@ def tpr_at_fpr(labels, scores, fpr: float) -> tuple[float, float]:
     if not _both_classes(labels):
         return float("nan"), float("nan")
     # drop_intermediate would discard collinear points, some of which are the answer.
+    from sklearn.metrics import roc_curve
+
     fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
     last_allowed = np.flatnonzero(fprs <= fpr)[-1]
     return float(tprs[last_allowed]), float(fprs[last_allowed])
@@ -199,6 +202,8 @@ def roc_points(labels, scores) -> pd.DataFrame:
     labels, scores = _labels_scores(labels, scores)
     if not _both_classes(labels):
         return pd.DataFrame({"fpr": pd.Series(dtype=float), "tpr": pd.Series(dtype=float)})
+    from sklearn.metrics import roc_curve
+
     fprs, tprs, _ = roc_curve(labels, scores)
     return pd.DataFrame({"fpr": fprs, "tpr": tprs})
 

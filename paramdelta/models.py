@@ -28,11 +28,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
-# transformers is imported where a model is built or loaded: a job that only reads layer
-# names (the delta tables) does not pay its seconds of import.
+# torch and transformers are imported where a model is built, loaded or walked: a job that
+# only reads layer names (the delta tables) does not pay their seconds of import.
 if TYPE_CHECKING:
+    import torch
     import transformers
 
 ARCHITECTURES: tuple[str, ...] = ("gpt-neox", "llama", "gptj", "opt")
@@ -102,12 +101,16 @@ class Layer:
 
 
 def _is_norm(module: torch.nn.Module) -> bool:
+    import torch
+
     norm_types = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.RMSNorm)
     return isinstance(module, norm_types) or "Norm" in type(module).__name__
 
 
 def module_group(name: str, module: torch.nn.Module) -> str:
     """The module group (one of GROUPS) of the module called ``name``."""
+    import torch
+
     parts = name.split(".") if name else []
     leaf = parts[-1] if parts else ""
     if isinstance(module, torch.nn.Embedding):
@@ -252,6 +255,7 @@ def build_config(build: dict, tokenizer) -> transformers.PretrainedConfig:
 
 def build_model(config: transformers.PretrainedConfig, seed: int) -> transformers.PreTrainedModel:
     """A randomly initialised fp32 causal LM; the same seed gives the same weights (on CPU)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     # fork_rng keeps the caller's global torch RNG stream untouched.
@@ -275,12 +279,14 @@ def local_path(path: str, revision: str | None = None) -> str:
 
 
 def load_causal_lm(
-    path: str, *, dtype: torch.dtype = torch.float32, revision: str | None = None
+    path: str, *, dtype: torch.dtype | None = None, revision: str | None = None
 ) -> transformers.PreTrainedModel:
-    """Load a causal LM from a local directory or a fetched hub id, in training mode."""
+    """Load a causal LM from a local directory or a fetched hub id, in training mode (float32
+    unless `dtype` says otherwise)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(local_path(path, revision), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(local_path(path, revision), dtype=dtype or torch.float32)
     model.train()
     return model
 
@@ -295,7 +301,7 @@ def context_length(model_or_config) -> int:
     raise ValueError(f"cannot find the context length of {type(config).__name__}")
 
 
-def load_with_tokenizer(path: str, *, revision: str | None = None, dtype: torch.dtype = torch.float32):
+def load_with_tokenizer(path: str, *, revision: str | None = None, dtype: torch.dtype | None = None):
     """A causal LM and its tokenizer from one local directory or hub id: what every job loads."""
     from transformers import AutoTokenizer
 

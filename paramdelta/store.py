@@ -36,14 +36,18 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import zarr
 from zarr.codecs import ZstdCodec
 
 from paramdelta.atomic import disk_full
+
+# torch is imported where tensors are read or written: a job that reduces sketch stores (numpy
+# arrays) does not pay its seconds of import.
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "provenance",
@@ -178,6 +182,8 @@ def read_tensors(group: zarr.Group, names: Iterable[str] | None = None) -> dict[
     ``names=None`` reads every array directly in ``group`` (not in subgroups); naming
     tensors reads only those tensors' chunks.
     """
+    import torch
+
     tensors = {}
     for name, array in _arrays(group, names):
         data = np.asarray(array[...])
@@ -234,6 +240,8 @@ def _to_numpy(name: str, value: torch.Tensor | np.ndarray) -> tuple[np.ndarray, 
     """Return the array to store and the logical dtype name recorded in its attributes."""
     if isinstance(value, np.ndarray):
         return value, str(value.dtype)
+    import torch
+
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name!r}: expected a torch.Tensor or numpy.ndarray, got {type(value).__name__}")
     tensor = value.detach().cpu().contiguous()

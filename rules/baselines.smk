@@ -11,6 +11,7 @@ rule logprob_scores:
         "logs/logprob_scores/{dataset}/{model}.log",
     benchmark:
         f"{RESULTS}/benchmarks/logprob_scores/{{dataset}}/{{model}}.tsv"
+    priority: 2
     conda:
         "../envs/train.yaml"
     threads: per_model(model_threads)
@@ -40,6 +41,7 @@ rule samia:
         "logs/samia/{dataset}/{model}/{shard}.log",
     benchmark:
         f"{RESULTS}/benchmarks/samia/{{dataset}}/{{model}}/{{shard}}.tsv"
+    priority: 2
     conda:
         "../envs/train.yaml"
     threads: per_model(model_threads)

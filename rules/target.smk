@@ -6,6 +6,10 @@ rule controlled_corpus:
         background=f"{RESULTS}/targets/{{dataset}}/background.jsonl",
     log:
         "logs/controlled_corpus/{dataset}.log",
+    # On few cores the highest-priority ready job starts first: the chain to each target, then the
+    # long per-model baselines, then training, with the attribution experiments and the many
+    # short reductions filling the gaps (the demo: a minute less than in Snakemake's own order).
+    priority: 3
     localrule: True
     conda:
         "../envs/train.yaml"
@@ -24,6 +28,7 @@ rule base_model:
         "logs/base_model/{model}.log",
     benchmark:
         f"{RESULTS}/benchmarks/base_model/{{model}}.tsv"
+    priority: 3
     conda:
         "../envs/train.yaml"
     threads: per_model(model_threads)
@@ -45,6 +50,7 @@ rule target_model:
         "logs/target_model/{model}.log",
     benchmark:
         f"{RESULTS}/benchmarks/target_model/{{model}}.tsv"
+    priority: 3
     conda:
         "../envs/train.yaml"
     threads: per_model(model_threads)

@@ -8,6 +8,7 @@ rule base_snapshot:
         directory(f"{RESULTS}/snapshots/{{model}}/base.zarr"),
     log:
         "logs/base_snapshot/{model}.log",
+    priority: 3
     conda:
         "../envs/train.yaml"
     resources:
@@ -33,6 +34,7 @@ rule train:
         "logs/train/{dataset}/{model}/{budget}/{shard}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.tsv"
+    priority: 1
     conda:
         "../envs/train.yaml"
     threads: per_model(model_threads)

@@ -318,6 +318,24 @@ def test_failed_texts_are_recorded_without_delta_rows(job):
     assert not set(table.text_id) & {"short", "t3"}
 
 
+def test_sketch_store_reads_without_torch(job):
+    """A deltas job over sketch stores needs numpy, pandas and zarr only: with torch blocked it
+    reads the same table (torch's import is most of such a job's time)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from paramdelta import deltas\n"
+        f"table, _ = deltas.read_job_store({str(job['paths']['sketch'])!r}, {LABELS!r}, {list(KS)!r})\n"
+        "print(table.to_json())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table, _ = deltas.read_job_store(job["paths"]["sketch"], LABELS, KS)
+    assert result.stdout.strip() == table.to_json()
+
+
 def test_sketch_store_subset_and_order_of_ks(job):
     full_ks, _ = deltas.read_job_store(job["paths"]["sketch"], LABELS, KS)
     subset, _ = deltas.read_job_store(job["paths"]["sketch"], LABELS, [50, 1])

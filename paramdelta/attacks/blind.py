@@ -24,10 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
 
 from paramdelta.config import defaults
 
@@ -50,6 +46,13 @@ def blind_scores(
     smallest_class = min(int((labels == 1).sum()), int((labels == 0).sum()))
     if smallest_class < n_folds:
         raise ValueError(f"each class needs at least n_folds = {n_folds} texts, the smaller has {smallest_class}")
+    # scikit-learn (with SciPy, about 2.5 s) is imported here: the jobs that import the attacks
+    # package to run a model do not pay for it.
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
     classifier = make_pipeline(CountVectorizer(binary=True), LogisticRegression(max_iter=1000))
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     probabilities = cross_val_predict(classifier, list(texts), labels, cv=folds, method="predict_proba")
