@@ -8,7 +8,7 @@ rule controlled_corpus:
         "logs/controlled_corpus/{dataset}.log",
     # On few cores the highest-priority ready job starts first: the chain to each target, then the
     # long per-model baselines, then training, with the attribution experiments and the many
-    # short reductions filling the gaps (the demo: a minute less than in Snakemake's own order).
+    # short reductions filling the gaps, so that a run does not end on one long job alone.
     priority: 3
     localrule: True
     conda:
