@@ -25,7 +25,7 @@ the first --words words of synthetic documents. Budget ``es``: the job runs firs
 floor and the thesis-style job then run each text for as many epochs as the job did.
 
     python benchmarks/bench_training.py [--arch gpt-neox|llama] [--hidden 256] [--layers 4]
-        [--heads 4] [--vocab 4096] [--texts 25] [--budget 5|es] [--threads 1]
+        [--heads 4] [--vocab 4096] [--vocab-size N] [--texts 25] [--budget 5|es] [--threads 1]
         [--parallel-texts N] [--policy sketch|delta|full] [--repeats 1]
 """
 
@@ -89,7 +89,7 @@ def build_model_dir(args, root: Path) -> tuple[Path, object]:
     tokenizer = target.train_tokenizer(corpus.generate_corpus(2000, 0), args.vocab)
     model_config = models.tiny_config(
         args.arch,
-        len(tokenizer),
+        args.vocab_size or len(tokenizer),
         hidden_size=args.hidden,
         num_layers=args.layers,
         num_heads=args.heads,
@@ -290,6 +290,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=4096, help="tokenizer vocabulary asked for (BPE may stop short)")
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help="the model's vocabulary (embedding rows; default the tokenizer's): 50304 with --hidden 512 "
+        "--layers 6 --heads 8 is Pythia-70M's shape, as in bench_stores.py",
+    )
     parser.add_argument("--max-positions", type=int, default=256, help="the model's context (= the chunk length)")
     parser.add_argument("--texts", type=int, default=25)
     parser.add_argument("--words", type=int, default=32, help="words per text")
@@ -344,7 +351,8 @@ def main() -> None:
         n_chunks = [len(train.chunk(tokenizer(text)["input_ids"], max_length)) for text in texts]
         print(
             f"model: {args.arch}, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocabulary "
-            f"{len(tokenizer)}, {n_params / 1e6:.2f} M parameters (random init, seed 0)"
+            f"{args.vocab_size or len(tokenizer)} (tokenizer {len(tokenizer)}), {n_params / 1e6:.2f} M parameters "
+            "(random init, seed 0)"
         )
         print(
             f"texts: {len(texts)} of {args.words} words, {min(tokens)}-{max(tokens)} tokens "
