@@ -176,8 +176,9 @@ def floor(
     deterministic: bool = False,
 ) -> float:
     """The bare loop: one model, one optimizer, every text's steps back to back; seconds."""
-    previous = torch.are_deterministic_algorithms_enabled()
+    previous = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # as train_job.run sets it
     try:
         model = models.load_causal_lm(str(model_dir))
         params = [p for p in model.parameters()]
@@ -207,7 +208,8 @@ def floor(
                     step += 1
         return time.perf_counter() - began
     finally:
-        torch.use_deterministic_algorithms(previous, warn_only=True)
+        torch.use_deterministic_algorithms(previous[0], warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = previous[1]
 
 
 def thesis_optim(settings: train.Settings, train_section: dict) -> str:

@@ -133,7 +133,7 @@ rule attribution_gradients:
         **attribution_resources(),
     params:
         experiment=experiment_spec,
-        methods=[m for m in ATTRIBUTION["methods"] if m in compare.METHODS],
+        methods=[m for m in ATTRIBUTION["methods"] if m in GRADIENT_METHODS],
         lissa=canonical(ATTRIBUTION.get("lissa")),
         arnoldi=canonical(ATTRIBUTION.get("arnoldi")),
     script:

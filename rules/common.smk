@@ -11,8 +11,7 @@ from snakemake.exceptions import WorkflowError
 try:
     from paramdelta import config as config_checks
     from paramdelta import data, hub, inputs
-    from paramdelta.attribution import compare
-    from paramdelta.attribution.jobs import variants
+    from paramdelta.attribution.plan import GRADIENT_METHODS, variants
 except ModuleNotFoundError as error:
     if error.name != "paramdelta":
         raise  # one of the package's own dependencies: the error names it
@@ -369,7 +368,7 @@ def attribution_inputs():
                     files += [f"{here}/untrac/{variant}/{z}.csv" for z in experiment["training"]]
                 if "untrac-inv" in methods:
                     files += [f"{here}/untrac-inv/{variant}/{e}.csv" for e in experiment["evaluation"]]
-            if any(m in compare.METHODS for m in methods):
+            if any(m in GRADIENT_METHODS for m in methods):
                 files.append(f"{here}/gradient-methods.csv")
     return files
 

@@ -7,4 +7,5 @@ set made the model behave as it does on an evaluation set?
 - ``unlearn``: gradient ascent on a set, with the losses it moves recorded at every epoch.
 - ``compare``: GradDot, GradCos, TracIn and influence functions (dattri).
 - ``summary``: influence tables, leave-one-out truth and correlations.
+- ``plan``: the method names and unlearning variants the workflow plans jobs from (no torch).
 """

@@ -39,8 +39,8 @@ import torch
 
 from paramdelta.attribution import lm
 from paramdelta.attribution.lm import Encoded
+from paramdelta.attribution.plan import GRADIENT_METHODS as METHODS
 
-METHODS = ("graddot", "gradcos", "tracin", "hif-lissa", "hif-arnoldi")
 BATCH_SIZE = 32
 # GradCos's per-example gradients (torch.func through dattri) peaked at 4.4 GB for a
 # 231k-parameter model at 8 examples of ~70 tokens (5.6 GB at 32); plain autograd, for the

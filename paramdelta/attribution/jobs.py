@@ -17,28 +17,9 @@ import torch
 from paramdelta import models, target
 from paramdelta.atomic import atomic_directory, atomic_file, write_csv
 from paramdelta.attribution import compare, fit, lm, sets, summary, unlearn
+from paramdelta.attribution.plan import variants
 
 log = logging.getLogger(__name__)
-
-
-def variant_name(optimizer: str, lr: float) -> str:
-    """The path component of one unlearning setting, e.g. ``adam-lr5e-05``."""
-    return f"{optimizer}-lr{lr:g}"
-
-
-def variants(attribution: dict, experiment: dict) -> dict[str, dict]:
-    """Every unlearning setting an experiment runs: the configured one ("default") and its
-    sensitivity sweep's (table 4), each ``{"optimizer", "lr", "variant"}`` (None: as configured),
-    keyed by path name."""
-    base, sweep = attribution["untrac"], experiment["sensitivity"]
-    out = {variant_name(base["optimizer"], base["lr"]): {"optimizer": None, "lr": None, "variant": "default"}}
-    for optimizer in sweep["optimizers"]:
-        out.setdefault(
-            variant_name(optimizer, base["lr"]), {"optimizer": optimizer, "lr": None, "variant": "optimizer"}
-        )
-    for lr in sweep["lrs"]:
-        out.setdefault(variant_name(base["optimizer"], lr), {"optimizer": None, "lr": lr, "variant": "lr"})
-    return out
 
 
 def settings(section: dict, variant: dict) -> unlearn.Settings:
