@@ -133,3 +133,14 @@ def test_an_installed_copy_of_the_package_has_the_files_it_reads(tmp_path):
         if "__pycache__" not in path.parts and path.is_file()
     }
     assert expected <= names, sorted(expected - names)
+
+
+def test_the_workflow_plans_without_torch_or_transformers():
+    """Every `snakemake` call, and on a cluster every job, parses the Snakefile: the package
+    modules it imports (rules/common.smk) load without torch and transformers (5 s a parse)."""
+    imports = re.findall(r"^\s*(from paramdelta[\w.]* import [\w, ]+)$", (RULES / "common.smk").read_text(), re.M)
+    assert imports
+    code = "\n".join(["import sys", *imports, "print(sorted({'torch', 'transformers'} & set(sys.modules)))"])
+    result = subprocess.run([sys.executable, "-c", code], cwd=ENVS.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
