@@ -180,7 +180,6 @@ def read_job_store(path, labels: Mapping[str, int], ks: Sequence[int], base=None
     Failed texts have a record and no delta rows.
     """
     from paramdelta import store
-    from paramdelta.models import Layer
 
     root = store.open_store(path)
     attrs = root.attrs.asdict()
