@@ -185,6 +185,13 @@ def check_references(config: dict) -> None:
             "config field 'snapshots.dtype': a full after-state in bfloat16 is rounded far more than one "
             "text's training moves it, so its delta would measure rounding; use float32 (or store: delta)"
         )
+    for name, setting in config["optimizers"].items():
+        unknown = [budget for budget in setting.get("budgets", []) if str(budget) not in map(str, config["budgets"])]
+        if unknown:
+            raise ConfigError(
+                f"config field 'optimizers.{name}.budgets': {unknown} not in budgets {config['budgets']}; an "
+                "optimizer setting runs a subset of them"
+            )
     if "ref" in config["attacks"] and not config["baselines"].get("reference"):
         raise ConfigError("config field 'baselines.reference': the 'ref' attack (in attacks) needs a reference model")
     if not config["models"] and not config.get("attribution"):
@@ -214,6 +221,49 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     check_schema(completed, schema)
     check_references(completed)
     return completed
+
+
+DEFAULT_OPTIMIZER = "default"  # the name of the `train:` block's own setting
+PARAM_DELTA = "param-delta"  # the method name of the parameter-change scores
+
+
+def method_name(optimizer: str = DEFAULT_OPTIMIZER) -> str:
+    """The method name of one training setting's scores: `param-delta` for the `train:` block's
+    own, `param-delta:<name>` for an entry of `optimizers:`."""
+    return PARAM_DELTA if optimizer == DEFAULT_OPTIMIZER else f"{PARAM_DELTA}:{optimizer}"
+
+
+def supervised_method(classifier: str, optimizer: str = DEFAULT_OPTIMIZER) -> str:
+    """The method name of a supervised classifier on one training setting's per-layer changes:
+    `supervised-<classifier>`, with `:<setting>` as in method_name."""
+    name = f"supervised-{classifier}"
+    return name if optimizer == DEFAULT_OPTIMIZER else f"{name}:{optimizer}"
+
+
+def is_supervised(method) -> bool:
+    return str(method).startswith("supervised-")
+
+
+def is_param_delta(method) -> bool:
+    """Whether a method is the parameter-change score, under any training setting."""
+    return str(method) == PARAM_DELTA or str(method).startswith(f"{PARAM_DELTA}:")
+
+
+def optimizer_settings(config: dict) -> dict[str, dict]:
+    """Every training setting of a completed config: `default` (the `train:` block) first, then
+    `optimizers:` in order, each the whole `train:` block with the setting's changes applied."""
+    settings = {DEFAULT_OPTIMIZER: copy.deepcopy(config["train"])}
+    for name, changes in config["optimizers"].items():
+        settings[name] = {**copy.deepcopy(config["train"]), **{k: v for k, v in changes.items() if k != "budgets"}}
+    return settings
+
+
+def optimizer_budgets(config: dict, name: str) -> list[str]:
+    """The budgets a training setting runs, as the workflow's budget strings."""
+    chosen = (
+        config["budgets"] if name == DEFAULT_OPTIMIZER else config["optimizers"][name].get("budgets", config["budgets"])
+    )
+    return [str(budget) for budget in config["budgets"] if str(budget) in map(str, chosen)]
 
 
 def budget_epochs(budget: str | int) -> int | None:

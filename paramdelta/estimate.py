@@ -731,6 +731,7 @@ def estimate(
 
 
 def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected, es_max, devices) -> Row:
+    from paramdelta import config as config_checks
     from paramdelta import data
 
     spec, train = config["models"][slug], config["train"]
@@ -740,7 +741,10 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
     shards = (
         len(data.shards(ids, config["texts_per_job"])) if ids is not None else math.ceil(n / config["texts_per_job"])
     )
-    jobs = shards * len(budgets)
+    # Runs per budget: the train: block's, and each optimizers: entry that runs it.
+    settings = config_checks.optimizer_settings(config)
+    runs = {b: sum(b in config_checks.optimizer_budgets(config, setting) for setting in settings) for b in budgets}
+    jobs = shards * sum(runs.values())
     epochs = {b: (es_expected if b == "es" else int(b)) for b in budgets}
     # A job's loss and lr rows are as long as its longest run: under es, up to max_epochs.
     sizes = {b: run_bytes(config, info, es_max if b == "es" else e) for b, e in epochs.items()}
@@ -755,8 +759,8 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
         steps={b: e * chunks / n for b, e in epochs.items()},
         steps_es_max=es_max * chunks / n if "es" in budgets else None,
         run_bytes=sizes,
-        store_bytes=n * sum(sizes.values()) + jobs * job_bytes(config, info),
-        store_files=store_files(config, info, n * len(budgets), jobs),
+        store_bytes=n * sum(size * runs[b] for b, size in sizes.items()) + jobs * job_bytes(config, info),
+        store_files=store_files(config, info, n * sum(runs.values()), jobs),
         base_bytes=base_snapshot_bytes(config, slug, info),
     )
     trained = sum(1 for c in per_text if c)  # a text below 2 tokens is recorded, not trained
@@ -775,9 +779,9 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                 # Under es, a summary (or a best state) at every new best epoch: all but the last
                 # `patience` epochs expected, every epoch at most.
                 keeps = 1 if b != "es" else (e if case == "max" else max(1, epochs[b] - train["patience"]))
-                parts["steps"] += e * epoch
+                parts["steps"] += runs[b] * e * epoch
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
-                    parts[part] += trained * value
+                    parts[part] += runs[b] * trained * value
             seconds[case] = sum(parts.values())
             if case == "expected":
                 seconds.update({f"expected_{part}": value for part, value in parts.items()})

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from paramdelta.config import defaults
+from paramdelta.config import PARAM_DELTA, defaults, is_param_delta, method_name  # noqa: F401 (re-exported)
 from paramdelta.metrics import auroc_rows
 
 SELECTIONS = ("all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers")
@@ -30,8 +30,9 @@ K_SELECTIONS = ("topk-elements", "topk-layers")
 GROUP_SELECTIONS = ("attention", "mlp", "norm", "embedding")
 AGGREGATIONS = ("mean", "sum", "l2")
 AGGREGATE = defaults("features", "aggregate")  # config/schema.yaml's default
-METHOD = "param-delta"
+METHOD = PARAM_DELTA
 SCORE_COLUMNS = ("text_id", "label", "method", "selection", "k", "score")
+
 
 _TOPK_COLUMN = re.compile(r"^topk_l2_(\d+)$")
 
@@ -147,11 +148,17 @@ def _text_labels(table: pd.DataFrame) -> pd.Series:
 
 
 def score_table(
-    table: pd.DataFrame, selections: Sequence[str], ks: Sequence[int], aggregate: str = AGGREGATE
+    table: pd.DataFrame,
+    selections: Sequence[str],
+    ks: Sequence[int],
+    aggregate: str = AGGREGATE,
+    *,
+    method: str = METHOD,
 ) -> pd.DataFrame:
     """Long per-text scores: one block per non-K selection and per (K selection, k in ks).
 
-    Columns: text_id, label, method, selection, k (NaN for selections without K), score.
+    Columns: text_id, label, method (`method`, see method_name), selection, k (NaN for
+    selections without K), score.
     """
     for selection in selections:
         _check_choice(selection, SELECTIONS, "selection")
@@ -171,7 +178,7 @@ def score_table(
                     {
                         "text_id": scores.index,
                         "label": labels.reindex(scores.index).to_numpy(),
-                        "method": METHOD,
+                        "method": method,
                         "selection": selection,
                         "k": np.nan if k is None else float(k),
                         "score": scores.to_numpy(),

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from paramdelta.config import defaults
+from paramdelta.config import PARAM_DELTA, defaults, is_param_delta, is_supervised, method_name
 
 # config/schema.yaml's metrics.bootstrap and metrics.seed: the defaults of a call from outside the workflow.
 _METRICS = defaults("metrics")
@@ -323,40 +323,60 @@ def _cv_folds(labels, matrix, folds, ks) -> tuple[list[float], list[int]]:
 SCORE_KEYS = ("dataset", "model", "budget", "method", "selection", "k")
 
 
+def training_method(method: str) -> str:
+    """The param-delta method (training setting) a method's scores come from: itself for a
+    param-delta method, the setting of a supervised classifier (supervised-logistic:sgd ->
+    param-delta:sgd), and the method itself for any other."""
+    method = str(method)
+    if not is_supervised(method):
+        return method
+    _, _, setting = method.partition(":")
+    return method_name(setting) if setting else PARAM_DELTA
+
+
 def metrics_table(
     scores: pd.DataFrame, texts: pd.DataFrame, *, n_boot: int = _METRICS["bootstrap"], seed: int = _METRICS["seed"]
 ) -> pd.DataFrame:
     """The tidy metrics table: one row per (dataset, model, budget, method, selection, k).
 
     `texts` (per-text training records with a `status` column) gives the number of
-    failed texts of each (dataset, model, budget); they have no score and are not in
-    the AUROC, so the count is reported beside it.
+    failed texts of each (dataset, model, budget, and method when it has that column: one
+    per training setting); they have no score and are not in the AUROC, so the count is
+    reported beside it.
     """
     table = summarise(scores, SCORE_KEYS, n_boot=n_boot, seed=seed)
+    keys = ["dataset", "model", "budget", *(["method"] if "method" in texts.columns else [])]
     failed = (
         texts.assign(failed=texts["status"] != "ok")
-        .groupby(["dataset", "model", "budget"], as_index=False)["failed"]
+        .groupby(keys, as_index=False)["failed"]
         .sum()
         .rename(columns={"failed": "n_failed"})
     )
-    table = table.merge(failed, on=["dataset", "model", "budget"], how="left")
+    # A supervised classifier's texts are those of the training setting its features come from.
+    table["_setting"] = table["method"].map(training_method)
+    failed = failed.rename(columns={"method": "_setting"}) if "method" in keys else failed
+    keys = ["_setting" if key == "method" else key for key in keys]
+    table = table.merge(failed, on=keys, how="left").drop(columns="_setting")
     table["n_failed"] = table["n_failed"].fillna(0).astype(int)
     return table
 
 
 def ttest_table(scores: pd.DataFrame, change: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Members vs non-members of the parameter change, Welch's t-test (thesis 5.1.4).
+    """Members vs non-members of the parameter change, Welch's t-test (thesis 5.1.4), per
+    (dataset, model, budget, method): one row per training setting.
 
     mean_members/mean_nonmembers/t/p: the mean normalised change over all layers (minus the
     param-delta score of selection `all`), as the thesis reports it. With `change` (per-text
     rows with `mean_l2`), raw_* columns test the mean raw layer change as well.
     """
-    keys = ["dataset", "model", "budget"]
-    chosen = scores[(scores["method"] == "param-delta") & (scores["selection"] == "all")]
+    keys = ["dataset", "model", "budget", "method"]
+    chosen = scores[scores["method"].map(is_param_delta) & (scores["selection"] == "all")]
     rows = {key: member_ttest(-group["score"], group["label"]) for key, group in chosen.groupby(keys, sort=True)}
     table = pd.DataFrame([{**dict(zip(keys, key)), **row} for key, row in rows.items()])
     if change is None or table.empty:
         return table
+    if "method" not in change.columns:
+        change = change.assign(method=PARAM_DELTA)
     raw = [
         {
             **dict(zip(keys, key)),
@@ -384,7 +404,7 @@ def correlation_table(metrics: pd.DataFrame) -> pd.DataFrame:
     every model has an AUROC for it, so that the mean is over the same models throughout.
     """
     keys = ["dataset", "model", "method", "selection", "k"]
-    ours = metrics[metrics["method"] == "param-delta"]
+    ours = metrics[metrics["method"].map(is_param_delta)]
     rows = [
         {**dict(zip(keys, key)), **budget_correlation(group)}
         for key, group in ours.groupby(keys, dropna=False, sort=True)
@@ -404,15 +424,15 @@ def correlation_table(metrics: pd.DataFrame) -> pd.DataFrame:
 def topk_cv_table(
     scores: pd.DataFrame, *, n_folds: int = 5, n_boot: int = _METRICS["bootstrap"], seed: int = _METRICS["seed"]
 ) -> pd.DataFrame:
-    """The best top-K% two ways per (dataset, model, budget, selection with K).
+    """The best top-K% two ways per (dataset, model, budget, method, selection with K).
 
     `k_eval`/`auroc_eval`: K chosen on the evaluation texts themselves, as the thesis
     reports it (optimistic). `auroc_cv`: the mean over folds of each held-out fold's AUROC
     with the K chosen on the other folds (cross_validated_k); its interval bootstraps the
     whole selection (cross_validated_k_interval); `k_folds` lists the folds' Ks.
     """
-    keys = ["dataset", "model", "budget", "selection"]
-    chosen = scores[(scores["method"] == "param-delta") & scores["k"].notna()]
+    keys = ["dataset", "model", "budget", "method", "selection"]
+    chosen = scores[scores["method"].map(is_param_delta) & scores["k"].notna()]
     rows = []
     for key, group in chosen.groupby(keys, sort=True):
         per_k = group.groupby("k").apply(lambda g: auroc(g["label"], g["score"]), include_groups=False)

@@ -46,6 +46,9 @@ except (config_checks.ConfigError, data.DataError) as error:
 RESULTS = config["results"]
 MODELS = list(config["models"])
 BUDGETS = [str(b) for b in config["budgets"]]
+# Training settings: `default` (the `train:` block) and each of `optimizers:`, with their budgets.
+OPTIMIZERS = {name: config_checks.optimizer_budgets(config, name) for name in config_checks.optimizer_settings(config)}
+RUNS = [(optimizer, budget) for optimizer, budgets in OPTIMIZERS.items() for budget in budgets]
 KS = config["features"]["k"]
 USED_DATASETS = sorted(TABLES)
 
@@ -62,6 +65,7 @@ wildcard_constraints:
     dataset="|".join(map(re.escape, config["datasets"])) or "^$",
     model="|".join(map(re.escape, MODELS)),
     budget="|".join(map(re.escape, BUDGETS)),
+    optimizer="|".join(map(re.escape, OPTIMIZERS)),
     shard=r"[A-Za-z0-9]+",
 
 
@@ -75,9 +79,12 @@ def canonical(value):
     return value
 
 
-# What a training job's result depends on; the engine and its DeepSpeed JSON come in
-# per model (train_engine) and as a file input (deepspeed_input).
-TRAIN = canonical({k: v for k, v in config["train"].items() if k not in ("engine", "deepspeed_config")})
+# What a training job's result depends on, per training setting; the engine and its DeepSpeed
+# JSON come in per model (train_engine) and as a file input (deepspeed_input).
+TRAIN = {
+    name: canonical({k: v for k, v in settings.items() if k not in ("engine", "deepspeed_config")})
+    for name, settings in config_checks.optimizer_settings(config).items()
+}
 SNAPSHOTS = canonical(config["snapshots"])
 
 
@@ -243,13 +250,18 @@ def shard_texts(wildcards):
     return SHARDS[wildcards.dataset][wildcards.shard]
 
 
+def train_settings():
+    """The train params of a job: one value when there is one training setting, else per job."""
+    if len(TRAIN) == 1:
+        return TRAIN[config_checks.DEFAULT_OPTIMIZER]
+    return per_job(lambda wildcards: TRAIN[wildcards.optimizer])
+
+
 def delta_inputs(wildcards):
+    run = f"{wildcards.dataset}/{wildcards.model}/{wildcards.optimizer}/{wildcards.budget}"
     inputs = {
         "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet",
-        "stores": [
-            f"{RESULTS}/train/{wildcards.dataset}/{wildcards.model}/{wildcards.budget}/{shard}.zarr"
-            for shard in SHARDS[wildcards.dataset]
-        ],
+        "stores": [f"{RESULTS}/train/{run}/{shard}.zarr" for shard in SHARDS[wildcards.dataset]],
     }
     if config["snapshots"]["store"] == "full":
         inputs["base"] = f"{RESULTS}/snapshots/{wildcards.model}/base.zarr"
@@ -284,18 +296,18 @@ def baseline_parts(wildcards):
 
 
 def score_tables(wildcards=None):
-    ours = [f"{RESULTS}/scores/{d}/{m}/{b}.parquet" for d, m in model_pairs() for b in BUDGETS]
+    ours = [f"{RESULTS}/scores/{d}/{m}/{o}/{b}.parquet" for d, m in model_pairs() for o, b in RUNS]
     baselines = [f"{RESULTS}/scores/{d}/{m}/baselines.parquet" for d, m in model_pairs()] if config["attacks"] else []
     return ours + baselines
 
 
 def report_tables(kind):
-    """The per-(dataset, model, budget) side tables of the scores rule: layers or change."""
-    return [f"{RESULTS}/scores/{d}/{m}/{b}.{kind}.parquet" for d, m in model_pairs() for b in BUDGETS]
+    """The per-(dataset, model, optimizer, budget) side tables of the scores rule: layers or change."""
+    return [f"{RESULTS}/scores/{d}/{m}/{o}/{b}.{kind}.parquet" for d, m in model_pairs() for o, b in RUNS]
 
 
 def text_tables(wildcards=None):
-    return [f"{RESULTS}/deltas/{d}/{m}/{b}.texts.parquet" for d, m in model_pairs() for b in BUDGETS]
+    return [f"{RESULTS}/deltas/{d}/{m}/{o}/{b}.texts.parquet" for d, m in model_pairs() for o, b in RUNS]
 
 
 def final_outputs():

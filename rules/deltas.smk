@@ -1,14 +1,14 @@
-# Per-layer delta table and per-text training record per (dataset, model, budget).
+# Per-layer delta table and per-text training record per (dataset, model, training setting, budget).
 
 
 rule deltas:
     input:
         unpack(delta_inputs),
     output:
-        table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.parquet",
-        texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.texts.parquet",
+        table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.parquet",
+        texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.texts.parquet",
     log:
-        "logs/deltas/{dataset}/{model}/{budget}.log",
+        "logs/deltas/{dataset}/{model}/{optimizer}/{budget}.log",
     conda:
         "../envs/train.yaml"
     resources:

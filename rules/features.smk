@@ -1,16 +1,16 @@
-# Per-text membership scores of the parameter-change method per (dataset, model, budget).
+# Per-text membership scores of the parameter-change method per (dataset, model, training setting, budget).
 
 
 rule scores:
     input:
-        table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.parquet",
-        texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{budget}}.texts.parquet",
+        table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.parquet",
+        texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.texts.parquet",
     output:
-        scores=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.parquet",
-        layers=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.layers.parquet",
-        change=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{budget}}.change.parquet",
+        scores=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.parquet",
+        layers=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.layers.parquet",
+        change=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.change.parquet",
     log:
-        "logs/scores/{dataset}/{model}/{budget}.log",
+        "logs/scores/{dataset}/{model}/{optimizer}/{budget}.log",
     localrule: True
     conda:
         "../envs/report.yaml"
@@ -18,5 +18,8 @@ rule scores:
         selections=config["features"]["selections"],
         ks=KS,
         aggregate=config["features"]["aggregate"],
+        supervised=config["features"]["supervised"],
+        folds=config["features"]["folds"],
+        seed=config["metrics"]["seed"],
     script:
         "../workflow_scripts/scores.py"

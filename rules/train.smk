@@ -1,4 +1,5 @@
-# Continual pre-training per (dataset, model, budget, shard of texts), into one snapshot store each.
+# Continual pre-training per (dataset, model, training setting, budget, shard of texts), into one
+# snapshot store each.
 
 
 rule base_snapshot:
@@ -29,11 +30,11 @@ rule train:
         dataset=ancient(f"{RESULTS}/data/{{dataset}}.parquet"),
         deepspeed=per_model(deepspeed_input),
     output:
-        directory(f"{RESULTS}/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.zarr"),
+        directory(f"{RESULTS}/train/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}/{{shard}}.zarr"),
     log:
-        "logs/train/{dataset}/{model}/{budget}/{shard}.log",
+        "logs/train/{dataset}/{model}/{optimizer}/{budget}/{shard}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}/{{budget}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}/{{shard}}.tsv"
     priority: 1
     conda:
         "../envs/train.yaml"
@@ -44,7 +45,7 @@ rule train:
         texts=shard_texts,
         model=per_model(train_model_params),
         engine=per_model(train_engine),
-        train=TRAIN,
+        train=train_settings(),
         snapshots=SNAPSHOTS,
         ks=TRAIN_KS,
     script:

@@ -588,3 +588,51 @@ def test_attack_families_match_the_registry():
     from paramdelta.config import LOGPROB_ATTACKS
 
     assert set(LOGPROB_ATTACKS) == set(attacks.ATTACKS)
+
+
+# Training settings compared beside the train: block (optimizers:).
+
+
+def test_optimizer_settings_are_the_train_block_with_each_entrys_changes(demo):
+    demo["optimizers"] = {
+        "sgd": {"optimizer": "sgd", "lr": 1e-2, "weight_decay": 0.0, "budgets": [10]},
+        "adam-eps": {"eps": 1e-2},
+    }
+    completed = config.validate(demo)
+    settings = config.optimizer_settings(completed)
+    assert list(settings) == ["default", "sgd", "adam-eps"]
+    assert settings["default"] == completed["train"]
+    assert settings["sgd"] == {**completed["train"], "optimizer": "sgd", "lr": 1e-2, "weight_decay": 0.0}
+    assert settings["adam-eps"] == {**completed["train"], "eps": 1e-2}
+    assert config.optimizer_budgets(completed, "default") == ["5", "10", "20", "30", "es"]
+    assert config.optimizer_budgets(completed, "sgd") == ["10"]
+    assert config.optimizer_budgets(completed, "adam-eps") == ["5", "10", "20", "30", "es"]
+    assert [config.method_name(name) for name in settings] == ["param-delta", "param-delta:sgd", "param-delta:adam-eps"]
+    assert all(map(config.is_param_delta, ["param-delta", "param-delta:sgd"]))
+    assert not any(map(config.is_param_delta, ["loss", "param-deltas", "mink"]))
+
+
+def test_a_config_without_optimizers_has_the_default_setting_only(demo):
+    del demo["optimizers"]
+    completed = config.validate(demo)
+    assert completed["optimizers"] == {}
+    assert list(config.optimizer_settings(completed)) == ["default"]
+
+
+@pytest.mark.parametrize(
+    "optimizers, field, words",
+    [
+        ({"default": {"lr": 1e-2}}, "optimizers", "default"),
+        ({"sgd": {"optimizer": "sgd", "lrr": 1e-2}}, "optimizers.sgd", "lrr"),
+        ({"sgd": {"optimizer": "rmsprop"}}, "optimizers.sgd.optimizer", "rmsprop"),
+        ({"sgd": {"lr": 0}}, "optimizers.sgd.lr", "0"),
+        ({"sgd": {}}, "optimizers.sgd", "non-empty"),
+        ({"bad name": {"lr": 1e-2}}, "optimizers", "bad name"),
+        ({"sgd": {"optimizer": "sgd", "budgets": [7]}}, "optimizers.sgd.budgets", "[7]"),
+        ({"sgd": {"optimizer": "sgd", "budgets": ["es", 40]}}, "optimizers.sgd.budgets", "[40]"),
+    ],
+)
+def test_bad_optimizer_settings_name_the_field(demo, optimizers, field, words):
+    demo["optimizers"] = optimizers
+    message = error_of(demo)
+    assert f"'{field}" in message and words in message, message

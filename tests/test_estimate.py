@@ -120,6 +120,26 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
     )
 
 
+def test_each_optimizer_setting_adds_its_budgets_runs(in_tmp):
+    cfg = demo_like(in_tmp)
+    [alone] = estimate.estimate(cfg, ["cpu-2core"])
+    cfg = config_checks.validate({**cfg, "optimizers": {"sgd": {"optimizer": "sgd", "lr": 1e-2, "budgets": [2]}}})
+    [row] = estimate.estimate(cfg, ["cpu-2core"])
+    shards = alone.jobs // 2
+    assert row.jobs == alone.jobs + shards  # budget 2 runs twice, es once
+    assert row.steps == alone.steps  # per (text, budget, setting)
+    assert row.store_bytes - alone.store_bytes == pytest.approx(
+        10 * alone.run_bytes["2"] + shards * (alone.store_bytes - 10 * sum(alone.run_bytes.values())) / alone.jobs
+    )
+    device = estimate.COST_MODEL["devices"]["cpu-2core"]
+    start = device["job_start_s"] + TINY_PARAMS * 4 / device["load_bandwidth"]
+    seconds = row.seconds["cpu-2core"]
+    assert seconds["expected_steps"] == pytest.approx(
+        alone.seconds["cpu-2core"]["expected_steps"] + 2 * seconds["step"] * row.chunks_per_text * 10
+    )
+    assert seconds["expected_starts"] == pytest.approx(row.jobs * start)
+
+
 def test_sketch_bytes_match_a_store_the_training_job_writes(tmp_path):
     """The disk figure of a sketch job against the store train.JobRecords writes for the same model."""
     from paramdelta import store

@@ -16,6 +16,7 @@ from paramdelta.metrics import (
     correlation_table,
     cross_validated_k,
     member_ttest,
+    metrics_table,
     roc_points,
     summarise,
     topk_cv_table,
@@ -341,3 +342,47 @@ def test_correlation_in_the_thesis_form_averages_over_models_first():
     assert mean.iloc[0]["n"] == 4
     # One model: its own row says it all.
     assert MEAN_OVER_MODELS not in set(correlation_table(metrics[metrics["model"] == "a"])["model"])
+
+
+def test_every_training_setting_is_its_own_method_in_every_table():
+    # Two training settings of the same (dataset, model, budget): `param-delta` (the train:
+    # block) and `param-delta:sgd`. Each gets its own metrics, t-test, top-K and correlation
+    # rows, and its own failed-text count; a baseline is none of them.
+    rng = np.random.default_rng(1)
+    labels = np.repeat([1, 0], 20)
+    rows = []
+    for method, shift in [("param-delta", 0.2), ("param-delta:sgd", 2.0)]:
+        for budget in ("5", "10", "20"):
+            for selection, k in [("all", np.nan), ("topk-elements", 1.0), ("topk-elements", 10.0)]:
+                scores = rng.normal(size=labels.size) + shift * labels
+                rows += [
+                    dict(dataset="d", model="m", budget=budget, method=method, selection=selection, k=k,
+                         text_id=f"t{i}", label=int(labels[i]), score=float(s))
+                    for i, s in enumerate(scores)
+                ]  # fmt: skip
+    rows += [
+        dict(dataset="d", model="m", budget="-", method="loss", selection=None, k=np.nan,
+             text_id=f"t{i}", label=int(labels[i]), score=float(s))
+        for i, s in enumerate(rng.normal(size=labels.size))
+    ]  # fmt: skip
+    scores = pd.DataFrame(rows)
+    texts = pd.DataFrame(
+        [
+            dict(dataset="d", model="m", budget=budget, method=method, text_id=f"t{i}",
+                 status="failed" if method == "param-delta:sgd" and i < 3 else "ok")
+            for method in ("param-delta", "param-delta:sgd") for budget in ("5", "10", "20") for i in range(40)
+        ]
+    )  # fmt: skip
+    table = metrics_table(scores, texts, n_boot=50)
+    failed = table.groupby("method")["n_failed"].max()
+    assert failed.to_dict() == {"loss": 0, "param-delta": 0, "param-delta:sgd": 3}
+    all_layers = table[table["selection"] == "all"].groupby("method")["auroc"].mean()
+    assert all_layers["param-delta:sgd"] > 0.85 > all_layers["param-delta"]
+    assert table[["auroc_lo", "auroc_hi"]].notna().all().all()
+
+    ttest = ttest_table(scores)
+    assert sorted(ttest["method"].unique()) == ["param-delta", "param-delta:sgd"] and len(ttest) == 6
+    topk = topk_cv_table(scores, n_boot=50)
+    assert sorted(topk["method"].unique()) == ["param-delta", "param-delta:sgd"] and len(topk) == 6
+    correlation = correlation_table(table)
+    assert set(correlation["method"]) == {"param-delta", "param-delta:sgd"}

@@ -13,7 +13,14 @@ from plotly.offline import get_plotlyjs
 
 from paramdelta import report
 from paramdelta.features import K_SELECTIONS, METHOD, SELECTIONS
-from paramdelta.metrics import MEAN_OVER_MODELS, correlation_table, member_ttest, roc_points, summarise
+from paramdelta.metrics import (
+    MEAN_OVER_MODELS,
+    correlation_table,
+    member_ttest,
+    roc_points,
+    summarise,
+    topk_cv_table,
+)
 from paramdelta.report import page as page_module
 from paramdelta.report import plots
 from paramdelta.report.format import budget_heading, ordered_budgets
@@ -32,7 +39,7 @@ N_BLOCKS = 2
 FAILED = {"model": "tiny", "budget": "20", "text_id": "t007", "failure": "loss is NaN", "failed_epoch": 3}
 SECTION_IDS = (
     "summary", "blind", "table-5-1", "table-5-2", "thesis", "roc", "budget", "change", "layers", "training",
-    "topk", "failed", "config",
+    "topk", "optimizer", "supervised", "failed", "config",
 )  # fmt: skip
 PLOTLY_JS = get_plotlyjs()
 AUROC_CELL = re.compile(r"^(\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\]$")
@@ -994,3 +1001,79 @@ def test_tables_say_which_texts_each_auroc_covers(run, page):
     for name in ("table-5-1", "table-5-2"):
         assert expected in section(page, name), name
         assert "the baselines score every text" in section(page, name)
+
+
+# Training settings (optimizers:) and supervised classifiers ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def settings_page(run):
+    """The run with a second training setting (sgd, budget 20) and supervised classifiers on both."""
+    (metrics, scores, ttest, correlation, texts, meta), extra = run
+    rng = np.random.default_rng(3)
+    ours = scores[(scores["method"] == METHOD) & (scores["budget"] == "20")]
+    sgd = ours.assign(method="param-delta:sgd", score=rng.normal(size=len(ours)) + 2.0 * ours["label"])
+    learned = [
+        ours[ours["selection"] == "all"].assign(
+            method=method, selection=np.nan, score=rng.normal(size=n) + shift * labels
+        )
+        for method, shift in [("supervised-logistic", 3.0), ("supervised-logistic:sgd", 4.0)]
+        for n, labels in [(int((ours["selection"] == "all").sum()), ours[ours["selection"] == "all"]["label"])]
+    ]
+    scores = pd.concat([scores, sgd, *learned], ignore_index=True)
+    metrics = summarise(scores, ["dataset", "model", "budget", "method", "selection", "k"], n_boot=20)
+    metrics["n_failed"] = 0
+    topk = topk_cv_table(scores, n_boot=20)
+    meta = {
+        **meta,
+        "config": {**meta["config"], "optimizers": {"sgd": {"optimizer": "sgd", "lr": 0.01, "budgets": [20]}}},
+    }
+    page = report.render(metrics, scores, ttest, correlation, texts, meta, **{**extra, "topk_cv": topk})
+    return page, metrics
+
+
+def test_optimizer_section_compares_the_settings_where_both_ran(settings_page):
+    page, metrics = settings_page
+    rows = texts_of(parse(section(page, "optimizer")).tables[0])
+    assert rows[0][:4] == ["model", "budget", "setting", "what it changes"]
+    body = rows[1:]
+    assert {row[1] for row in body} == {"20 epochs"}  # only where more than one setting ran
+    assert [row[2] for row in body] == ["default", "sgd"] * len(MODELS)
+    assert {row[3] for row in body if row[2] == "sgd"} == {"optimizer sgd, lr 0.01"}
+    for row in body:
+        method = "param-delta" if row[2] == "default" else "param-delta:sgd"
+        expected = metrics[
+            (metrics["model"] == row[0])
+            & (metrics["budget"] == "20")
+            & (metrics["method"] == method)
+            & (metrics["selection"] == "all")
+        ]
+        assert row[4] == expected_interval(expected.iloc[0])
+        assert AUROC_CELL.match(row[5])
+    # A second setting is no baseline.
+    assert "param-delta:sgd" not in section(page, "table-5-2")
+
+
+def test_supervised_section_is_apart_from_the_unsupervised_scores(settings_page):
+    page, metrics = settings_page
+    rows = texts_of(parse(section(page, "supervised")).tables[0])
+    assert rows[0] == [
+        "model",
+        "budget",
+        "setting",
+        "param-delta, all layers (no labels)",
+        "supervised-logistic [95% interval]",
+    ]
+    body = rows[1:]
+    assert {(row[1], row[2]) for row in body} == {("20 epochs", "default"), ("20 epochs", "sgd")}
+    for row in body:
+        method = "supervised-logistic" if row[2] == "default" else "supervised-logistic:sgd"
+        expected = metrics[(metrics["model"] == row[0]) & (metrics["budget"] == "20") & (metrics["method"] == method)]
+        assert row[4] == expected_interval(expected.iloc[0])
+    assert "Best black-box attack" in section(page, "supervised")
+    assert "supervised-logistic" not in section(page, "table-5-2")
+
+
+def test_without_settings_or_classifiers_the_sections_say_so(page):
+    assert "under one setting only" in section(page, "optimizer")
+    assert "No supervised classifier was run" in section(page, "supervised")

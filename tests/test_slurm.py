@@ -185,8 +185,8 @@ def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, t
     assert set(states) == {"CANCELLED"}, states
     # Nothing of the cancelled job looks complete, and nothing downstream was made from it.
     for job in cancelled:
-        dataset, model, budget, shard = re.search(r"rule_train/([^/]+)/", jobs[job]).group(1).split("_")
-        assert not (workdir / "results" / "train" / dataset / model / budget / f"{shard}.zarr").exists()
+        dataset, model, optimizer, budget, shard = re.search(r"rule_train/([^/]+)/", jobs[job]).group(1).split("_")
+        assert not (workdir / "results" / "train" / dataset / model / optimizer / budget / f"{shard}.zarr").exists()
     assert not (workdir / "results" / "metrics.csv").exists()
 
     # The rerun redoes what was cancelled, through sbatch again, and finishes.
@@ -248,7 +248,7 @@ def test_sbatch_lines_of_the_cluster_config(cluster, tmp_path):
         path
         for model in config["models"]
         for path in (
-            f"results/train/wikimia32/{model}/5/{shard}.zarr",
+            f"results/train/wikimia32/{model}/default/5/{shard}.zarr",
             f"results/baselines/wikimia32/{model}/logprob.parquet",
             f"results/snapshots/{model}/base.zarr",
         )
@@ -278,7 +278,7 @@ def test_sbatch_lines_of_the_cluster_config(cluster, tmp_path):
         first, second = (int(re.search(r" -t (\d+)", call).group(1)) for call in tries)
         assert second == 2 * first
     for model, spec in config["models"].items():
-        train = by_job[f"rule_train_wildcards_wikimia32_{model}_5_{shard}"]
+        train = by_job[f"rule_train_wildcards_wikimia32_{model}_default_5_{shard}"]
         assert f"--gpus={spec['gpu_model']}:{spec['gpus']}" in train
         assert f"-p {spec['partition']}" in train and f"--mem {spec['mem_mb']}" in train
         assert f"--cpus-per-task={spec['cpus']}" in train and f"-t {spec['runtime']}" in train

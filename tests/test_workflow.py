@@ -110,6 +110,38 @@ def test_demo_parameter_change_detects_members(demo):
     assert (best.auroc_lo > 0.5).all(), best[["model", "budget", "selection", "k", "auroc", "auroc_lo"]]
 
 
+def test_demo_compares_optimizers_and_supervised_classifiers(demo):
+    """One snakemake call trained the texts under each optimizer setting of config/demo.yaml;
+    metrics.csv holds each setting's param-delta rows and the supervised classifiers' rows,
+    with intervals, and the report shows both sections."""
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    for name, setting in config["optimizers"].items():
+        for model in config["models"]:
+            for budget in map(str, setting["budgets"]):
+                here = metrics[(metrics.model == model) & (metrics.budget == budget)]
+                ours = here[here.method == f"param-delta:{name}"]
+                assert set(ours.selection) == {
+                    "all",
+                    "attention",
+                    "mlp",
+                    "norm",
+                    "embedding",
+                    "topk-elements",
+                    "topk-layers",
+                }
+                for classifier in ("logistic", "forest"):
+                    assert len(here[here.method == f"supervised-{classifier}:{name}"]) == 1, (name, model, classifier)
+    learned = metrics[metrics.method.str.startswith("supervised-")]
+    assert (learned.auroc_lo <= learned.auroc).all() and (learned.auroc <= learned.auroc_hi).all()
+    # Higher = member: the classifiers find the members of the controlled target.
+    assert (learned.groupby("model").auroc.max() > 0.8).all()
+    page = (demo / "results" / "report" / "index.html").read_text()
+    for section in ("optimizer", "supervised"):
+        start = page.index(f'<section id="{section}">')
+        assert "<table>" in page[start : page.index("</section>", start)], section
+
+
 def test_demo_stores_open_with_plain_zarr(demo):
     stores = sorted((demo / "results" / "train").rglob("*.zarr"))
     assert stores
@@ -135,7 +167,9 @@ def test_rerun_plans_nothing_and_new_model_plans_only_its_jobs(demo, tmp_path):
     from paramdelta import data
 
     ids = pd.read_parquet(demo / "results" / "data" / "demo.parquet")["text_id"].tolist()
-    budgets, shards = len(config["budgets"]), len(data.shards(ids, config["texts_per_job"]))
+    # The train: block's budgets and those of each optimizers: entry (the demo's: budget 10).
+    budgets = len(config["budgets"]) + sum(len(setting["budgets"]) for setting in config["optimizers"].values())
+    shards = len(data.shards(ids, config["texts_per_job"]))
     samia_shards = len(data.shards(ids, config["baselines"]["samia"]["texts_per_job"]))
     assert jobs == {
         "base_model": 1,
@@ -191,7 +225,7 @@ def test_killed_training_job_is_redone_and_never_read(tmp_path):
     config = small_config(tmp_path)
     workdir = tmp_path / "run"
     workdir.mkdir()
-    store = workdir / "results" / "train" / "mini" / "neox" / "40"
+    store = workdir / "results" / "train" / "mini" / "neox" / "default" / "40"
     snakemake(workdir, "--cores", "1", "results/models/neox/target", config=config)
     command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "1"]
     runner = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -311,7 +345,7 @@ def test_demo_baselines_in_metrics_for_every_model(demo):
     cannot tell the controlled members apart; the loss attack can."""
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    baselines = metrics[metrics.method != "param-delta"]
+    baselines = metrics[~metrics.method.str.startswith(("param-delta", "supervised-"))]
     for model in config["models"]:
         methods = set(baselines[baselines.model == model].method)
         assert methods == set(config["attacks"]), (model, methods)
@@ -438,9 +472,10 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     snakemake(workdir, "--cores", "2", config=config)
     assert "Nothing to be done" in snakemake(workdir, "-n", config=config).stdout
     metrics = pd.read_csv(workdir / "results" / "metrics.csv")
-    assert set(metrics.method) == {"param-delta", "loss", "mink", "samia", "blind"}
+    supervised = {"supervised-logistic", "supervised-forest"}
+    assert set(metrics.method) == {"param-delta", "loss", "mink", "samia", "blind", *supervised}
     assert ((metrics.n_members + metrics.n_nonmembers) == 30).all() and (metrics.n_failed == 0).all()
-    trained = pd.read_parquet(workdir / "results" / "deltas" / "mine" / "tiny" / "1.texts.parquet")
+    trained = pd.read_parquet(workdir / "results" / "deltas" / "mine" / "tiny" / "default" / "1.texts.parquet")
     assert trained.set_index("text_id").at[data.text_id(rows[0]["text"]), "n_chunks"] > 1
 
     texts.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -451,7 +486,7 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     changed = {name for name, members in after.items() if before.get(name) != members}
     added = {data.text_id(row["text"]) for row in rows[30:]}
     outputs = "\n".join(line for line in plan.stdout.splitlines() if line.strip().startswith("output:"))
-    planned = set(re.findall(r"results/train/mine/tiny/1/(s[0-9a-f]+)\.zarr", outputs))
+    planned = set(re.findall(r"results/train/mine/tiny/default/1/(s[0-9a-f]+)\.zarr", outputs))
     assert planned == changed, (planned, changed)
     assert len(planned) < len(after), "every training job was planned"
     for name in planned:

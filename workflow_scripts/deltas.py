@@ -1,9 +1,9 @@
-"""Reduce one (dataset, model, budget)'s training stores to the per-layer delta table and
-the per-text record (status, epochs, losses)."""
+"""Reduce one (dataset, model, training setting, budget)'s training stores to the per-layer
+delta table and the per-text record (status, epochs, losses; `method` names the setting)."""
 
 import pandas as pd
 
-from paramdelta import deltas, store
+from paramdelta import config, deltas, store
 from paramdelta.atomic import write_parquet
 from paramdelta.job import setup
 
@@ -16,6 +16,7 @@ for path in snakemake.input.stores:
     tables.append(table)
     records.append(texts)
 texts = pd.concat(records, ignore_index=True)
+texts.insert(texts.columns.get_loc("budget") + 1, "method", config.method_name(snakemake.wildcards.optimizer))
 table = pd.concat(tables, ignore_index=True)
 write_parquet(table, snakemake.output.table)
 write_parquet(texts, snakemake.output.texts)

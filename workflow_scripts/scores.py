@@ -1,9 +1,9 @@
-"""Per-text membership scores of the parameter-change method for one (dataset, model, budget),
-with each layer's AUROC alone and each text's total change (for the report)."""
+"""Per-text membership scores of the parameter-change method for one (dataset, model, training
+setting, budget), with each layer's AUROC alone and each text's total change (for the report)."""
 
 import pandas as pd
 
-from paramdelta import features
+from paramdelta import config, features, supervised
 from paramdelta.atomic import write_parquet
 from paramdelta.job import setup
 
@@ -12,15 +12,34 @@ table = pd.read_parquet(snakemake.input.table)
 if table.empty:
     raise ValueError(f"{snakemake.input.table}: no text trained successfully; see {snakemake.input.texts}")
 w = snakemake.wildcards
+method = config.method_name(w.optimizer)
 keys = {"dataset": w.dataset, "model": w.model, "budget": w.budget}
 table = features.normalise(table)
+params = snakemake.params
+ours = features.score_table(table, params.selections, params.ks, params.aggregate, method=method)
+classes = table.drop_duplicates("text_id")["label"].value_counts()
+if min(classes.get(0, 0), classes.get(1, 0)) >= params.folds:
+    learned = supervised.supervised_table(
+        table, params.supervised, optimizer=w.optimizer, folds=params.folds, seed=params.seed
+    )
+else:
+    learned = ours.iloc[0:0]
+    if params.supervised:
+        log.warning(
+            "no supervised scores: %d members and %d non-members trained, %d of each needed (features.folds)",
+            classes.get(1, 0),
+            classes.get(0, 0),
+            params.folds,
+        )
 outputs = {
-    "scores": features.score_table(table, snakemake.params.selections, snakemake.params.ks, snakemake.params.aggregate),
+    "scores": pd.concat([ours, learned], ignore_index=True),
     "layers": features.layer_aurocs(table),
     "change": features.text_change(table),
 }
 for name, frame in outputs.items():
     for column, value in reversed(keys.items()):
         frame.insert(0, column, value)
+    if "method" not in frame.columns:
+        frame.insert(len(keys), "method", method)
     write_parquet(frame, snakemake.output[name])
 log.info("%d scores of %d texts", len(outputs["scores"]), outputs["change"].shape[0])

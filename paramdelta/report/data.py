@@ -164,6 +164,11 @@ class RunData:
 def run_data(meta: dict, **tables: pd.DataFrame | None) -> RunData:
     """The tables checked and normalised; an optional table left out (or None) is empty."""
     prepared = {name: _prepare(tables.get(name), name) for name in REQUIRED_COLUMNS}
+    # The per-text and per-layer tables of the report's sections are the `train:` block's own
+    # setting; the other training settings (optimizers:) are compared from the metrics.
+    for name in ("ttest", "texts", "layers", "change"):
+        if "method" in prepared[name].columns:
+            prepared[name] = prepared[name][prepared[name]["method"] == METHOD]
     metrics = prepared["metrics"]
     key = ["dataset", "model", "budget", "method", "selection", "k"]
     duplicated = metrics[metrics.duplicated(key, keep=False)]

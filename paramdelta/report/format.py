@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from paramdelta.features import METHOD, SELECTIONS
+from paramdelta.config import is_supervised
+from paramdelta.features import METHOD, SELECTIONS, is_param_delta
 
 AUROC_DIGITS = 2
 MISSING = "–"
@@ -174,5 +175,9 @@ def best_row(metrics: pd.DataFrame) -> pd.Series | None:
 
 
 def baseline_methods(metrics: pd.DataFrame) -> list[str]:
-    found = [str(method) for method in metrics["method"].unique() if method != METHOD]
+    """The black-box (and blind) methods of the run: every method but the parameter-change and
+    supervised ones."""
+    found = [
+        str(method) for method in metrics["method"].unique() if not (is_param_delta(method) or is_supervised(method))
+    ]
     return [method for method in BASELINES if method in found] + sorted(set(found) - set(BASELINES))

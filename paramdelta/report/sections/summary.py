@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from paramdelta.features import METHOD
+from paramdelta.config import is_supervised
+from paramdelta.features import METHOD, is_param_delta
 from paramdelta.report.format import MISSING, baseline_methods, budget_heading, duration, integer, number
 from paramdelta.report.tables import plain_table
 
@@ -39,7 +40,10 @@ def _dataset_rows(data) -> list[list]:
     for subset in data.per_dataset():
         texts = subset.texts
         labels = texts.drop_duplicates("text_id")["label"]
-        methods = [METHOD] if (subset.metrics["method"] == METHOD).any() else []
+        found = subset.metrics["method"].astype(str).unique()
+        methods = [METHOD] if METHOD in found else []
+        methods += sorted(method for method in found if is_param_delta(method) and method != METHOD)
+        methods += sorted(method for method in found if is_supervised(method))
         rows.append(
             [
                 subset.dataset,

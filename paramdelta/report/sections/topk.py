@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paramdelta.features import K_SELECTIONS
+from paramdelta.features import K_SELECTIONS, METHOD
 from paramdelta.report.format import K_NOTE, MISSING, auroc, budget_heading, in_run_order, interval, is_missing, number
 from paramdelta.report.tables import plain_table
 
@@ -25,6 +25,8 @@ COLUMNS = [
 
 def context(data) -> dict:
     table = data.topk_cv
+    if "method" in table.columns:  # the other training settings are in the section "optimizer"
+        table = table[table["method"] == METHOD]
     if table.empty:
         return {"table": None}
     order = {selection: index for index, selection in enumerate(K_SELECTIONS)}
