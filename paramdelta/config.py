@@ -241,7 +241,9 @@ def supervised_method(classifier: str, optimizer: str = DEFAULT_OPTIMIZER) -> st
 
 
 def is_supervised(method) -> bool:
-    return str(method).startswith("supervised-")
+    """Whether a method learns from the membership labels (out of fold): the supervised
+    classifiers, and the combinations of the param-delta score with a black-box attack."""
+    return str(method).startswith(("supervised-", "combined-"))
 
 
 def is_param_delta(method) -> bool:

@@ -15,7 +15,8 @@ min-max normalisation uses no labels, so fitting it on all texts leaks nothing.
 
 Classifiers (scikit-learn, untuned, so that nothing is tuned on the labels it is scored on):
 - `logistic`: standardised features, L2-penalised logistic regression (C = 1).
-- `forest`: a random forest of 100 trees, leaves of at least 2 texts.
+- `forest`: a random forest of 50 trees, leaves of at least 2 texts (100 gave the same AUROCs on
+  the demo within 0.005, at twice the time).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _classifier(name: str, seed: int):
     if name == "logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
     if name == "forest":
-        return RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        return RandomForestClassifier(n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1)
     raise ValueError(f"unknown classifier {name!r}; valid: {list(CLASSIFIERS)}")
 
 

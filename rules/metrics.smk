@@ -11,6 +11,8 @@ rule metrics:
         ttest=report(f"{RESULTS}/ttest.csv", caption="../report/ttest.rst", category="Tables"),
         correlation=report(f"{RESULTS}/correlation.csv", caption="../report/correlation.rst", category="Tables"),
         topk_cv=report(f"{RESULTS}/topk_cv.csv", caption="../report/topk_cv.rst", category="Tables"),
+        # per-text scores of the param-delta score combined with the best black-box attack
+        combined=f"{RESULTS}/scores/combined.parquet",
     log:
         "logs/metrics.log",
     localrule: True
@@ -19,5 +21,6 @@ rule metrics:
     params:
         bootstrap=config["metrics"]["bootstrap"],
         seed=config["metrics"]["seed"],
+        folds=config["features"]["folds"],
     script:
         "../workflow_scripts/metrics.py"

@@ -41,6 +41,7 @@ SECTION_IDS = (
     "summary", "blind", "table-5-1", "table-5-2", "thesis", "roc", "budget", "change", "layers", "training",
     "topk", "optimizer", "supervised", "failed", "config",
 )  # fmt: skip
+SECTION_IDS = (*SECTION_IDS[:2], "what-works", *SECTION_IDS[2:])
 PLOTLY_JS = get_plotlyjs()
 AUROC_CELL = re.compile(r"^(\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\]$")
 BUDGET_NAMES = {"5": "5 epochs", "10": "10 epochs", "20": "20 epochs", "30": "30 epochs", "es": "early stopping"}
@@ -1008,8 +1009,13 @@ def test_tables_say_which_texts_each_auroc_covers(run, page):
 
 @pytest.fixture(scope="module")
 def settings_page(run):
+    return settings_run(run)
+
+
+def settings_run(run, benchmarks=None):
     """The run with a second training setting (sgd, budget 20) and supervised classifiers on both."""
     (metrics, scores, ttest, correlation, texts, meta), extra = run
+    extra = {**extra, "benchmarks": benchmarks} if benchmarks is not None else extra
     rng = np.random.default_rng(3)
     ours = scores[(scores["method"] == METHOD) & (scores["budget"] == "20")]
     sgd = ours.assign(method="param-delta:sgd", score=rng.normal(size=len(ours)) + 2.0 * ours["label"])
@@ -1077,3 +1083,46 @@ def test_supervised_section_is_apart_from_the_unsupervised_scores(settings_page)
 def test_without_settings_or_classifiers_the_sections_say_so(page):
     assert "under one setting only" in section(page, "optimizer")
     assert "No supervised classifier was run" in section(page, "supervised")
+
+
+def test_what_works_ranks_every_method_once_with_its_cost():
+    (metrics, *_), _ = run = synthetic_run()
+    n_texts = N_TEXTS
+    bench = pd.DataFrame(
+        [
+            *(dict(rule="train", job=f"wiki/{model}/{setting}/{budget}/s{shard}", s=30.0, gpus=2)
+              for model in MODELS for setting in ("default", "sgd") for budget in BUDGETS for shard in (1, 2)),
+            *(dict(rule="logprob_scores", job=f"wiki/{model}", s=12.0, gpus=1) for model in MODELS),
+            *(dict(rule="samia", job=f"wiki/{model}/s{shard}", s=50.0, gpus=1) for model in MODELS for shard in (1, 2)),
+        ]
+    ).assign(max_rss=100.0, cpu_time=1.0)  # fmt: skip
+    page, metrics = settings_run(run, bench)
+    rows = texts_of(parse(section(page, "what-works")).tables[0])
+    assert rows[0] == [
+        "",
+        "model",
+        "method",
+        "best variant",
+        "AUROC [95% interval]",
+        "device-s per text",
+        "learns from labels",
+    ]
+    body = rows[1:]
+    aurocs = [float(row[4].split()[0]) for row in body]
+    assert aurocs == sorted(aurocs, reverse=True)
+    methods = [(row[1], row[2]) for row in body]
+    assert len(methods) == len(set(methods))
+    assert [row for row in body if row[2] == "blind"] and len([row for row in body if row[2] == "blind"]) == 1
+    expected = {
+        (model, method) for model, method in metrics[["model", "method"]].itertuples(index=False) if method != "blind"
+    }
+    assert {m for m in methods if m[1] != "blind"} == expected
+    for row in body:
+        method = row[2]
+        if method in ("loss", "zlib", "mink", "minkpp"):
+            assert float(row[5]) == pytest.approx(12.0 / n_texts, rel=1e-2)
+        elif method == "samia-zlib":
+            assert float(row[5]) == pytest.approx(100.0 / n_texts, rel=1e-2)
+        elif method.startswith(("param-delta", "supervised-")):
+            assert float(row[5]) == pytest.approx(2 * 30.0 * 2 / n_texts, rel=1e-2)  # two shards, two GPUs
+        assert row[6] == ("yes" if method.startswith("supervised-") or method == "blind" else "no")

@@ -112,8 +112,8 @@ def test_demo_parameter_change_detects_members(demo):
 
 def test_demo_compares_optimizers_and_supervised_classifiers(demo):
     """One snakemake call trained the texts under each optimizer setting of config/demo.yaml;
-    metrics.csv holds each setting's param-delta rows and the supervised classifiers' rows,
-    with intervals, and the report shows both sections."""
+    metrics.csv holds each setting's param-delta rows, the supervised classifiers' and the
+    combinations' rows, with intervals, and the report shows their sections."""
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     for name, setting in config["optimizers"].items():
@@ -130,14 +130,16 @@ def test_demo_compares_optimizers_and_supervised_classifiers(demo):
                     "topk-elements",
                     "topk-layers",
                 }
-                for classifier in ("logistic", "forest"):
-                    assert len(here[here.method == f"supervised-{classifier}:{name}"]) == 1, (name, model, classifier)
-    learned = metrics[metrics.method.str.startswith("supervised-")]
+                for learned in ("supervised-logistic", "supervised-forest", "combined-rank", "combined-logistic"):
+                    assert len(here[here.method == f"{learned}:{name}"]) == 1, (name, model, learned)
+    learned = metrics[metrics.method.str.startswith(("supervised-", "combined-"))]
     assert (learned.auroc_lo <= learned.auroc).all() and (learned.auroc <= learned.auroc_hi).all()
     # Higher = member: the classifiers find the members of the controlled target.
     assert (learned.groupby("model").auroc.max() > 0.8).all()
     page = (demo / "results" / "report" / "index.html").read_text()
-    for section in ("optimizer", "supervised"):
+    combined = pd.read_parquet(demo / "results" / "scores" / "combined.parquet")
+    assert set(combined.method) == set(learned.method[learned.method.str.startswith("combined-")])
+    for section in ("what-works", "optimizer", "supervised"):
         start = page.index(f'<section id="{section}">')
         assert "<table>" in page[start : page.index("</section>", start)], section
 

@@ -22,11 +22,13 @@ from paramdelta.report.sections import (
     thesis,
     topk,
     training,
+    what_works,
 )
 
 SECTIONS = (
     summary,
     blind,
+    what_works,
     table_5_1,
     table_5_2,
     thesis,

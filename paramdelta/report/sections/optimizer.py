@@ -82,11 +82,11 @@ def context(data) -> dict:
                 integer(row["n_failed"]) if "n_failed" in row.index else MISSING,
             ]
         )
-    return {"table": plain_table(COLUMNS, rows, label_columns=4), "best": _best(everything, topk)}
+    return {"table": plain_table(COLUMNS, rows, label_columns=4), "best": _best(topk)}
 
 
-def _best(everything: pd.DataFrame, topk: pd.DataFrame) -> str | None:
-    """One sentence: the setting with the best cross-validated AUROC."""
+def _best(topk: pd.DataFrame) -> str | None:
+    """One sentence: the setting, model and budget with the best cross-validated top-K% AUROC."""
     if topk.empty:
         return None
     best = topk.loc[topk["auroc_cv"].astype(float).idxmax()]

@@ -26,9 +26,18 @@ CAPTION = (
     "forest), as published white-box attacks do with per-module update profiles. Each text is scored by "
     "a classifier fitted on the other folds only (5-fold, stratified), so the AUROC is out of fold, with "
     "a bootstrap 95% interval over the texts (the folds' fitting is not resampled). An attacker needs "
-    "labelled members and non-members of the same distribution for this; the unsupervised scores do not."
+    "labelled members and non-members of the same distribution for this; the unsupervised scores do not. "
+    "The combined columns join the label-free param-delta score over all layers with the black-box attack "
+    "(and K) that is best on the other folds, by the mean of their percentiles or by a logistic regression, "
+    "its direction too chosen on the other folds."
 )
 PER_DATASET = True
+# The methods that learn from labels, by column: paramdelta.supervised and paramdelta.combination.
+BASES = {
+    **{f"supervised-{name}": f"supervised-{name}" for name in CLASSIFIERS},
+    "combined-rank": "combined with the best black-box attack: rank average",
+    "combined-logistic": "combined with the best black-box attack: logistic",
+}
 
 
 def context(data) -> dict:
@@ -36,10 +45,12 @@ def context(data) -> dict:
     learned = metrics[metrics["method"].map(is_supervised)]
     if learned.empty:
         return {"table": None}
-    learned = learned.assign(_setting=learned["method"].map(training_method))
-    classifiers = [name for name in CLASSIFIERS if learned["method"].str.startswith(f"supervised-{name}").any()]
+    learned = learned.assign(
+        _setting=learned["method"].map(training_method), _base=learned["method"].str.split(":").str[0]
+    )
+    bases = [base for base in BASES if (learned["_base"] == base).any()]
     columns = ["model", "budget", "setting", "param-delta, all layers (no labels)"] + [
-        f"supervised-{name} [95% interval]" for name in classifiers
+        f"{BASES[base]} [95% interval]" for base in bases
     ]
     rows = []
     for model in data.models:
@@ -54,8 +65,8 @@ def context(data) -> dict:
                 ]
                 row = [model, budget_heading(budget), setting_name(setting)]
                 row.append(auroc_with_interval(unsupervised.iloc[0]) if not unsupervised.empty else MISSING)
-                for name in classifiers:
-                    found = here[(here["_setting"] == setting) & here["method"].str.startswith(f"supervised-{name}")]
+                for base in bases:
+                    found = here[(here["_setting"] == setting) & (here["_base"] == base)]
                     row.append(auroc_with_interval(found.iloc[0]) if not found.empty else MISSING)
                 rows.append(row)
     black_box = metrics[(metrics["budget"] == NO_BUDGET) & (metrics["method"] != BLIND)]
