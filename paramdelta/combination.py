@@ -24,11 +24,17 @@ import numpy as np
 import pandas as pd
 
 from paramdelta.config import PARAM_DELTA, is_param_delta, is_supervised
-from paramdelta.metrics import _stratified_folds, auroc
+from paramdelta.metrics import _stratified_folds, auroc_rows
 
 COMBINATIONS = ("combined-rank", "combined-logistic")
 NO_BUDGET = "-"  # the budget of a black-box attack's rows
 BLIND = "blind"
+
+
+def _methods(scores: pd.DataFrame, which) -> pd.Series:
+    """Whether each row's method is one that `which` accepts (asked once per method name)."""
+    names = scores["method"].astype(str)
+    return names.isin([name for name in names.unique() if which(name)])
 
 
 def _black_box(scores: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
@@ -37,9 +43,7 @@ def _black_box(scores: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
         (scores["dataset"] == dataset)
         & (scores["model"] == model)
         & (scores["budget"].astype(str) == NO_BUDGET)
-        & (scores["method"] != BLIND)
-        & ~scores["method"].map(is_param_delta)
-        & ~scores["method"].map(is_supervised)
+        & _methods(scores, lambda name: name != BLIND and not is_param_delta(name) and not is_supervised(name))
     ]
     if rows.empty:
         return pd.DataFrame()
@@ -65,8 +69,8 @@ def _out_of_fold(ours: np.ndarray, theirs: np.ndarray, labels: np.ndarray, folds
     everything = np.arange(labels.size)
     for held_out in _stratified_folds(labels, folds, np.random.default_rng(seed)):
         train = np.setdiff1d(everything, held_out, assume_unique=True)
-        best = int(np.nanargmax([auroc(labels[train], theirs[train, j]) for j in range(theirs.shape[1])]))
-        sign = 1.0 if auroc(labels[train], ours[train]) >= 0.5 else -1.0
+        best = int(np.nanargmax(auroc_rows(labels[train], theirs[train].T)))
+        sign = 1.0 if auroc_rows(labels[train], ours[train][None, :])[0] >= 0.5 else -1.0
         pair_train = np.column_stack([sign * ours[train], theirs[train, best]])
         pair_test = np.column_stack([sign * ours[held_out], theirs[held_out, best]])
         rank[held_out] = (
@@ -86,7 +90,7 @@ def combined_scores(scores: pd.DataFrame, *, folds: int = 5, seed: int = 0) -> p
     cross-validated); so is a model without black-box attacks.
     """
     columns = ["dataset", "model", "budget", "text_id", "label", "method", "selection", "k", "score"]
-    ours = scores[scores["method"].map(is_param_delta) & (scores["selection"] == "all")]
+    ours = scores[_methods(scores, is_param_delta) & (scores["selection"] == "all")]
     blocks = []
     for (dataset, model), of_model in ours.groupby(["dataset", "model"], sort=True):
         black_box = _black_box(scores, dataset, model).dropna()
