@@ -137,6 +137,11 @@ def test_demo_compares_optimizers_and_supervised_classifiers(demo):
     # Higher = member: the classifiers find the members of the controlled target.
     assert (learned.groupby("model").auroc.max() > 0.8).all()
     page = (demo / "results" / "report" / "index.html").read_text()
+    # The one-step loss change, read from the training records: higher = member.
+    step = metrics[metrics.method.str.startswith("loss-change") & (metrics.budget == "10")]
+    assert set(step.method) == {"loss-change", *(f"loss-change:{name}" for name in config["optimizers"])}
+    assert (step.groupby("model").auroc.max() > 0.7).all(), step
+    assert (step.auroc_lo <= step.auroc).all() and (step.auroc <= step.auroc_hi).all()
     combined = pd.read_parquet(demo / "results" / "scores" / "combined.parquet")
     assert set(combined.method) == set(learned.method[learned.method.str.startswith("combined-")])
     for section in ("what-works", "optimizer", "supervised"):
@@ -347,7 +352,7 @@ def test_demo_baselines_in_metrics_for_every_model(demo):
     cannot tell the controlled members apart; the loss attack can."""
     metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    baselines = metrics[~metrics.method.str.startswith(("param-delta", "supervised-"))]
+    baselines = metrics[~metrics.method.str.startswith(("param-delta", "supervised-", "combined-", "loss-change"))]
     for model in config["models"]:
         methods = set(baselines[baselines.model == model].method)
         assert methods == set(config["attacks"]), (model, methods)
@@ -474,8 +479,8 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     snakemake(workdir, "--cores", "2", config=config)
     assert "Nothing to be done" in snakemake(workdir, "-n", config=config).stdout
     metrics = pd.read_csv(workdir / "results" / "metrics.csv")
-    supervised = {"supervised-logistic", "supervised-forest"}
-    assert set(metrics.method) == {"param-delta", "loss", "mink", "samia", "blind", *supervised}
+    learned = {"supervised-logistic", "supervised-forest", "combined-rank", "combined-logistic"}
+    assert set(metrics.method) == {"param-delta", "loss-change", "loss", "mink", "samia", "blind", *learned}
     assert ((metrics.n_members + metrics.n_nonmembers) == 30).all() and (metrics.n_failed == 0).all()
     trained = pd.read_parquet(workdir / "results" / "deltas" / "mine" / "tiny" / "default" / "1.texts.parquet")
     assert trained.set_index("text_id").at[data.text_id(rows[0]["text"]), "n_chunks"] > 1

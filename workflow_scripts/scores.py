@@ -5,6 +5,8 @@ import pandas as pd
 
 from paramdelta import config, features, supervised
 from paramdelta.atomic import write_parquet
+from paramdelta.attacks.loss_change import NAME as LOSS_CHANGE
+from paramdelta.attacks.loss_change import loss_change_scores
 from paramdelta.job import setup
 
 log = setup(snakemake)
@@ -31,8 +33,11 @@ else:
             classes.get(0, 0),
             params.folds,
         )
+# The training records give the one-step loss change of every text (paramdelta.attacks.loss_change).
+setting = method[len(features.METHOD) :]  # "" or ":<name>"
+step = loss_change_scores(pd.read_parquet(snakemake.input.texts), method=f"{LOSS_CHANGE}{setting}")
 outputs = {
-    "scores": pd.concat([ours, learned], ignore_index=True),
+    "scores": pd.concat([ours, learned, step], ignore_index=True),
     "layers": features.layer_aurocs(table),
     "change": features.text_change(table),
 }

@@ -5,30 +5,37 @@ that higher = more likely a member.
   mink, minkpp) from one shared forward pass per text (``token_stats``).
 * ``samia_scores``: SaMIA and SaMIA*zlib, which sample continuations (the slow one).
 * ``blind_scores``: a bag-of-words classifier that never sees a model.
+* ``loss_change.loss_change_scores``: the one-step loss change, from the per-text training
+  records (no pass of its own).
 
 Shaped like iamgroot42/mimir: one module and one small class per attack, registered by
 name in ``registry.ATTACKS``, all reading the per-token statistics computed once.
 """
 
-from paramdelta.attacks.base import K_GRID, Attack, Document
-from paramdelta.attacks.blind import blind_scores
-from paramdelta.attacks.forward import TokenStats, token_stats
-from paramdelta.attacks.registry import ATTACKS
-from paramdelta.attacks.samia import rouge1_recall, samia_score, samia_scores
-from paramdelta.attacks.score import SCORE_COLUMNS, score_documents, score_texts
+import importlib
 
-__all__ = [
-    "ATTACKS",
-    "K_GRID",
-    "SCORE_COLUMNS",
-    "Attack",
-    "Document",
-    "TokenStats",
-    "blind_scores",
-    "rouge1_recall",
-    "samia_score",
-    "samia_scores",
-    "score_documents",
-    "score_texts",
-    "token_stats",
-]
+# Where each name lives. They load on first use (PEP 562), so a job that needs one attack
+# without a model (the one-step loss change reads training records) does not import torch.
+_WHERE = {
+    "K_GRID": "base",
+    "Attack": "base",
+    "Document": "base",
+    "blind_scores": "blind",
+    "TokenStats": "forward",
+    "token_stats": "forward",
+    "ATTACKS": "registry",
+    "rouge1_recall": "samia",
+    "samia_score": "samia",
+    "samia_scores": "samia",
+    "SCORE_COLUMNS": "score",
+    "score_documents": "score",
+    "score_texts": "score",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from paramdelta.config import LOGPROB_ATTACKS, SAMPLING_ATTACKS, is_param_delta, is_supervised
-from paramdelta.metrics import training_method
+from paramdelta.attacks.loss_change import NAME as LOSS_CHANGE
+from paramdelta.config import DEFAULT_OPTIMIZER, LOGPROB_ATTACKS, SAMPLING_ATTACKS, is_param_delta, is_supervised
 from paramdelta.report.format import (
     BLIND,
     MISSING,
@@ -17,7 +17,6 @@ from paramdelta.report.format import (
     number,
     ranked,
 )
-from paramdelta.report.sections.optimizer import setting_name
 from paramdelta.report.tables import plain_table
 
 ID = "what-works"
@@ -28,7 +27,8 @@ CAPTION = (
     "they had any) divided by the texts scored. A method's row is its best variant (budget, training "
     "setting, layer selection, K), picked on these very texts, which favours the methods with many "
     "variants; the supervised and combined scores are out of fold but need labelled texts. Costs: "
-    "param-delta and what is learned from it, the per-text training of its setting and budget; the "
+    "param-delta, the one-step loss change and what is learned from them, the per-text training of its "
+    "setting and budget; the "
     "log-probability attacks share one forward pass per text; SaMIA, its sampling jobs; the blind baseline "
     "runs no model. The blind baseline's row says how much of any AUROC the data set's member/non-member "
     "shift alone explains."
@@ -65,9 +65,10 @@ def _cost(data, row: pd.Series) -> float | None:
     texts = _texts(data, model)
     if not texts:
         return None
-    base = method.split(":")[0].split("@")[0]
-    if is_param_delta(method) or is_supervised(method):
-        setting = setting_name(training_method(method))
+    base, _, setting = method.partition(":")
+    if is_param_delta(method) or is_supervised(method) or base == LOSS_CHANGE:
+        # What the per-text training of the setting and budget cost (the loss change reads it).
+        setting = setting or DEFAULT_OPTIMIZER
         seconds = _job_seconds(data, "train", dataset, model, setting, str(row["budget"]))
         if seconds is not None and method.startswith("combined-"):
             black_box = [_job_seconds(data, rule, dataset, model) for rule in ("logprob_scores", "samia")]
