@@ -139,6 +139,58 @@ def select_score(table: pd.DataFrame, selection: str, k: int | None = None, aggr
     return (-aggregated).rename("score").rename_axis("text_id")
 
 
+DISTANCES = ("mahalanobis", "pca")
+
+
+def distance_scores(table: pd.DataFrame, distances: Sequence[str], *, method: str = METHOD) -> pd.DataFrame:
+    """Label-free scores over all layers other than the mean of L2 norms (METHOD.md section 1,
+    the thesis's future work), in the columns of score_table, the distance's name as selection.
+
+    From the texts x layers matrix of raw per-layer L2 changes:
+    - `mahalanobis`: sqrt(x^T S^-1 x), the distance of a text's changes from no change with S
+      their covariance over all texts, shrunk by Ledoit-Wolf (layers outnumber texts on large
+      models); it discounts layers that move together and layers whose change varies a lot.
+    - `pca`: the changes standardised per layer and projected on their first principal
+      component, its sign chosen so that its loadings sum to a positive number (the
+      direction in which the layers move more).
+    Both negated: members move less, so a higher score means more likely a member. Neither
+    looks at a label, so neither can tell which way a direction points for members: on the
+    demo, principal components other than the first, or the first with the other sign,
+    separate members far better (see the supervised classifiers).
+    """
+    for distance in distances:
+        _check_choice(distance, DISTANCES, "distance")
+    _require_columns(table, ["text_id", "layer", "l2"])
+    labels = _text_labels(table)
+    wide = table.pivot(index="text_id", columns="layer", values="l2").sort_index()
+    values = wide.to_numpy(dtype=float)
+    blocks = []
+    for distance in distances:
+        if distance == "mahalanobis":
+            from sklearn.covariance import LedoitWolf  # scikit-learn where used, as in paramdelta.supervised
+
+            precision = LedoitWolf().fit(values).precision_
+            score = -np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", values, precision, values), 0.0))
+        else:
+            spread = values.std(axis=0)
+            standard = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+            first = np.linalg.svd(standard, full_matrices=False)[2][0]
+            score = -(standard @ (first * (1.0 if first.sum() >= 0 else -1.0)))
+        blocks.append(
+            pd.DataFrame(
+                {
+                    "text_id": wide.index,
+                    "label": labels.reindex(wide.index).to_numpy(),
+                    "method": method,
+                    "selection": distance,
+                    "k": np.nan,
+                    "score": score,
+                }
+            )
+        )
+    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame({c: [] for c in SCORE_COLUMNS})
+
+
 def _text_labels(table: pd.DataFrame) -> pd.Series:
     _require_columns(table, ["text_id", "label"])
     labels = table[["text_id", "label"]].drop_duplicates()

@@ -18,6 +18,7 @@ rule scores:
         selections=config["features"]["selections"],
         ks=KS,
         aggregate=config["features"]["aggregate"],
+        distances=config["features"]["distances"],
         supervised=config["features"]["supervised"],
         folds=config["features"]["folds"],
         seed=config["metrics"]["seed"],

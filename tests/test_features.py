@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from paramdelta import features
 from paramdelta.features import (
     AGGREGATIONS,
     K_SELECTIONS,
@@ -270,3 +271,42 @@ def test_text_change_hand_example(hand_table):
     assert change["mean_norm"].tolist() == pytest.approx([0.0, 0.25, 0.5])
     assert change["label"].tolist() == [1, 0, 0]
     assert (change["mean_norm"] == -select_score(hand_table, "all").reindex(change.index)).all()
+
+
+# Distances over all layers other than the mean of L2 norms (features.distances).
+
+
+def layer_table(n_texts=80, seed=0):
+    """Three layers; members move every layer less. Layer `noisy` varies 20 times more from text
+    to text than the others, and carries the member shift only in proportion."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for text in range(n_texts):
+        label = text % 2
+        for layer, scale in (("a", 1.0), ("b", 1.0), ("noisy", 20.0)):
+            l2 = 10.0 * scale + scale * (rng.normal() - 1.0 * label)
+            rows.append(dict(text_id=f"t{text:03d}", label=label, layer=layer, group="mlp", l2=l2))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("distance", ["mahalanobis", "pca"])
+def test_distances_score_members_higher_when_they_move_less(distance):
+    table = layer_table()
+    scores = features.distance_scores(table, [distance], method="param-delta:sgd")
+    assert (scores["selection"] == distance).all() and (scores["method"] == "param-delta:sgd").all()
+    assert scores["k"].isna().all() and len(scores) == 80
+    assert auroc(scores["label"], scores["score"]) > 0.7
+
+
+def test_pca_points_where_the_layers_move_more_whatever_the_svd_sign():
+    table = layer_table()
+    scores = features.distance_scores(table, ["pca"])
+    wide = table.pivot(index="text_id", columns="layer", values="l2")
+    overall = ((wide - wide.mean()) / wide.std()).sum(axis=1).reindex(scores["text_id"])
+    # Minus the projection: texts that move every (standardised) layer more score lower.
+    assert np.corrcoef(scores["score"], overall)[0, 1] < -0.9
+
+
+def test_an_unknown_distance_is_an_error():
+    with pytest.raises(ValueError, match="unknown distance 'cosine'"):
+        features.distance_scores(layer_table(), ["cosine"])

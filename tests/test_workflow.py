@@ -21,6 +21,9 @@ import zarr
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+# The param-delta rows of every (model, setting, budget): each layer selection, and the
+# distances over all layers (features.distances).
+SELECTIONS = ("all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers", "mahalanobis", "pca")
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +94,9 @@ def test_demo_writes_report_and_complete_metrics(demo):
     }
     assert required <= set(metrics.columns)
     ours = metrics[metrics.method == "param-delta"]
-    selections = ["all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers"]
     for model in config["models"]:
         for budget in map(str, config["budgets"]):
-            for selection in selections:
+            for selection in SELECTIONS:
                 rows = ours[(ours.model == model) & (ours.budget == budget) & (ours.selection == selection)]
                 assert len(rows) >= 1, (model, budget, selection)
     assert (ours.n_members == 100).all() and (ours.n_nonmembers == 100).all()
@@ -121,15 +123,7 @@ def test_demo_compares_optimizers_and_supervised_classifiers(demo):
             for budget in map(str, setting["budgets"]):
                 here = metrics[(metrics.model == model) & (metrics.budget == budget)]
                 ours = here[here.method == f"param-delta:{name}"]
-                assert set(ours.selection) == {
-                    "all",
-                    "attention",
-                    "mlp",
-                    "norm",
-                    "embedding",
-                    "topk-elements",
-                    "topk-layers",
-                }
+                assert set(ours.selection) == set(SELECTIONS)
                 for learned in ("supervised-logistic", "supervised-forest", "combined-rank", "combined-logistic"):
                     assert len(here[here.method == f"{learned}:{name}"]) == 1, (name, model, learned)
     learned = metrics[metrics.method.str.startswith(("supervised-", "combined-"))]

@@ -18,7 +18,13 @@ method = config.method_name(w.optimizer)
 keys = {"dataset": w.dataset, "model": w.model, "budget": w.budget}
 table = features.normalise(table)
 params = snakemake.params
-ours = features.score_table(table, params.selections, params.ks, params.aggregate, method=method)
+ours = pd.concat(
+    [
+        features.score_table(table, params.selections, params.ks, params.aggregate, method=method),
+        features.distance_scores(table, params.distances, method=method),
+    ],
+    ignore_index=True,
+)
 classes = table.drop_duplicates("text_id")["label"].value_counts()
 if min(classes.get(0, 0), classes.get(1, 0)) >= params.folds:
     learned = supervised.supervised_table(
