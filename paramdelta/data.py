@@ -156,6 +156,29 @@ def corpus_documents(spec: dict) -> list[str]:
     return clean(read_table(spec["path"]), spec["text"], None, spec["path"])["text"].tolist()
 
 
+def member_files(spec: dict, name: str) -> pd.DataFrame:
+    """A MIMIR-style pair of files: every text of `members` labelled 1, of `nonmembers` 0.
+
+    Each file is checked as a data file of its own (rows numbered in it); a text in both is
+    an error that names both files.
+    """
+    parts = []
+    for key, label in (("members", 1), ("nonmembers", 0)):
+        path = spec[key]
+        raw = read_table(path)
+        part = clean(raw, spec["text"], None, f"data set '{name}', {key} file {path}")
+        parts.append(part.assign(label=label))
+    members, nonmembers = parts
+    both = members["text_id"].isin(nonmembers["text_id"])
+    if both.any():
+        rows = _rows(both)
+        raise DataError(
+            f"data set '{name}': texts of {spec['members']} (rows {rows}) are also in {spec['nonmembers']}; "
+            "a text is a member or a non-member, not both"
+        )
+    return pd.concat(parts, ignore_index=True).astype({"label": "int8"})
+
+
 def load(spec: dict, name: str = "dataset") -> pd.DataFrame:
     """The candidate table of one configured data set (columns text_id, text, label)."""
     if "controlled" in spec:
@@ -167,6 +190,9 @@ def load(spec: dict, name: str = "dataset") -> pd.DataFrame:
     elif "path" in spec:
         source = f"data set '{name}' ({spec['path']})"
         table = clean(read_table(spec["path"]), spec["text"], spec["label"], source)
+    elif "members" in spec:
+        source = f"data set '{name}' ({spec['members']} and {spec['nonmembers']})"
+        table = member_files(spec, name)
     else:
         source = f"data set '{name}' ({spec['hf']}, split {spec['split']})"
         raw = read_hub(spec["hf"], spec["split"], spec.get("revision"))

@@ -468,8 +468,9 @@ def dataset_table(config: dict, name: str):
     from paramdelta import data, hub
 
     spec = config["datasets"][name]
-    if "path" in spec and not Path(spec["path"]).exists():
-        return None, (f"{spec['path']} missing", f"data set {name}: {spec['path']} does not exist")
+    for key in ("path", "members", "nonmembers"):
+        if key in spec and not Path(spec[key]).exists():
+            return None, (f"{spec[key]} missing", f"data set {name}: {spec[key]} does not exist")
     if "hf" in spec:
         path = data.hub_cache_path(spec["hf"], spec["split"], spec.get("revision"))
         if not path.exists():

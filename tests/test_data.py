@@ -449,3 +449,54 @@ def test_digest_ignores_row_order(tmp_path):
     reordered = data.load(spec(write_jsonl(tmp_path / "r.jsonl", reordered_rows)), "w")
     assert reordered["text_id"].tolist() != table["text_id"].tolist()
     assert data.digest(reordered) == data.digest(table)
+
+
+# MIMIR-style member and non-member files (datasets.<name>.members / nonmembers).
+
+
+def member_spec(tmp_path, members, nonmembers, suffix=".jsonl"):
+    paths = []
+    for name, texts in (("member", members), ("nonmember", nonmembers)):
+        path = tmp_path / f"{name}{suffix}"
+        frame = pd.DataFrame({"text": texts})
+        if suffix == ".jsonl":
+            write_jsonl(path, frame.to_dict("records"))
+        else:
+            frame.to_parquet(path)
+        paths.append(str(path))
+    return {"members": paths[0], "nonmembers": paths[1], "text": "text", "label": "label", "domain": "arxiv",
+            "overlap": "ngram_13_0.8"}  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_member_and_nonmember_files_are_labelled_by_file(tmp_path, suffix):
+    spec_ = member_spec(tmp_path, ["We prove a theorem.", "A new bound."], ["A lemma on graphs.", "2023"], suffix)
+    table = data.load(spec_, "mimir-arxiv")
+    assert table["text"].tolist() == ["We prove a theorem.", "A new bound.", "A lemma on graphs.", "2023"]
+    assert table["label"].tolist() == [1, 1, 0, 0]
+    assert table["text_id"].tolist() == [sha_prefix(t) for t in table["text"]]
+
+
+def test_a_text_in_both_files_names_both(tmp_path):
+    spec_ = member_spec(tmp_path, ["Same text.", "Member only."], ["Other.", "Same text."])
+    with pytest.raises(data.DataError, match=r"rows \[0\]\) are also in .*nonmember.jsonl"):
+        data.load(spec_, "mimir")
+
+
+def test_a_bad_row_in_a_member_file_names_the_file(tmp_path):
+    spec_ = member_spec(tmp_path, ["Fine.", "  "], ["Other."])
+    with pytest.raises(data.DataError, match=r"members file .*member.jsonl: empty text in rows \[1\]"):
+        data.load(spec_, "mimir")
+
+
+def test_member_files_in_the_config(tmp_path):
+    from paramdelta import config as config_checks
+
+    spec_ = member_spec(tmp_path, ["a b c"], ["d e f"])
+    raw = {"datasets": {"mimir": {k: v for k, v in spec_.items() if k not in ("text", "label")}},
+           "models": {"m": {"path": "EleutherAI/pythia-160m"}}}  # fmt: skip
+    completed = config_checks.validate(raw)
+    assert completed["datasets"]["mimir"]["overlap"] == "ngram_13_0.8"
+    del raw["datasets"]["mimir"]["nonmembers"]
+    with pytest.raises(config_checks.ConfigError, match="datasets.mimir.*members, nonmembers"):
+        config_checks.validate(raw)

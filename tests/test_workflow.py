@@ -378,6 +378,34 @@ def test_blind_baseline_runs_on_wikimia_format_without_a_model(tmp_path):
     assert len(scores) == 40 and scores.score.between(0, 1).all()
 
 
+def test_mimir_style_member_and_nonmember_files_plan_and_run(tmp_path):
+    """A benchmark shipped as a member file and a non-member file per domain (MIMIR's form):
+    the workflow plans every job on it, and the blind baseline runs on its labels."""
+    for name in ("member", "nonmember"):
+        rows = [{"text": f"Paper {i} ({name}): we study graph {i * 3} in dimension {i % 5}."} for i in range(20)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "empty-model").mkdir()
+    mimir = {
+        "members": str(tmp_path / "member.jsonl"),
+        "nonmembers": str(tmp_path / "nonmember.jsonl"),
+        "domain": "arxiv",
+        "overlap": "ngram_13_0.8",
+    }
+    config = small_config(
+        tmp_path, datasets={"mimir-arxiv": mimir}, models={"absent": {"path": str(tmp_path / "empty-model")}}
+    )
+    jobs = planned_jobs(snakemake(tmp_path, "-n", config=config))
+    assert jobs["train"] >= 1 and jobs["blind"] == 1 and jobs["metrics"] == 1, jobs
+    snakemake(tmp_path, "--cores", "1", "results/baselines/mimir-arxiv/blind.parquet", config=config)
+    table = pd.read_parquet(tmp_path / "results" / "data" / "mimir-arxiv.parquet")
+    assert table.label.tolist() == [1] * 20 + [0] * 20
+    # Every text names its file: the blind classifier sees that word, as it would see a shift
+    # between a benchmark's member and non-member sources.
+    blind = pd.read_parquet(tmp_path / "results" / "baselines" / "mimir-arxiv" / "blind.parquet")
+    labelled = blind.merge(table[["text_id", "label"]], on="text_id")
+    assert len(labelled) == 40 and labelled[labelled.label == 1].score.min() > labelled[labelled.label == 0].score.max()
+
+
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",

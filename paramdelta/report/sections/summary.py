@@ -44,9 +44,12 @@ def _dataset_rows(data) -> list[list]:
         methods = [METHOD] if METHOD in found else []
         methods += sorted(method for method in found if is_param_delta(method) and method != METHOD)
         methods += sorted(method for method in found if is_supervised(method))
+        spec = (data.config.get("datasets") or {}).get(subset.dataset) or {}
+        # A benchmark of member and non-member files says which domain and overlap split it is.
+        named = ", ".join(f"{key} {spec[key]}" for key in ("domain", "overlap") if spec.get(key))
         rows.append(
             [
-                subset.dataset,
+                f"{subset.dataset} ({named})" if named else subset.dataset,
                 int((labels == 1).sum()),
                 int((labels == 0).sum()),
                 ", ".join(subset.models),
