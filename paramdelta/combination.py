@@ -2,7 +2,7 @@
 
 For each (dataset, model, budget, training setting): the label-free param-delta score over
 all layers and every black-box attack's score of the same texts (each attack and K one
-candidate; the blind baseline is not one). Everything that looks at labels happens inside
+candidate; the blind baseline and the white-box gradnorm are not). Everything that looks at labels happens inside
 cross-validation (stratified folds, shuffled with `seed`), so each text's combined score
 comes from the other folds only:
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from paramdelta.attacks.gradnorm import NAME as GRADNORM
 from paramdelta.config import PARAM_DELTA, is_param_delta, is_supervised
 from paramdelta.metrics import _stratified_folds, auroc_rows
 
@@ -43,11 +44,17 @@ def _black_box(scores: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
         (scores["dataset"] == dataset)
         & (scores["model"] == model)
         & (scores["budget"].astype(str) == NO_BUDGET)
-        & _methods(scores, lambda name: name != BLIND and not is_param_delta(name) and not is_supervised(name))
+        & _methods(
+            scores, lambda name: name not in (BLIND, GRADNORM) and not is_param_delta(name) and not is_supervised(name)
+        )
     ]
     if rows.empty:
         return pd.DataFrame()
-    candidate = rows["method"].astype(str) + rows["k"].map(lambda k: "" if pd.isna(k) else f"@{k:g}")
+    candidate = (
+        rows["method"].astype(str)
+        + rows["selection"].map(lambda selection: f":{selection}" if isinstance(selection, str) and selection else "")
+        + rows["k"].map(lambda k: "" if pd.isna(k) else f"@{k:g}")
+    )
     return rows.assign(candidate=candidate).pivot_table(index="text_id", columns="candidate", values="score")
 
 

@@ -22,7 +22,9 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"  # config/schema.y
 
 
 # The baselines by how they run: from one forward pass per text, by sampling, or with no model.
-LOGPROB_ATTACKS = ("loss", "zlib", "lowercase", "ref", "mink", "minkpp")
+# (The logprob_scores job loads the model once and runs them all: the log-probability attacks
+# from one forward pass per text, gradnorm from one backward pass.)
+LOGPROB_ATTACKS = ("loss", "zlib", "lowercase", "ref", "mink", "minkpp", "gradnorm")
 SAMPLING_ATTACKS = ("samia", "samia-zlib")
 
 

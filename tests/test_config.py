@@ -585,9 +585,11 @@ def test_ref_attack_needs_a_reference_model():
 
 def test_attack_families_match_the_registry():
     from paramdelta import attacks
+    from paramdelta.attacks.gradnorm import NAME as GRADNORM
     from paramdelta.config import LOGPROB_ATTACKS
 
-    assert set(LOGPROB_ATTACKS) == set(attacks.ATTACKS)
+    # The model-pass job runs the registry's attacks and the gradient norm (one backward pass).
+    assert set(LOGPROB_ATTACKS) == set(attacks.ATTACKS) | {GRADNORM}
 
 
 # Training settings compared beside the train: block (optimizers:).

@@ -19,8 +19,14 @@ scores = pd.concat(parts, ignore_index=True)
 scores = scores[scores["method"].isin(snakemake.params.attacks)]
 labels = pd.read_parquet(inputs.dataset).set_index("text_id")["label"]
 w = snakemake.wildcards
+# Only gradnorm has a selection (a layer group); the others score the whole model.
+selection = scores["selection"].fillna("") if "selection" in scores.columns else ""
 scores = scores.assign(
-    dataset=w.dataset, model=w.model, budget="-", label=labels.reindex(scores["text_id"]).to_numpy(), selection=""
+    dataset=w.dataset,
+    model=w.model,
+    budget="-",
+    label=labels.reindex(scores["text_id"]).to_numpy(),
+    selection=selection,
 )[["dataset", "model", "budget", "text_id", "label", "method", "selection", "k", "score"]]
 write_parquet(scores, snakemake.output[0])
 log.info("%d baseline scores: %s", len(scores), ", ".join(sorted(scores["method"].unique())))
