@@ -81,6 +81,7 @@ rule baseline_scores:
         f"{RESULTS}/scores/{{dataset}}/{{model}}/baselines.parquet",
     log:
         "logs/baseline_scores/{dataset}/{model}.log",
+    priority: 2
     localrule: True
     conda:
         "../envs/report.yaml"

@@ -9,6 +9,7 @@ rule deltas:
         texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.texts.parquet",
     log:
         "logs/deltas/{dataset}/{model}/{optimizer}/{budget}.log",
+    priority: 2
     conda:
         "../envs/train.yaml"
     resources:

@@ -11,6 +11,7 @@ rule scores:
         change=f"{RESULTS}/scores/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.change.parquet",
     log:
         "logs/scores/{dataset}/{model}/{optimizer}/{budget}.log",
+    priority: 2
     localrule: True
     conda:
         "../envs/report.yaml"

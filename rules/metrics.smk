@@ -15,6 +15,7 @@ rule metrics:
         combined=f"{RESULTS}/scores/combined.parquet",
     log:
         "logs/metrics.log",
+    priority: 2
     localrule: True
     conda:
         "../envs/report.yaml"

@@ -26,6 +26,7 @@ rule report:
         ),
     log:
         "logs/report.log",
+    priority: 2
     localrule: True
     conda:
         "../envs/report.yaml"

@@ -6,9 +6,10 @@ rule controlled_corpus:
         background=f"{RESULTS}/targets/{{dataset}}/background.jsonl",
     log:
         "logs/controlled_corpus/{dataset}.log",
-    # On few cores the highest-priority ready job starts first: the chain to each target, then the
-    # long per-model baselines, then training, with the attribution experiments and the many
-    # short reductions filling the gaps, so that a run does not end on one long job alone.
+    # On few cores the highest-priority ready job starts first: the chain to each target (3), then
+    # the long per-model baselines and the reductions of finished training (2), then training (1),
+    # with the attribution experiments (0) filling the gaps; so the metrics and the report, one
+    # job each at the end, run while attribution jobs use the other cores.
     priority: 3
     localrule: True
     conda:
