@@ -17,6 +17,8 @@ rule attribution_sets:
         tokenizer=directory(f"{SEED_DIR}/tokenizer"),
     log:
         "logs/attribution/{experiment}/seed{seed}/sets.log",
+    # The chain's first jobs start early, as the targets' do (rules/target.smk).
+    priority: 3
     conda:
         "../envs/train.yaml"
     params:
@@ -37,6 +39,8 @@ rule attribution_model:
         "logs/attribution/{experiment}/seed{seed}/model.log",
     benchmark:
         f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/model.tsv"
+    # The chain's first jobs start early, as the targets' do (rules/target.smk).
+    priority: 3
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
@@ -126,6 +130,8 @@ rule attribution_gradients:
         "logs/attribution/{experiment}/seed{seed}/gradient-methods.log",
     benchmark:
         f"{RESULTS}/benchmarks/attribution/{{experiment}}/seed{{seed}}/gradient-methods.tsv"
+    # The longest job of an experiment, before its many short unlearning jobs.
+    priority: 1
     conda:
         "../envs/train.yaml"
     threads: config["threads"]
