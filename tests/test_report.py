@@ -1126,3 +1126,15 @@ def test_what_works_ranks_every_method_once_with_its_cost():
         elif method.startswith(("param-delta", "supervised-")):
             assert float(row[5]) == pytest.approx(2 * 30.0 * 2 / n_texts, rel=1e-2)  # two shards, two GPUs
         assert row[6] == ("yes" if method.startswith("supervised-") or method == "blind" else "no")
+
+
+def test_the_supervised_sections_reference_is_a_black_box_attack(settings_page):
+    from paramdelta.report.data import run_data
+    from paramdelta.report.sections import supervised
+
+    _, metrics = settings_page
+    white_box = metrics[metrics["method"] == "loss"].assign(method="gradnorm", selection="all", auroc=0.99)
+    data = run_data({"config": {}}, metrics=pd.concat([metrics, white_box], ignore_index=True), scores=None,
+                    ttest=None, correlation=None, texts=None)  # fmt: skip
+    reference = supervised.context(data.for_dataset("wiki", 0))["reference"]
+    assert reference.startswith("Best black-box attack") and "gradnorm" not in reference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from paramdelta.attacks.gradnorm import NAME as GRADNORM
 from paramdelta.config import is_supervised
 from paramdelta.metrics import training_method
 from paramdelta.report.format import (
@@ -69,7 +70,8 @@ def context(data) -> dict:
                     found = here[(here["_setting"] == setting) & (here["_base"] == base)]
                     row.append(auroc_with_interval(found.iloc[0]) if not found.empty else MISSING)
                 rows.append(row)
-    black_box = metrics[(metrics["budget"] == NO_BUDGET) & (metrics["method"] != BLIND)]
+    # The model-only attacks but the white-box gradient norm, and no blind baseline.
+    black_box = metrics[(metrics["budget"] == NO_BUDGET) & ~metrics["method"].isin([BLIND, GRADNORM])]
     best = best_row(black_box)
     reference = (
         f"Best black-box attack: {variant_label(best, model=True)}, {auroc_with_interval(best)}."
