@@ -121,9 +121,14 @@ def submitted_jobs(output: str) -> dict[str, str]:
 
 def comparable_report(path: Path) -> str:
     """The report's page without what differs between two runs of the same results:
-    times, run ids, paths and the compute-time section."""
+    times, run ids, paths, the compute-time section and the cost column of "what works"."""
     html = path.read_text()
     html = re.sub(r'<section id="summary"[\s\S]*?</section>', "", html)
+
+    def without_costs(section: re.Match) -> str:  # the cell before the last ("learns from labels")
+        return re.sub(r"<td>[^<]*</td>(<td>(?:yes|no)</td></tr>)", r"<td>COST</td>\1", section.group(0))
+
+    html = re.sub(r'<section id="what-works"[\s\S]*?</section>', without_costs, html)
     html = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?", "TIME", html)
     return html
 

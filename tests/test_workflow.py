@@ -502,7 +502,8 @@ def test_adding_texts_plans_only_the_jobs_that_hold_them(tmp_path, tiny_model_di
     assert "Nothing to be done" in snakemake(workdir, "-n", config=config).stdout
     metrics = pd.read_csv(workdir / "results" / "metrics.csv")
     learned = {"supervised-logistic", "supervised-forest", "combined-rank", "combined-logistic"}
-    assert set(metrics.method) == {"param-delta", "loss-change", "loss", "mink", "samia", "blind", *learned}
+    # (No loss-change: at budget 1 a text runs one epoch, and its loss after a step is never measured.)
+    assert set(metrics.method) == {"param-delta", "loss", "mink", "samia", "blind", *learned}
     assert ((metrics.n_members + metrics.n_nonmembers) == 30).all() and (metrics.n_failed == 0).all()
     trained = pd.read_parquet(workdir / "results" / "deltas" / "mine" / "tiny" / "default" / "1.texts.parquet")
     assert trained.set_index("text_id").at[data.text_id(rows[0]["text"]), "n_chunks"] > 1
