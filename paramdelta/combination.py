@@ -2,7 +2,8 @@
 
 For each (dataset, model, budget, training setting): the label-free param-delta score over
 all layers and every black-box attack's score of the same texts (each attack and K one
-candidate; the blind baseline and the white-box gradnorm are not). Everything that looks at labels happens inside
+candidate; the blind baseline, the white-box gradnorm and ReCaLL, which spends labelled
+non-members as its prefix and does not score them, are not). Everything that looks at labels happens inside
 cross-validation (stratified folds, shuffled with `seed`), so each text's combined score
 comes from the other folds only:
 
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from paramdelta.attacks.gradnorm import NAME as GRADNORM
-from paramdelta.config import PARAM_DELTA, is_param_delta, is_supervised
+from paramdelta.config import LABELLED_ATTACKS, PARAM_DELTA, is_param_delta, is_supervised
 from paramdelta.metrics import _stratified_folds, auroc_rows
 
 COMBINATIONS = ("combined-rank", "combined-logistic")
@@ -45,7 +46,12 @@ def _black_box(scores: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
         & (scores["model"] == model)
         & (scores["budget"].astype(str) == NO_BUDGET)
         & _methods(
-            scores, lambda name: name not in (BLIND, GRADNORM) and not is_param_delta(name) and not is_supervised(name)
+            scores,
+            lambda name: (
+                name not in (BLIND, GRADNORM, *LABELLED_ATTACKS)
+                and not is_param_delta(name)
+                and not is_supervised(name)
+            ),
         )
     ]
     if rows.empty:

@@ -24,7 +24,10 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"  # config/schema.y
 # The baselines by how they run: from one forward pass per text, by sampling, or with no model.
 # (The logprob_scores job loads the model once and runs them all: the log-probability attacks
 # from one forward pass per text, gradnorm from one backward pass.)
-LOGPROB_ATTACKS = ("loss", "zlib", "lowercase", "ref", "mink", "minkpp", "gradnorm")
+LOGPROB_ATTACKS = ("loss", "zlib", "lowercase", "ref", "mink", "minkpp", "dcpdd", "pac", "recall", "fsd", "gradnorm")
+# Attacks that read membership labels (ReCaLL's prefix and FSD's fine-tuning texts are labelled
+# non-members): the report says so, and the combination with the param-delta score leaves them out.
+LABELLED_ATTACKS = ("recall", "fsd")
 SAMPLING_ATTACKS = ("samia", "samia-zlib")
 
 
@@ -193,6 +196,16 @@ def check_references(config: dict) -> None:
             raise ConfigError(
                 f"config field 'optimizers.{name}.budgets': {unknown} not in budgets {config['budgets']}; an "
                 "optimizer setting runs a subset of them"
+            )
+    corpus = config["baselines"]["dcpdd"].get("corpus")
+    if "dcpdd" in config["attacks"] and corpus:
+        from paramdelta.data import TEXT_FILE_SUFFIXES
+
+        if not Path(corpus).is_file():
+            raise ConfigError(f"config field 'baselines.dcpdd.corpus': no file {corpus!r}")
+        if not corpus.endswith(TEXT_FILE_SUFFIXES):
+            raise ConfigError(
+                f"config field 'baselines.dcpdd.corpus': {corpus!r} is none of {', '.join(TEXT_FILE_SUFFIXES)}"
             )
     if "ref" in config["attacks"] and not config["baselines"].get("reference"):
         raise ConfigError("config field 'baselines.reference': the 'ref' attack (in attacks) needs a reference model")

@@ -63,6 +63,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
+TEXT_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+
+
+def read_texts(path: str | Path, field: str = "text") -> list[str]:
+    """The texts of a corpus file: the `field` column of a table (read_table's formats), or the
+    non-empty lines of a .txt file."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.exists():
+            raise DataError(f"text file {path} does not exist")
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not texts:
+            raise DataError(f"text file {path} holds no text")
+        return texts
+    table = read_table(path)
+    if field not in table.columns:
+        raise DataError(f"data file {path} has no field '{field}' (fields: {', '.join(map(str, table.columns))})")
+    return [str(text) for text in table[field] if isinstance(text, str) and text.strip()]
+
+
 HUB_CACHE = Path("data/hub")
 
 

@@ -23,6 +23,10 @@ rule logprob_scores:
         ks=config["baselines"]["k"],
         batch_size=config["baselines"]["batch_size"],
         reference=config["baselines"].get("reference"),
+        dcpdd=canonical(config["baselines"]["dcpdd"]),
+        pac=canonical(config["baselines"]["pac"]),
+        recall=canonical(config["baselines"]["recall"]),
+        fsd=canonical(config["baselines"]["fsd"]),
         # A text longer than this (default: the model's context) is scored over training's chunks.
         max_length=config["train"].get("max_length"),
         device=config["train"]["device"],

@@ -273,6 +273,8 @@ def delta_inputs(wildcards):
 
 def logprob_inputs(wildcards):
     inputs = {"model": model_input(wildcards.model), "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet"}
+    if "dcpdd" in config["attacks"] and config["baselines"]["dcpdd"].get("corpus"):
+        inputs["corpus"] = config["baselines"]["dcpdd"]["corpus"]
     return inputs
 
 

@@ -12,6 +12,10 @@ from paramdelta.attacks import (
     SCORE_COLUMNS,
     Document,
     TokenStats,
+    dc_pdd,
+    fsd,
+    pac,
+    recall,
     samia_scores,
     score_texts,
     token_stats,
@@ -97,8 +101,54 @@ def test_k_attacks_need_k():
         score("mink", Document("x", stats([-1.0])))
 
 
+def test_dcpdd_hand_values():
+    # Tokens 1 2 1 3 after a first token 0: the repeated 1 is not counted.
+    document = Document(
+        "text",
+        TokenStats(np.array([0, 1, 2, 1, 3]), np.log([0.5, 0.001, 0.9, 0.002])),
+        frequencies=np.array([0.1, np.exp(-2.0), np.exp(-3.0), np.exp(-1.0)]),
+    )
+    # alpha = p * log(1/f): 0.5 * 2 = 1 (clipped to 0.01), 0.001 * 3, 0.002 * 1.
+    assert score("dcpdd", document) == pytest.approx((0.01 + 0.003 + 0.002) / 3)
+
+
+def test_dcpdd_frequencies_are_laplace_smoothed_counts(tiny_tokenizer):
+    frequencies = dc_pdd.token_frequencies(tiny_tokenizer, ["the the", "a"])
+    assert frequencies.shape == (len(tiny_tokenizer),)
+    assert frequencies.sum() == pytest.approx(1.0)
+    ids = tiny_tokenizer("the the")["input_ids"] + tiny_tokenizer("a")["input_ids"]
+    counts = np.bincount(ids, minlength=len(tiny_tokenizer))
+    np.testing.assert_allclose(frequencies, (counts + 1) / (len(ids) + len(tiny_tokenizer)))
+
+
+def test_pac_polarized_distance_hand_values():
+    log_probs = -np.arange(20, dtype=float)  # 0, -1, ..., -19
+    # Top 5% (one token): 0; bottom 30% (six tokens): -14 .. -19, mean -16.5.
+    assert pac.polarized_distance(log_probs) == pytest.approx(16.5)
+
+
+def test_pac_copies_swap_words_reproducibly_whatever_the_other_texts():
+    text = "one two three four five six seven eight nine ten"
+    copies = pac.swapped_copies(text, n=5, ratio=0.3, seed=0)
+    assert len(copies) == 5 and all(sorted(copy.split()) == sorted(text.split()) for copy in copies)
+    assert any(copy != text for copy in copies)
+    assert copies == pac.swapped_copies(text, n=5, ratio=0.3, seed=0)
+    assert copies != pac.swapped_copies(text, n=5, ratio=0.3, seed=1)
+    assert pac.swapped_copies("single", n=2) == ["single", "single"]
+
+
+def test_recall_shots_are_labelled_nonmembers_drawn_whatever_the_order():
+    ids, labels = list("abcdefgh"), [1, 0, 1, 0, 0, 1, 0, 0]
+    chosen = [ids[i] for i in recall.choose_shots(ids, labels, 2, seed=0)]
+    assert all(labels[ids.index(c)] == 0 for c in chosen)
+    reversed_ids = ids[::-1]
+    assert sorted(reversed_ids[i] for i in recall.choose_shots(reversed_ids, labels[::-1], 2, seed=0)) == sorted(chosen)
+    with pytest.raises(ValueError, match="ReCaLL needs more than 5 labelled non-members"):
+        recall.choose_shots(ids, labels, 5, seed=0)
+
+
 def test_registry_names_match_keys():
-    assert list(ATTACKS) == ["loss", "zlib", "lowercase", "ref", "mink", "minkpp"]
+    assert list(ATTACKS) == ["loss", "zlib", "lowercase", "ref", "mink", "minkpp", "dcpdd"]
     assert all(attack.name == name for name, attack in ATTACKS.items())
     assert {name for name, attack in ATTACKS.items() if attack.uses_k} == {"mink", "minkpp"}
 
@@ -273,7 +323,10 @@ LABELS = [1, 1, 1, 1, 0, 0, 0, 0]
 
 def test_every_attack_ranks_members_first(memorised, tiny_tokenizer, texts):
     base, trained = memorised
-    table = score_texts(trained, tiny_tokenizer, texts, reference=(base, tiny_tokenizer), batch_size=4)
+    frequencies = dc_pdd.token_frequencies(tiny_tokenizer, texts)
+    table = score_texts(
+        trained, tiny_tokenizer, texts, reference=(base, tiny_tokenizer), frequencies=frequencies, batch_size=4
+    )
     assert set(table["method"]) == set(ATTACKS)
     for (method, k), rows in table.groupby(["method", "k"], dropna=False):
         assert metrics.auroc(LABELS, rows["score"].to_numpy()) == 1.0, (method, k)
@@ -299,3 +352,44 @@ def test_samia_is_reproducible_and_independent_of_batch_and_order(memorised, tin
     )
     other_seed = samia_scores(trained, tiny_tokenizer, texts, n_samples=4, seed=1, batch_size=8, text_ids=ids)
     assert not np.allclose(batched["score"], other_seed["score"])
+
+
+def test_pac_ranks_members_first(memorised, tiny_tokenizer, texts):
+    table = pac.pac_scores(memorised[1], tiny_tokenizer, texts, list(range(8)), batch_size=4)
+    assert list(table.columns) == list(SCORE_COLUMNS) and (table["method"] == "pac").all()
+    assert metrics.auroc(LABELS, table["score"].to_numpy()) == 1.0
+
+
+def test_recall_ranks_members_first_and_does_not_score_its_shots(memorised, tiny_tokenizer, texts):
+    table = recall.recall_scores(memorised[1], tiny_tokenizer, texts, list(range(8)), LABELS, shots=1)
+    shot = recall.choose_shots(list(range(8)), LABELS, 1, seed=0)[0]
+    assert LABELS[shot] == 0 and shot not in set(table["text_id"]) and len(table) == 7
+    labels = [LABELS[i] for i in table["text_id"]]
+    assert metrics.auroc(labels, table["score"].to_numpy()) == 1.0
+
+
+def test_recall_is_the_ratio_of_conditioned_to_plain_log_likelihood(memorised, tiny_tokenizer, texts):
+    trained = memorised[1]
+    short = [" ".join(text.split()[:12]) for text in texts]
+    table = recall.recall_scores(trained, tiny_tokenizer, short, list(range(8)), LABELS, shots=1).set_index("text_id")
+    shot = recall.choose_shots(list(range(8)), LABELS, 1, seed=0)[0]
+    prefix = tiny_tokenizer(short[shot] + "\n\n")["input_ids"]
+    ids = tiny_tokenizer(short[0])["input_ids"]
+    with eval_mode(trained):
+        alone = trained(torch.tensor([ids])).logits[0, :-1].double().log_softmax(-1)
+        joined = trained(torch.tensor([prefix + ids])).logits[0, len(prefix) : -1].double().log_softmax(-1)
+    plain = alone.gather(-1, torch.tensor(ids[1:])[:, None]).mean()
+    conditioned = joined.gather(-1, torch.tensor(ids[1:])[:, None]).mean()
+    assert table.at[0, "score"] == pytest.approx(float(conditioned / plain), rel=1e-5)
+
+
+def test_fsd_ranks_members_first_leaves_the_model_alone_and_does_not_score_its_texts(memorised, tiny_tokenizer, texts):
+    trained = memorised[1]
+    before = {name: p.detach().clone() for name, p in trained.named_parameters()}
+    table = fsd.fsd_scores(trained, tiny_tokenizer, texts, list(range(8)), LABELS, n_texts=2, epochs=3, lr=1e-3)
+    assert all(torch.equal(p, before[name]) for name, p in trained.named_parameters())
+    tuned_on = recall.choose_shots(list(range(8)), LABELS, 2, seed=0, attack="FSD")
+    assert len(table) == 6 and not set(tuned_on) & set(table["text_id"])
+    assert (table["method"] == "fsd").all()
+    labels = [LABELS[i] for i in table["text_id"]]
+    assert metrics.auroc(labels, table["score"].to_numpy()) == 1.0

@@ -167,6 +167,10 @@ MINIMAL_COMPLETED = {
         "batch_size": 8,
         "samia": {"n_samples": 10, "texts_per_job": 50, "batch_size": 4, "seed": 0},
         "blind": {"folds": 5, "seed": 0},
+        "dcpdd": {},
+        "pac": {"augmentations": 5, "swap_ratio": 0.3, "seed": 0},
+        "recall": {"shots": 5, "seed": 0},
+        "fsd": {"texts": 20, "epochs": 3, "lr": 1e-4, "seed": 0},
     },
 }
 DEMO_COMPLETED = {
@@ -212,6 +216,10 @@ DEMO_COMPLETED = {
         "batch_size": 8,
         "samia": {"n_samples": 10, "texts_per_job": 400, "batch_size": 4, "seed": 0},
         "blind": {"folds": 5, "seed": 0},
+        "dcpdd": {},
+        "pac": {"augmentations": 5, "swap_ratio": 0.3, "seed": 0},
+        "recall": {"shots": 5, "seed": 0},
+        "fsd": {"texts": 20, "epochs": 3, "lr": 1e-4, "seed": 0},
     },
 }
 
@@ -585,11 +593,14 @@ def test_ref_attack_needs_a_reference_model():
 
 def test_attack_families_match_the_registry():
     from paramdelta import attacks
-    from paramdelta.attacks.gradnorm import NAME as GRADNORM
-    from paramdelta.config import LOGPROB_ATTACKS
+    from paramdelta.attacks import fsd, gradnorm, pac, recall
+    from paramdelta.config import LABELLED_ATTACKS, LOGPROB_ATTACKS
 
-    # The model-pass job runs the registry's attacks and the gradient norm (one backward pass).
-    assert set(LOGPROB_ATTACKS) == set(attacks.ATTACKS) | {GRADNORM}
+    # The model-pass job runs the registry's attacks (one shared forward pass), and the attacks with
+    # passes of their own: PAC, ReCaLL, FSD and the gradient norm.
+    own_passes = {pac.NAME, recall.NAME, fsd.NAME, gradnorm.NAME}
+    assert set(LOGPROB_ATTACKS) == set(attacks.ATTACKS) | own_passes
+    assert set(LABELLED_ATTACKS) == {recall.NAME, fsd.NAME}
 
 
 # Training settings compared beside the train: block (optimizers:).

@@ -28,13 +28,16 @@ class Document:
     """One text and the statistics the attacks read.
 
     ``lowercase`` (the lowercased text under the target model) and ``reference`` (the text
-    under the reference model) are only computed when an attack that needs them is run.
+    under the reference model) are only computed when an attack that needs them is run;
+    ``frequencies`` (every token id's frequency in a reference corpus, shared by all
+    documents) only when DC-PDD is.
     """
 
     text: str
     target: TokenStats
     lowercase: TokenStats | None = None
     reference: TokenStats | None = None
+    frequencies: np.ndarray | None = None
 
 
 class Attack(ABC):
@@ -42,7 +45,8 @@ class Attack(ABC):
 
     The flags say what the attack reads besides the target's log-probabilities, so that
     ``score_texts`` computes only that: ``needs_moments`` (mu and sigma of the target pass),
-    ``needs_lowercase`` and ``needs_reference`` (one more pass each).
+    ``needs_lowercase`` and ``needs_reference`` (one more pass each), ``needs_frequencies``
+    (a reference corpus's token frequencies, no pass).
     """
 
     name: ClassVar[str]
@@ -50,6 +54,7 @@ class Attack(ABC):
     needs_moments: ClassVar[bool] = False
     needs_lowercase: ClassVar[bool] = False
     needs_reference: ClassVar[bool] = False
+    needs_frequencies: ClassVar[bool] = False
 
     @abstractmethod
     def score(self, document: Document, k: float | None = None) -> float:

@@ -6,6 +6,7 @@ their own entry points in ``paramdelta.attacks.samia`` and ``paramdelta.attacks.
 """
 
 from paramdelta.attacks.base import Attack
+from paramdelta.attacks.dc_pdd import DcPddAttack
 from paramdelta.attacks.loss import LossAttack
 from paramdelta.attacks.lowercase import LowercaseAttack
 from paramdelta.attacks.min_k import MinKAttack
@@ -22,5 +23,6 @@ ATTACKS: dict[str, Attack] = {
         ReferenceAttack(),
         MinKAttack(),
         MinKPlusPlusAttack(),
+        DcPddAttack(),
     )
 }

@@ -14,16 +14,23 @@ from paramdelta.attacks.registry import ATTACKS
 SCORE_COLUMNS = ("text_id", "method", "k", "score")
 
 
-def resolve_attacks(names: Sequence[str] | None, has_reference: bool) -> list[Attack]:
-    """The attacks called ``names``; by default every registered one (``ref`` only with a reference)."""
+def resolve_attacks(names: Sequence[str] | None, has_reference: bool, has_frequencies: bool = False) -> list[Attack]:
+    """The attacks called ``names``; by default every registered one (``ref`` only with a
+    reference, ``dcpdd`` only with frequencies)."""
     if names is None:
-        return [attack for attack in ATTACKS.values() if has_reference or not attack.needs_reference]
+        return [
+            attack
+            for attack in ATTACKS.values()
+            if (has_reference or not attack.needs_reference) and (has_frequencies or not attack.needs_frequencies)
+        ]
     unknown = [name for name in names if name not in ATTACKS]
     if unknown:
         raise ValueError(f"unknown attacks {unknown}; registered: {', '.join(ATTACKS)}")
     attacks = [ATTACKS[name] for name in dict.fromkeys(names)]
     if not has_reference and any(attack.needs_reference for attack in attacks):
         raise ValueError("the ref attack needs reference=(model, tokenizer)")
+    if not has_frequencies and any(attack.needs_frequencies for attack in attacks):
+        raise ValueError("the dcpdd attack needs frequencies (paramdelta.attacks.dc_pdd.token_frequencies)")
     return attacks
 
 
@@ -52,6 +59,7 @@ def score_texts(
     ks: Sequence[float] = K_GRID,
     batch_size: int = BATCH_SIZE,
     reference: tuple | None = None,
+    frequencies: np.ndarray | None = None,
     text_ids: Sequence[Hashable] | None = None,
     max_length: int | None = None,
 ) -> pd.DataFrame:
@@ -60,10 +68,11 @@ def score_texts(
     Columns: ``text_id`` (``text_ids``, or the position 0..n-1), ``method`` (attack name),
     ``k`` (percent, NaN for attacks without K), ``score``. The model runs once per text; a
     second pass over the lowercased texts runs only if ``lowercase`` is asked for, and
-    ``reference`` = (model, tokenizer) runs once per text if ``ref`` is. A text longer than
+    ``reference`` = (model, tokenizer) runs once per text if ``ref`` is; ``frequencies`` (a
+    reference corpus's, dc_pdd.token_frequencies) are what ``dcpdd`` reads. A text longer than
     ``max_length`` (default: each model's context) is scored over the chunks training uses.
     """
-    selected = resolve_attacks(attacks, reference is not None)
+    selected = resolve_attacks(attacks, reference is not None, frequencies is not None)
     if text_ids is not None and len(text_ids) != len(texts):
         raise ValueError(f"{len(text_ids)} text_ids for {len(texts)} texts")
     moments = any(attack.needs_moments for attack in selected)
@@ -78,7 +87,7 @@ def score_texts(
             reference_model, reference_tokenizer, texts, batch_size=batch_size, moments=False, max_length=max_length
         )
     documents = [
-        Document(text, stats, lower, ref)
+        Document(text, stats, lower, ref, frequencies)
         for text, stats, lower, ref in zip(texts, target, lowercase, reference_stats, strict=True)
     ]
     ids = list(range(len(texts))) if text_ids is None else list(text_ids)

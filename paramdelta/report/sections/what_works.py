@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from paramdelta.attacks.loss_change import NAME as LOSS_CHANGE
-from paramdelta.config import DEFAULT_OPTIMIZER, LOGPROB_ATTACKS, SAMPLING_ATTACKS, is_param_delta, is_supervised
+from paramdelta.config import (
+    DEFAULT_OPTIMIZER,
+    LABELLED_ATTACKS,
+    LOGPROB_ATTACKS,
+    SAMPLING_ATTACKS,
+    is_param_delta,
+    is_supervised,
+)
 from paramdelta.report.format import (
     BLIND,
     MISSING,
@@ -29,8 +36,13 @@ CAPTION = (
     "variants; the supervised and combined scores are out of fold but need labelled texts. Costs: "
     "param-delta, the one-step loss change and what is learned from them, the per-text training of its "
     "setting and budget; the "
-    "log-probability attacks share one forward pass per text; SaMIA, its sampling jobs; the blind baseline "
-    "runs no model. The blind baseline's row says how much of any AUROC the data set's member/non-member "
+    "log-probability attacks share one job (one forward pass per text, and for PAC five more over "
+    "word-swapped copies, for ReCaLL two unbatched ones, for FSD the fine-tuning of a copy and a pass "
+    "under it, for gradnorm a backward pass), whose cost each of them is given; SaMIA, its sampling jobs; "
+    "the blind baseline runs no model. ReCaLL's prefix and FSD's fine-tuning texts are labelled "
+    "non-members of the data set, which they do not score; DC-PDD calibrates by the token "
+    "frequencies of baselines.dcpdd.corpus, or of the data set's own texts (labels unread) where none "
+    "is named. The blind baseline's row says how much of any AUROC the data set's member/non-member "
     "shift alone explains."
 )
 PER_DATASET = True
@@ -84,6 +96,12 @@ def _cost(data, row: pd.Series) -> float | None:
     return None if seconds is None else seconds / texts
 
 
+def _learns_from_labels(method: str) -> str:
+    if is_supervised(method) or method == BLIND:
+        return "yes"
+    return "labelled non-members (not scored)" if method in LABELLED_ATTACKS else "no"
+
+
 def _variant(row: pd.Series) -> str:
     parts = []
     if row["budget"] != NO_BUDGET:
@@ -114,7 +132,7 @@ def context(data) -> dict:
                 _variant(row),
                 auroc_with_interval(row),
                 number(cost, ".3g") if cost is not None else MISSING,
-                "yes" if is_supervised(row["method"]) or row["method"] == BLIND else "no",
+                _learns_from_labels(row["method"]),
             ]
         )
     return {"table": plain_table(COLUMNS, rows, label_columns=(1, 2, 3))}
