@@ -2,7 +2,8 @@
 
 P1. The project's training job, ``paramdelta.train_job.run(spec)`` in this process, with
 texts_per_job 1 (one spec per text: the model loaded, one store written, per text) and with
-texts_per_job = --texts (one spec for all), against the floor: the same forward, backward,
+texts_per_job = --texts (one spec for all; and once more recording each layer's change after
+every epoch, snapshots.trajectory), against the floor: the same forward, backward,
 gradient clipping and optimizer step (``paramdelta.train._make_optimizer`` on the same
 ``Settings``, so the floor follows whatever optimizer the project uses) on the same model and
 the same texts, tokenised and chunked as ``train.run_text`` does, with no I/O, no per-text
@@ -120,8 +121,11 @@ def train_settings(args) -> dict:
     )["train"]
 
 
-def job_spec(args, model_dir: Path, table: Path, text_ids: list[str], train_section: dict, output: Path) -> dict:
+def job_spec(
+    args, model_dir: Path, table: Path, text_ids: list[str], train_section: dict, output: Path, trajectory=False
+) -> dict:
     return {
+        "trajectory": trajectory,
         "texts": list(text_ids),
         "dataset_table": str(table),
         "model_path": str(model_dir),
@@ -143,12 +147,12 @@ def job_spec(args, model_dir: Path, table: Path, text_ids: list[str], train_sect
 # --------------------------------------------------------------------------- the three trainers
 
 
-def run_jobs(args, model_dir, table, text_ids, per_job: int, train_section, root: Path) -> float:
+def run_jobs(args, model_dir, table, text_ids, per_job: int, train_section, root: Path, trajectory=False) -> float:
     """Seconds of train_job.run over all texts in jobs of `per_job` texts (stores removed untimed)."""
     seconds = 0.0
     for start in range(0, len(text_ids), per_job):
         output = root / f"job-{per_job}-{start}.zarr"
-        spec = job_spec(args, model_dir, table, text_ids[start : start + per_job], train_section, output)
+        spec = job_spec(args, model_dir, table, text_ids[start : start + per_job], train_section, output, trajectory)
         began = time.perf_counter()
         train_job.run(spec)
         seconds += time.perf_counter() - began
@@ -388,6 +392,7 @@ def main() -> None:
             "floor": lambda: floor(model_dir, tokenizer, texts, epochs, settings, max_length),
             "floor_det": lambda: floor(model_dir, tokenizer, texts, epochs, settings, max_length, deterministic=True),
             "job_all": lambda: run_jobs(args, model_dir, table, text_ids, n, train_section, root),
+            "job_traj": lambda: run_jobs(args, model_dir, table, text_ids, n, train_section, root, trajectory=True),
             "job_one": lambda: run_jobs(args, model_dir, table, text_ids, 1, train_section, root),
             "thesis": lambda: run_thesis(model_dir, texts, epochs, settings, optim, max_length, root),
         }
@@ -426,6 +431,7 @@ def main() -> None:
         ("bare loop floor (P1 baseline)", n, per["floor"], None),
         ("  floor, deterministic algorithms on (as the job sets)", n, per["floor_det"], None),
         (f"project job, texts_per_job {n}", n, per["job_all"], ("P1", "job_all")),
+        ("  the same, recording the per-epoch trajectory", n, per["job_traj"], None),
         ("project job, texts_per_job 1", 1, per["job_one"], ("P1", "job_one")),
         ("job process start: import paramdelta.train_job, transformers, torch", "-", imports, "start"),
         ("job process start: all a fresh job pays (cold - warm one-text job)", "-", start_all, "start"),

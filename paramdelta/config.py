@@ -286,3 +286,24 @@ def optimizer_budgets(config: dict, name: str) -> list[str]:
 def budget_epochs(budget: str | int) -> int | None:
     """Epochs of a fixed budget; None for early stopping."""
     return None if str(budget) == "es" else int(budget)
+
+
+def trajectory_budgets(config: dict, name: str, budget: str) -> list[str]:
+    """The budgets of training setting `name` read from the per-epoch trajectory of its run at
+    `budget` instead of runs of their own: with snapshots.trajectory and a constant schedule, the
+    state after epoch b of the setting's largest fixed budget is the state a b-epoch run ends in
+    (same seed, same steps, the same lr at every step). Those of the config's fixed budgets below
+    that largest one that the setting does not run itself; none for any other run.
+
+    Under a cosine schedule (the thesis's) the lr of epoch b depends on the run's length, so no
+    budget can be read from another's run.
+    """
+    if not config["snapshots"].get("trajectory") or optimizer_settings(config)[name]["schedule"] != "constant":
+        return []
+    own = optimizer_budgets(config, name)
+    fixed = [int(b) for b in own if budget_epochs(b) is not None]
+    if budget_epochs(budget) is None or int(budget) != max(fixed, default=None):
+        return []
+    return [
+        str(b) for b in config["budgets"] if budget_epochs(b) is not None and int(b) < int(budget) and str(b) not in own
+    ]

@@ -193,7 +193,7 @@ JOB_OVERHEAD = 2_500  # the root's zarr.json without the layer list and the reco
 CHUNK_BYTES = 4 << 20  # store.write_tensors's chunk size: one file per chunk
 BLOCK = 4096  # a file takes whole blocks of a filesystem (4 KiB on most)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-SKETCH_ARRAYS = 4  # layer_l2, layer_sq, layer_topk_l2, tensor_l2 (beside loss and lr)
+SKETCH_ARRAYS = 6  # layer_l2, layer_sq, layer_topk_l2, tensor_l2, layer_dot, layer_base_sq (beside loss and lr)
 # Fallback shape of a model known only by --params: about a 7B decoder's.
 FALLBACK_LAYERS, FALLBACK_TENSORS, FALLBACK_CONTEXT = 300, 400, 2048
 
@@ -535,12 +535,15 @@ def _engine(config: dict, slug: str) -> tuple[str, int, int]:
 
 def run_bytes(config: dict, info: ModelInfo, epochs: int) -> float:
     """Store bytes of one (text, budget) whose loss and lr rows are `epochs` long: its record, its
-    rows of the job's stacked arrays, and under delta/full its own group of tensors."""
+    rows of the job's stacked arrays, and under delta/full its own group of tensors; with
+    snapshots.trajectory, each layer's change after each epoch too."""
     policy = config["snapshots"]["store"]
     record = RECORD_BYTES + 2 * STAT_BYTES * epochs
+    if config["snapshots"].get("trajectory"):
+        record += STAT_BYTES * info.layers * epochs
     if policy == "sketch":
         ks = len(config["features"]["k"])
-        return record + STAT_BYTES * (info.layers * (2 + ks) + info.tensors)
+        return record + STAT_BYTES * (info.layers * (4 + ks) + info.tensors)
     # delta / full: every parameter in the snapshot dtype (zstd compresses them about 1x), one
     # array per tensor, in texts/<id>/params.
     return (
@@ -554,16 +557,19 @@ def run_bytes(config: dict, info: ModelInfo, epochs: int) -> float:
 def job_bytes(config: dict, info: ModelInfo) -> float:
     """Store bytes of one job besides its texts': the root's attributes and the arrays' metadata."""
     sketch = config["snapshots"]["store"] == "sketch"
-    arrays = 2 + (SKETCH_ARRAYS if sketch else 0)  # loss and lr, and the statistics
+    # loss and lr, the statistics, and the trajectory
+    arrays = 2 + (SKETCH_ARRAYS if sketch else 0) + (1 if config["snapshots"].get("trajectory") else 0)
     return JOB_OVERHEAD + info.layer_attrs + arrays * ARRAY_OVERHEAD + (0 if sketch else GROUP_OVERHEAD)
 
 
 def store_files(config: dict, info: ModelInfo, texts: int, jobs: int) -> int:
     """Files of `jobs` job stores holding `texts` texts in all."""
+    trajectory = 1 if config["snapshots"].get("trajectory") else 0
     if config["snapshots"]["store"] == "sketch":
-        return jobs * (1 + 2 * (2 + SKETCH_ARRAYS))  # root zarr.json, zarr.json + a chunk per array
+        # root zarr.json, zarr.json + a chunk per array
+        return jobs * (1 + 2 * (2 + SKETCH_ARRAYS + trajectory))
     chunks = info.tensors + math.ceil(info.params * DTYPE_BYTES[config["snapshots"]["dtype"]] / CHUNK_BYTES)
-    return jobs * (1 + 2 * 2 + 1) + texts * (2 + info.tensors + chunks)
+    return jobs * (1 + 2 * (2 + trajectory) + 1) + texts * (2 + info.tensors + chunks)
 
 
 def base_snapshot_bytes(config: dict, slug: str, info: ModelInfo) -> float:

@@ -139,13 +139,48 @@ def select_score(table: pd.DataFrame, selection: str, k: int | None = None, aggr
     return (-aggregated).rename("score").rename_axis("text_id")
 
 
-DISTANCES = ("mahalanobis", "pca")
+DISTANCES = ("cosine", "relative", "mahalanobis", "pca", "random-projection")
+PROJECTION_DIM = 8  # random-projection's directions (fewer when there are fewer layers)
+PROJECTION_SEED = 0
+
+
+def cosine_distance(table: pd.DataFrame) -> pd.Series:
+    """Per-row 1 - cos(theta_before, theta_after) of the layer, from l2^2 (`sq`), <before, delta>
+    (`dot`) and ||before||^2 (`base_sq`).
+
+    Computed as sin^2 / (1 + cos), with sin^2 from the part of the delta orthogonal to the base
+    weights: 1 - cos itself loses every digit to cancellation when the change is a millionth of
+    the weights, as one text's is.
+    """
+    _require_columns(table, ["sq"])
+    if not {"dot", "base_sq"} <= set(table.columns) or table[["dot", "base_sq"]].isna().any().any():
+        raise ValueError(
+            "cosine and relative need <base, delta> and ||base||^2 per layer, which this table lacks: "
+            "its training stores were written before they were kept, or are delta stores read "
+            "without the model's base snapshot (rerun the training jobs: snakemake --forcerun train)"
+        )
+    sq, dot, base_sq = (table[column].to_numpy(dtype=float) for column in ("sq", "dot", "base_sq"))
+    after_sq = base_sq + 2 * dot + sq
+    scale = np.sqrt(base_sq * after_sq)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (base_sq + dot) / scale
+        sin_sq = np.maximum(base_sq * sq - dot**2, 0.0) / (base_sq * after_sq)
+        distance = np.where(scale > 0, sin_sq / (1 + cos), 0.0)
+    return pd.Series(distance, index=table.index, name="cosine")
 
 
 def distance_scores(table: pd.DataFrame, distances: Sequence[str], *, method: str = METHOD) -> pd.DataFrame:
     """Label-free scores over all layers other than the mean of L2 norms (METHOD.md section 1,
     the thesis's future work), in the columns of score_table, the distance's name as selection.
 
+    Per layer, then over all layers:
+    - `cosine`: each layer's cosine distance between its weights before and after
+      (cosine_distance), min-max normalised per layer like the L2 norm, then averaged. Unlike
+      L2 it ignores the part of the change along the weights themselves, which weight decay
+      makes the same for every text.
+    - `relative`: the mean over layers of ||delta|| / ||theta_before||, unnormalised. (Min-max
+      normalisation would undo the division by a per-layer constant, giving the `all` score
+      again; the relative change is already on one scale across layers.)
     From the texts x layers matrix of raw per-layer L2 changes:
     - `mahalanobis`: sqrt(x^T S^-1 x), the distance of a text's changes from no change with S
       their covariance over all texts, shrunk by Ledoit-Wolf (layers outnumber texts on large
@@ -153,10 +188,14 @@ def distance_scores(table: pd.DataFrame, distances: Sequence[str], *, method: st
     - `pca`: the changes standardised per layer and projected on their first principal
       component, its sign chosen so that its loadings sum to a positive number (the
       direction in which the layers move more).
-    Both negated: members move less, so a higher score means more likely a member. Neither
-    looks at a label, so neither can tell which way a direction points for members: on the
-    demo, principal components other than the first, or the first with the other sign,
-    separate members far better (see the supervised classifiers).
+    - `random-projection`: the min-max normalised changes projected on PROJECTION_DIM Gaussian
+      directions (a fixed seed), and the length of the projection divided by sqrt(dim): by
+      Johnson-Lindenstrauss about the L2 norm of the normalised changes, from far fewer
+      numbers, which is what it costs a model with thousands of layers.
+    All negated: members move less, so a higher score means more likely a member. None looks
+    at a label, so none can tell which way a direction points for members: on the demo,
+    principal components other than the first, or the first with the other sign, separate
+    members far better (see the supervised classifiers).
     """
     for distance in distances:
         _check_choice(distance, DISTANCES, "distance")
@@ -166,16 +205,30 @@ def distance_scores(table: pd.DataFrame, distances: Sequence[str], *, method: st
     values = wide.to_numpy(dtype=float)
     blocks = []
     for distance in distances:
-        if distance == "mahalanobis":
+        if distance == "cosine":
+            per_layer = table.assign(l2=cosine_distance(table))[["text_id", "layer", "label", "l2"]]
+            normalised = normalise(per_layer).pivot(index="text_id", columns="layer", values="l2_norm")
+            score = -normalised.reindex(wide.index).mean(axis=1).to_numpy()
+        elif distance == "relative":
+            cosine_distance(table)  # the same check that the table has ||base||^2
+            relative = table["l2"] / np.sqrt(table["base_sq"].where(table["base_sq"] > 0))
+            score = -relative.groupby(table["text_id"]).mean().reindex(wide.index).to_numpy()
+        elif distance == "mahalanobis":
             from sklearn.covariance import LedoitWolf  # scikit-learn where used, as in paramdelta.supervised
 
             precision = LedoitWolf().fit(values).precision_
             score = -np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", values, precision, values), 0.0))
-        else:
+        elif distance == "pca":
             spread = values.std(axis=0)
             standard = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
             first = np.linalg.svd(standard, full_matrices=False)[2][0]
             score = -(standard @ (first * (1.0 if first.sum() >= 0 else -1.0)))
+        else:
+            low, span = values.min(axis=0), np.ptp(values, axis=0)
+            normalised = (values - low) / np.where(span > 0, span, 1.0)
+            dim = min(PROJECTION_DIM, values.shape[1])
+            directions = np.random.default_rng(PROJECTION_SEED).standard_normal((values.shape[1], dim))
+            score = -np.linalg.norm(normalised @ directions, axis=1) / np.sqrt(dim)
         blocks.append(
             pd.DataFrame(
                 {
@@ -189,6 +242,95 @@ def distance_scores(table: pd.DataFrame, distances: Sequence[str], *, method: st
             )
         )
     return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame({c: [] for c in SCORE_COLUMNS})
+
+
+TRAJECTORY_FEATURES = ("area", "slope", "peak")
+
+
+def trajectory_table(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """Per (text, layer) features of its change after each epoch (deltas.read_trajectory), with
+    the change before the first epoch taken as 0:
+
+    - `area`: the mean change over the epochs run (the area under the curve, per epoch);
+    - `slope`: the least-squares slope of the change against the epoch;
+    - `peak`: the epoch whose steps grew the change most, as a fraction of the epochs run.
+
+    Columns: text_id, label, layer, group, area, slope, peak.
+    """
+    _require_columns(trajectory, ["text_id", "label", "layer", "group", "epoch", "l2"])
+    ordered = trajectory.sort_values(["text_id", "layer", "epoch"], kind="stable")
+    by = ordered.groupby(["text_id", "layer"], sort=False)
+    epoch = ordered["epoch"].astype(float)
+    centred = epoch - by["epoch"].transform("mean")
+    growth = ordered["l2"] - by["l2"].shift(fill_value=0.0)
+    frame = ordered.assign(
+        xy=centred * ordered["l2"], xx=centred**2, growth=growth, epochs=by["epoch"].transform("max")
+    )
+    grouped = frame.groupby(["text_id", "layer"], sort=False)
+    peak_rows = grouped["growth"].idxmax()
+    result = grouped.agg(label=("label", "first"), group=("group", "first"), area=("l2", "mean"))
+    xx = grouped["xx"].sum()
+    result["slope"] = (grouped["xy"].sum() / xx.where(xx > 0)).fillna(0.0)
+    result["peak"] = (frame.loc[peak_rows, "epoch"] / frame.loc[peak_rows, "epochs"]).to_numpy()
+    return result.reset_index()
+
+
+def trajectory_scores(trajectory: pd.DataFrame, which: Sequence[str], *, method: str = METHOD) -> pd.DataFrame:
+    """Label-free scores from the per-epoch trajectory, in the columns of score_table, selection
+    `trajectory-<feature>`: each feature of trajectory_table min-max normalised per layer over the
+    texts, averaged over all layers and negated (a text that moves its layers more, faster or
+    later scores lower: members move less). Empty when no trajectory was recorded."""
+    for feature in which:
+        _check_choice(feature, TRAJECTORY_FEATURES, "trajectory feature")
+    if trajectory.empty or not which:
+        return pd.DataFrame({column: [] for column in SCORE_COLUMNS})
+    features = trajectory_table(trajectory)
+    blocks = []
+    for feature in which:
+        per_layer = features[["text_id", "label", "layer", feature]].rename(columns={feature: "l2"})
+        score = -normalise(per_layer).groupby("text_id", sort=True)["l2_norm"].mean()
+        labels = features.drop_duplicates("text_id").set_index("text_id")["label"]
+        blocks.append(
+            pd.DataFrame(
+                {
+                    "text_id": score.index,
+                    "label": labels.reindex(score.index).to_numpy(),
+                    "method": method,
+                    "selection": f"trajectory-{feature}",
+                    "k": np.nan,
+                    "score": score.to_numpy(),
+                }
+            )
+        )
+    return pd.concat(blocks, ignore_index=True)
+
+
+def trajectory_curve(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """Mean change of each layer after each epoch over the members and over the non-members: the
+    curves the report draws. Columns: layer, layer_index, group, epoch, label, l2, n (texts)."""
+    columns = ["layer", "layer_index", "group", "epoch", "label", "l2", "n"]
+    if trajectory.empty:
+        return pd.DataFrame({column: [] for column in columns})
+    grouped = trajectory.groupby(["layer", "layer_index", "group", "epoch", "label"], sort=True)["l2"]
+    curve = grouped.agg(l2="mean", n="count").reset_index()
+    return curve.sort_values(["label", "layer_index", "epoch"], kind="stable").reset_index(drop=True)[columns]
+
+
+def epoch_scores(trajectory: pd.DataFrame, budgets: Sequence[str], *, method: str = METHOD) -> pd.DataFrame:
+    """The `all` score of every text after epoch b of its run, for each b of `budgets`, with a
+    `budget` column: what runs of b epochs would have scored, where config.trajectory_budgets
+    says their states are the same. A text whose run ended (early) before epoch b is missing
+    from that budget."""
+    blocks = []
+    for budget in budgets:
+        at = trajectory[trajectory["epoch"] == int(budget)]
+        if at.empty:
+            continue
+        scores = score_table(at.drop(columns="epoch"), ["all"], [], method=method)
+        blocks.append(scores.assign(budget=str(budget)))
+    if not blocks:
+        return pd.DataFrame({column: [] for column in (*SCORE_COLUMNS, "budget")})
+    return pd.concat(blocks, ignore_index=True)
 
 
 def _text_labels(table: pd.DataFrame) -> pd.Series:

@@ -44,7 +44,7 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from paramdelta.config import budget_epochs
-from paramdelta.train import BIT16, Settings, Summarise, TextRun, _fail_if_not_finite, _make_optimizer, lr_at
+from paramdelta.train import BIT16, Settings, Summarise, TextRun, Trace, _fail_if_not_finite, _make_optimizer, lr_at
 
 
 class SideBySideEngine:
@@ -75,7 +75,11 @@ class SideBySideEngine:
         return loss.float()
 
     def train(
-        self, texts: Sequence[tuple[str, list[torch.Tensor]]], budget: str, summarise: Summarise | None = None
+        self,
+        texts: Sequence[tuple[str, list[torch.Tensor]]],
+        budget: str,
+        summarise: Summarise | None = None,
+        trace: Trace | None = None,
     ) -> list[TextRun]:
         """Train every (text id, chunks) and return their runs in the order given."""
         groups: dict[int, list[int]] = {}
@@ -87,11 +91,11 @@ class SideBySideEngine:
             indices = sorted(indices, key=lambda i: (sum(c.shape[1] for c in texts[i][1]), i))
             for start in range(0, len(indices), self.width):
                 batch = indices[start : start + self.width]
-                for index, run in zip(batch, self._train_batch([texts[i] for i in batch], budget, summarise)):
+                for index, run in zip(batch, self._train_batch([texts[i] for i in batch], budget, summarise, trace)):
                     runs[index] = run
         return [runs[i] for i in range(len(texts))]
 
-    def _train_batch(self, texts, budget: str, summarise: Summarise | None) -> list[TextRun]:
+    def _train_batch(self, texts, budget: str, summarise: Summarise | None, trace: Trace | None) -> list[TextRun]:
         settings, n = self.settings, len(texts)
         started = time.perf_counter()
         n_chunks = len(texts[0][1])
@@ -120,6 +124,7 @@ class SideBySideEngine:
                 step += 1
             losses = (losses / n_chunks).tolist()
             end_losses = self._evaluate(params, inputs) if early_stopping else None
+            trajectory = trace(params.items(), stacked=True) if trace else None
             improved = []
             for i, run in enumerate(runs):
                 if not running[i]:
@@ -130,6 +135,8 @@ class SideBySideEngine:
                 if not math.isfinite(loss):
                     run.failure, run.failed_epoch, running[i] = f"non-finite training loss ({loss})", epoch, False
                     continue
+                if trace:
+                    run.trajectory.append(trajectory[i])
                 if not early_stopping:
                     continue
                 # As train.train_text: early stopping compares the loss after the epoch's steps.

@@ -86,6 +86,8 @@ class TextRun:
     seconds: float = 0.0
     after: dict[str, torch.Tensor] | None = None
     stats: dict[str, np.ndarray] | None = None
+    # With a trace (snapshots.trajectory): each layer's ||theta - theta_base|| after every epoch.
+    trajectory: list[np.ndarray] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -477,6 +479,8 @@ class DeepSpeedEngine:
 
 
 Summarise = Callable[[Iterable[tuple[str, torch.Tensor]]], dict[str, np.ndarray]]
+# The per-epoch trajectory: (named parameters, stacked) -> per-layer change (deltas.layer_l2).
+Trace = Callable[..., np.ndarray]
 
 
 def train_text(
@@ -486,6 +490,7 @@ def train_text(
     budget: str,
     settings: Settings,
     summarise: Summarise | None = None,
+    trace: Trace | None = None,
 ) -> TextRun:
     """Train on one text from the exact base: a fixed epoch budget, or `es` (early stopping).
 
@@ -497,7 +502,8 @@ def train_text(
     With `summarise` (a job that keeps only per-layer statistics), the run hands back
     `summarise` of the parameters instead, computed where they are; early stopping keeps a
     copy of the best state on the device when one fits (engine.copy_on_device), else only
-    the best epoch's statistics.
+    the best epoch's statistics. With `trace`, each layer's change from the base after every
+    epoch goes into `run.trajectory` (early stopping: every epoch run, past the best one too).
     """
     run = TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=len(chunks), budget=budget)
     started = time.perf_counter()
@@ -527,6 +533,8 @@ def train_text(
         if not math.isfinite(loss):
             run.failure, run.failed_epoch = f"non-finite training loss ({loss})", epoch
             break
+        if trace:
+            run.trajectory.append(trace(engine.named_fp32()))
         if not early_stopping:
             continue
         # Early stopping compares the loss of the parameters it would keep: evaluated after
@@ -590,12 +598,13 @@ def run_text(
     settings: Settings,
     max_length: int,
     summarise: Summarise | None = None,
+    trace: Trace | None = None,
 ) -> TextRun:
     """Tokenise one text and train on it; a text with nothing to predict is a recorded failure."""
     token_ids = tokenizer(text)["input_ids"]
     if len(token_ids) < 2:
         return too_short(text_id, len(token_ids), budget)
-    return train_text(engine, text_id, chunk(token_ids, max_length), budget, settings, summarise)
+    return train_text(engine, text_id, chunk(token_ids, max_length), budget, settings, summarise, trace)
 
 
 def too_short(text_id: str, n_tokens: int, budget: str) -> TextRun:
@@ -613,11 +622,13 @@ class JobRecords:
     - arrays `loss` and `lr` [texts, epochs]: each text's per-epoch values, NaN after its
       last epoch; under `es` also `end_loss`, the loss after each epoch that early
       stopping compared (TextRun.end_losses);
-    - `sketch`: arrays `layer_l2`, `layer_sq` [texts, layers], `layer_topk_l2` [texts,
-      layers, K], `tensor_l2` [texts, tensors] (deltas.layer_stats), NaN rows for texts
+    - `sketch`: arrays `layer_l2`, `layer_sq`, `layer_dot`, `layer_base_sq` [texts, layers],
+      `layer_topk_l2` [texts, layers, K], `tensor_l2` [texts, tensors] (deltas.layer_stats), NaN rows for texts
       that failed; a handful of files per job whatever its number of texts;
     - `delta` / `full`: group `texts/<text id>/params` per text that succeeded, one array
-      per tensor (the delta, or the after-state), written when the text finishes.
+      per tensor (the delta, or the after-state), written when the text finishes;
+    - under any policy, with snapshots.trajectory: array `trajectory_l2` [texts, epochs,
+      layers], each layer's change from the base after every epoch, NaN past a text's last.
     """
 
     def __init__(self, root, *, policy: str, layers, base, ks, snapshot_dtype):
@@ -628,6 +639,7 @@ class JobRecords:
         self.lrs: list[list[float]] = []
         self.end_losses: list[list[float]] = []
         self.stats: list[dict[str, np.ndarray] | None] = []
+        self.trajectories: list[list[np.ndarray]] = []
 
     def add(self, run: TextRun, text_sha256: str) -> None:
         from paramdelta import deltas, store
@@ -636,6 +648,7 @@ class JobRecords:
         self.losses.append(run.losses)
         self.lrs.append(run.lrs)
         self.end_losses.append(run.end_losses)
+        self.trajectories.append(run.trajectory)
         if self.policy == "sketch":
             stats = run.stats
             if run.ok and stats is None:
@@ -655,12 +668,21 @@ class JobRecords:
         arrays = {"loss": _ragged(self.losses), "lr": _ragged(self.lrs)}
         if any(self.end_losses):
             arrays["end_loss"] = _ragged(self.end_losses)
+        if any(self.trajectories):
+            epochs = max(len(trajectory) for trajectory in self.trajectories)
+            stacked = np.full((len(self.trajectories), epochs, len(self.layers)), np.nan)
+            for i, trajectory in enumerate(self.trajectories):
+                if trajectory:
+                    stacked[i, : len(trajectory)] = np.stack(trajectory)
+            arrays["trajectory_l2"] = stacked
         if self.policy == "sketch":
             shapes = {
                 "layer_l2": (len(self.layers),),
                 "layer_sq": (len(self.layers),),
                 "layer_topk_l2": (len(self.layers), len(self.ks)),
                 "tensor_l2": (sum(len(layer.params) for layer in self.layers),),
+                "layer_dot": (len(self.layers),),
+                "layer_base_sq": (len(self.layers),),
             }
             for name, shape in shapes.items():
                 rows = [np.full(shape, np.nan) if stats is None else stats[name] for stats in self.stats]

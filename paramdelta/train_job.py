@@ -62,7 +62,7 @@ REQUIRED_KEYS = (
     "threads",
     "device",
 )
-OPTIONAL_KEYS = {"revision": None, "deepspeed_config": None, "zero_stage": None}
+OPTIONAL_KEYS = {"revision": None, "deepspeed_config": None, "zero_stage": None, "trajectory": False}
 
 # Set by torchrun for its ranks; a launcher started from a process that has them (a test run
 # after a one-process DeepSpeed job, say) must not hand them down.
@@ -156,6 +156,12 @@ def run(spec: dict) -> None:
     # engine's base (early stopping keeps a copy of its best state on the device when one
     # fits, else only that state's statistics: train.train_text).
     summarise = (lambda named: deltas.layer_stats(layers, engine.base, named, ks)) if policy == "sketch" else None
+    # snapshots.trajectory: each layer's change after every epoch (one pass over the parameters).
+    trace = (
+        (lambda named, stacked=False: deltas.layer_l2(layers, engine.base, named, stacked=stacked))
+        if spec["trajectory"]
+        else None
+    )
 
     attrs = {
         "kind": "train",
@@ -185,12 +191,12 @@ def run(spec: dict) -> None:
     }
     writer = store.atomic_group(spec["output"], attrs) if rank == 0 else nullcontext(None)
     if parallel_texts > 1:
-        results = _side_by_side(engine, tokenizer, table, spec["texts"], budget, max_length, summarise)
+        results = _side_by_side(engine, tokenizer, table, spec["texts"], budget, max_length, summarise, trace)
     else:
         # On every rank: training and the gathers of its states are collectives.
         results = (
             train.run_text(
-                engine, tokenizer, text_id, table.at[text_id, "text"], budget, settings, max_length, summarise
+                engine, tokenizer, text_id, table.at[text_id, "text"], budget, settings, max_length, summarise, trace
             )
             for text_id in spec["texts"]
         )
@@ -221,7 +227,7 @@ def run(spec: dict) -> None:
             records.close()
 
 
-def _side_by_side(engine, tokenizer, table, text_ids, budget, max_length, summarise):
+def _side_by_side(engine, tokenizer, table, text_ids, budget, max_length, summarise, trace):
     """Every text's run, the texts trained side by side (texts too short to train fail alone)."""
     from paramdelta import train
 
@@ -232,7 +238,7 @@ def _side_by_side(engine, tokenizer, table, text_ids, budget, max_length, summar
             runs[text_id] = train.too_short(text_id, len(token_ids), budget)
         else:
             trainable.append((text_id, train.chunk(token_ids, max_length)))
-    for (text_id, _), run in zip(trainable, engine.train(trainable, budget, summarise)):
+    for (text_id, _), run in zip(trainable, engine.train(trainable, budget, summarise, trace)):
         runs[text_id] = run
     return [runs[text_id] for text_id in text_ids]
 

@@ -85,7 +85,8 @@ TRAIN = {
     name: canonical({k: v for k, v in settings.items() if k not in ("engine", "deepspeed_config")})
     for name, settings in config_checks.optimizer_settings(config).items()
 }
-SNAPSHOTS = canonical(config["snapshots"])
+# trajectory: false is left out, so that runs from before the option existed are not redone.
+SNAPSHOTS = canonical({key: value for key, value in config["snapshots"].items() if key != "trajectory" or value})
 
 
 def model_pairs():
@@ -263,7 +264,8 @@ def delta_inputs(wildcards):
         "dataset": f"{RESULTS}/data/{wildcards.dataset}.parquet",
         "stores": [f"{RESULTS}/train/{run}/{shard}.zarr" for shard in SHARDS[wildcards.dataset]],
     }
-    if config["snapshots"]["store"] == "full":
+    # A full store holds after-states; a delta store needs the base for <base, delta> too.
+    if config["snapshots"]["store"] in ("full", "delta"):
         inputs["base"] = f"{RESULTS}/snapshots/{wildcards.model}/base.zarr"
     return inputs
 
@@ -304,7 +306,7 @@ def score_tables(wildcards=None):
 
 
 def report_tables(kind):
-    """The per-(dataset, model, optimizer, budget) side tables of the scores rule: layers or change."""
+    """The per-(dataset, model, optimizer, budget) side tables of the scores rule: layers, change or curve."""
     return [f"{RESULTS}/scores/{d}/{m}/{o}/{b}.{kind}.parquet" for d, m in model_pairs() for o, b in RUNS]
 
 

@@ -7,6 +7,7 @@ rule deltas:
     output:
         table=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.parquet",
         texts=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.texts.parquet",
+        trajectory=f"{RESULTS}/deltas/{{dataset}}/{{model}}/{{optimizer}}/{{budget}}.trajectory.parquet",
     log:
         "logs/deltas/{dataset}/{model}/{optimizer}/{budget}.log",
     priority: 2

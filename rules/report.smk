@@ -12,6 +12,7 @@ rule report:
         texts=text_tables,
         layers=report_tables("layers"),
         change=report_tables("change"),
+        curve=report_tables("curve"),
     output:
         html=report(
             f"{RESULTS}/report/index.html",

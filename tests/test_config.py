@@ -62,7 +62,7 @@ def test_demo_config_validates_and_fills_defaults(demo):
     assert completed["features"]["k"] == [1, 2, 5, 10, 20, 50]
     assert completed["features"]["aggregate"] == "mean"
     assert "topk-layers" in completed["features"]["selections"]
-    assert completed["snapshots"] == {"store": "sketch", "dtype": "float32"}
+    assert completed["snapshots"] == {"store": "sketch", "dtype": "float32", "trajectory": True}
     assert completed["metrics"] == {"bootstrap": 1000, "seed": 0}
     assert completed["budgets"] == [5, 10, 20, 30, "es"]
     assert completed["texts_per_job"] == 400
@@ -649,3 +649,27 @@ def test_bad_optimizer_settings_name_the_field(demo, optimizers, field, words):
     demo["optimizers"] = optimizers
     message = error_of(demo)
     assert f"'{field}" in message and words in message, message
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "optimizers", "name", "budget", "expected"),
+    [
+        ({"trajectory": True}, {"c": {"schedule": "constant", "budgets": [30]}}, "c", "30", ["5", "10", "20"]),
+        ({"trajectory": True}, {"c": {"schedule": "constant", "budgets": [10, 30]}}, "c", "30", ["5", "20"]),
+        ({"trajectory": True}, {"c": {"schedule": "constant", "budgets": [10, 30]}}, "c", "10", []),
+        ({"trajectory": True}, {"c": {"schedule": "constant", "budgets": [30]}}, "default", "30", []),  # cosine
+        ({"trajectory": False}, {"c": {"schedule": "constant", "budgets": [30]}}, "c", "30", []),
+        ({"trajectory": True}, {"c": {"schedule": "constant", "budgets": ["es"]}}, "c", "es", []),
+    ],
+)
+def test_trajectory_budgets_only_from_a_constant_schedules_longest_run(snapshots, optimizers, name, budget, expected):
+    completed = config.validate(
+        {
+            "datasets": {"d": {"path": "texts.jsonl"}},
+            "models": {"m": {"path": "some/model"}},
+            "budgets": [5, 10, 20, 30, "es"],
+            "snapshots": snapshots,
+            "optimizers": optimizers,
+        }
+    )
+    assert config.trajectory_budgets(completed, name, budget) == expected

@@ -22,15 +22,19 @@ CPU = torch.device("cpu")
 
 
 def _brute_force(layers, before, after, ks):
-    """layer_l2, layer_sq, layer_topk_l2, tensor_l2 with numpy, the obvious way."""
-    layer_l2, layer_sq, topk, tensor_l2 = [], [], [], []
+    """layer_l2, layer_sq, layer_topk_l2, tensor_l2, layer_dot, layer_base_sq with numpy, the obvious way."""
+    layer_l2, layer_sq, topk, tensor_l2, dot, base_sq = [], [], [], [], [], []
     for layer in layers:
-        pieces = []
+        pieces, bases = [], []
         for name in layer.params:
             delta = (after[name].numpy() - before[name].numpy()).astype(np.float64).ravel()
             tensor_l2.append(math.sqrt(np.sum(delta**2)))
             pieces.append(delta)
+            bases.append(before[name].numpy().astype(np.float64).ravel())
         flat = np.concatenate(pieces)
+        base = np.concatenate(bases)
+        dot.append(np.sum(flat * base))
+        base_sq.append(np.sum(base**2))
         assert flat.size == layer.numel
         layer_sq.append(np.sum(flat**2))
         layer_l2.append(math.sqrt(layer_sq[-1]))
@@ -41,6 +45,8 @@ def _brute_force(layers, before, after, ks):
         "layer_sq": np.array(layer_sq),
         "layer_topk_l2": np.array(topk),
         "tensor_l2": np.array(tensor_l2),
+        "layer_dot": np.array(dot),
+        "layer_base_sq": np.array(base_sq),
     }
 
 
@@ -75,13 +81,34 @@ def test_layer_stats_match_brute_force(arch_model):
     )
 
     precomputed = {name: after[name] - before[name] for name in after}
-    as_delta = deltas.layer_stats(layers, None, precomputed, KS, is_delta=True)
+    as_delta = deltas.layer_stats(layers, before, precomputed, KS, is_delta=True)
     for name in deltas.STAT_ARRAYS:
         np.testing.assert_array_equal(as_delta[name], stats[name], err_msg=name)
+    # Without its base a delta has no <base, delta> or ||base||^2, and says so with NaN.
+    alone = deltas.layer_stats(layers, None, precomputed, KS, is_delta=True)
+    for name in deltas.STAT_ARRAYS:
+        if name in deltas.BASE_ARRAYS:
+            assert np.isnan(alone[name]).all(), name
+        else:
+            np.testing.assert_array_equal(alone[name], stats[name], err_msg=name)
 
 
 def test_arch_fixture_covers_every_architecture():
     assert {"gpt-neox", "llama", "gptj", "opt"} == set(models.ARCHITECTURES)  # conftest.arch_model's list
+
+
+def test_layer_l2_is_layer_stats_l2_one_copy_or_many(arch_model):
+    layers = models.model_layers(arch_model)
+    before, after = _random_after(arch_model, seed=2)
+    expected = deltas.layer_stats(layers, before, after, ())["layer_l2"]
+    np.testing.assert_allclose(deltas.layer_l2(layers, before, after), expected, rtol=1e-6)
+    _, other = _random_after(arch_model, seed=3)
+    stacked = {name: torch.stack([after[name], other[name], before[name]]) for name in after}
+    rows = deltas.layer_l2(layers, before, stacked.items(), stacked=True)
+    assert rows.shape == (3, len(layers))
+    np.testing.assert_allclose(rows[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(rows[1], deltas.layer_stats(layers, before, other, ())["layer_l2"], rtol=1e-6)
+    assert (rows[2] == 0).all()
 
 
 def test_layer_stats_by_hand():
@@ -249,7 +276,7 @@ def job(tiny_model_dir, sample_texts, tmp_path_factory):
 
 
 LABELS = {"t0": 1, "t1": 0, "short": 1, "t3": 0}
-STAT_COLUMNS = ["l2", "sq"] + [f"topk_l2_{k}" for k in KS]
+STAT_COLUMNS = ["l2", "sq", "dot", "base_sq"] + [f"topk_l2_{k}" for k in KS]
 
 
 def test_job_fixture_has_ok_and_failed_texts(job):
@@ -262,7 +289,7 @@ def test_job_fixture_has_ok_and_failed_texts(job):
 def test_three_policies_give_the_same_table(job):
     base = store.open_store(job["base"])
     tables = {
-        policy: deltas.read_job_store(path, LABELS, KS, base if policy == "full" else None)
+        policy: deltas.read_job_store(path, LABELS, KS, base if policy != "sketch" else None)
         for policy, path in job["paths"].items()
     }
     sketch, sketch_texts = tables["sketch"]
@@ -293,6 +320,8 @@ def test_three_policies_give_the_same_table(job):
         rows = sketch[sketch.text_id == text_id]
         np.testing.assert_array_equal(rows.l2.to_numpy(), direct["layer_l2"])
         np.testing.assert_array_equal(rows[[f"topk_l2_{k}" for k in KS]].to_numpy(), direct["layer_topk_l2"])
+        np.testing.assert_array_equal(rows["dot"].to_numpy(), direct["layer_dot"])
+        np.testing.assert_array_equal(rows.base_sq.to_numpy(), direct["layer_base_sq"])
 
     for policy in ("delta", "full"):
         table, texts = tables[policy]

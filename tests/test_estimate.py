@@ -94,18 +94,23 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
     assert row.jobs == 2 * shards
     assert ("tokens", "a tokenizer trained as the base_model rule trains it", "tiny") in notes
 
-    # Disk: float64 statistics, layers x (2 + |K|) + tensors, and loss + lr per epoch (under es as
+    # Disk: float64 statistics, layers x (4 + |K|) + tensors, and loss + lr per epoch (under es as
     # long as max_epochs: the job's longest run), plus the text's record; per job, the root's
-    # attributes (the layer list) and six arrays' metadata.
+    # attributes (the layer list) and eight arrays' metadata.
     record = estimate.RECORD_BYTES
-    assert row.run_bytes["2"] == record + 8 * (15 * (2 + 2) + 28) + 8 * 2 * 2 == record + 736
-    assert row.run_bytes["es"] == record + 704 + 8 * 2 * 6 == record + 800
+    assert row.run_bytes["2"] == record + 8 * (15 * (4 + 2) + 28) + 8 * 2 * 2 == record + 976
+    assert row.run_bytes["es"] == record + 944 + 8 * 2 * 6 == record + 1040
     info = estimate.model_info(cfg, "tiny")
     assert (info.layers, info.tensors) == (TINY_LAYERS, TINY_TENSORS)
-    per_job = estimate.JOB_OVERHEAD + info.layer_attrs + 6 * estimate.ARRAY_OVERHEAD
-    assert row.store_bytes == 10 * (736 + 800 + 2 * record) + row.jobs * per_job
-    assert row.store_files == row.jobs * 13  # root, and zarr.json + one chunk for each of 6 arrays
+    per_job = estimate.JOB_OVERHEAD + info.layer_attrs + 8 * estimate.ARRAY_OVERHEAD
+    assert row.store_bytes == 10 * (976 + 1040 + 2 * record) + row.jobs * per_job
+    assert row.store_files == row.jobs * 17  # root, and zarr.json + one chunk for each of 8 arrays
     assert row.base_bytes == TINY_PARAMS * 4 + 28 * estimate.ARRAY_OVERHEAD + estimate.JOB_OVERHEAD
+    # With snapshots.trajectory: each layer's change after each epoch, and one array more a job.
+    traced = {**cfg, "snapshots": {**cfg["snapshots"], "trajectory": True}}
+    [with_trajectory] = estimate.estimate(traced, ["cpu-2core"])
+    assert with_trajectory.run_bytes["2"] == row.run_bytes["2"] + 8 * 15 * 2
+    assert with_trajectory.store_files == row.jobs * 19
 
     # Time: the sum over budgets of epochs x steps, the work around each text-run, and the jobs' start.
     device = estimate.COST_MODEL["devices"]["cpu-2core"]

@@ -285,11 +285,24 @@ def layer_table(n_texts=80, seed=0):
         label = text % 2
         for layer, scale in (("a", 1.0), ("b", 1.0), ("noisy", 20.0)):
             l2 = 10.0 * scale + scale * (rng.normal() - 1.0 * label)
-            rows.append(dict(text_id=f"t{text:03d}", label=label, layer=layer, group="mlp", l2=l2))
+            # Weights of norm 100 x scale; the change half along them, half across.
+            base_sq, dot = (100.0 * scale) ** 2, -(l2**2) / 2
+            rows.append(
+                dict(
+                    text_id=f"t{text:03d}",
+                    label=label,
+                    layer=layer,
+                    group="mlp",
+                    l2=l2,
+                    sq=l2**2,
+                    dot=dot,
+                    base_sq=base_sq,
+                )
+            )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("distance", ["mahalanobis", "pca"])
+@pytest.mark.parametrize("distance", features.DISTANCES)
 def test_distances_score_members_higher_when_they_move_less(distance):
     table = layer_table()
     scores = features.distance_scores(table, [distance], method="param-delta:sgd")
@@ -308,5 +321,90 @@ def test_pca_points_where_the_layers_move_more_whatever_the_svd_sign():
 
 
 def test_an_unknown_distance_is_an_error():
-    with pytest.raises(ValueError, match="unknown distance 'cosine'"):
-        features.distance_scores(layer_table(), ["cosine"])
+    with pytest.raises(ValueError, match="unknown distance 'euclid'"):
+        features.distance_scores(layer_table(), ["euclid"])
+
+
+def one_layer_row(before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
+    delta = after - before
+    return pd.DataFrame({"sq": [delta @ delta], "dot": [before @ delta], "base_sq": [before @ before]})
+
+
+def test_cosine_distance_is_one_minus_the_cosine_of_before_and_after():
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=50)
+    after = before + rng.normal(size=50)
+    cos = before @ after / np.linalg.norm(before) / np.linalg.norm(after)
+    assert features.cosine_distance(one_layer_row(before, after))[0] == pytest.approx(1 - cos, rel=1e-12)
+
+
+def test_cosine_distance_keeps_its_digits_for_a_change_a_millionth_of_the_weights():
+    before = np.array([1.0, 0.0, 0.0])
+    epsilon = 1e-6
+    # Across the weights: 1 - cos = 1 - 1 / sqrt(1 + eps^2), about eps^2 / 2, where 1 - cos in
+    # float64 would be 0 or noise.
+    across = features.cosine_distance(one_layer_row(before, np.array([1.0, epsilon, 0.0])))[0]
+    assert across == pytest.approx(epsilon**2 / 2, rel=1e-6)
+    # Along the weights (weight decay's shrinking): no angle at all.
+    assert features.cosine_distance(one_layer_row(before, before * (1 - 1e-3)))[0] == pytest.approx(0.0, abs=1e-30)
+
+
+def test_relative_change_divides_each_layer_by_its_weights():
+    table = layer_table(n_texts=4)
+    scores = features.distance_scores(table, ["relative"]).set_index("text_id")["score"]
+    expected = -(table["l2"] / np.sqrt(table["base_sq"])).groupby(table["text_id"]).mean()
+    pd.testing.assert_series_equal(scores, expected.rename("score"), check_index_type=False)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "relative"])
+def test_cosine_and_relative_say_what_a_table_without_base_statistics_lacks(distance):
+    table = layer_table(n_texts=4).assign(dot=np.nan)
+    with pytest.raises(ValueError, match="rerun the training jobs"):
+        features.distance_scores(table, [distance])
+
+
+# The per-epoch trajectory (snapshots.trajectory, features.trajectory).
+
+
+def trajectory_rows(curves: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
+    """Long trajectory rows from {(text, label): [change after epoch 1, 2, ...]} of one layer `a`
+    and a layer `b` that changes twice as much."""
+    rows = []
+    for (text, label), curve in curves.items():
+        for layer, scale in (("a", 1.0), ("b", 2.0)):
+            for epoch, l2 in enumerate(curve, start=1):
+                rows.append(dict(text_id=text, label=label, layer=layer, group="mlp", epoch=epoch, l2=scale * l2))
+    return pd.DataFrame(rows)
+
+
+def test_trajectory_features_by_hand():
+    table = features.trajectory_table(trajectory_rows({("t", 1): [1.0, 3.0, 4.0, 4.5]})).set_index("layer")
+    assert table.at["a", "area"] == pytest.approx(12.5 / 4)
+    # Least squares of (1, 1), (2, 3), (3, 4), (4, 4.5): slope 1.15.
+    assert table.at["a", "slope"] == pytest.approx(1.15)
+    # Growth 1, 2, 1, 0.5: the second of four epochs.
+    assert table.at["a", "peak"] == pytest.approx(0.5)
+    assert table.at["b", "area"] == pytest.approx(2 * 12.5 / 4)
+
+
+def test_trajectory_scores_rank_texts_that_move_less_higher():
+    curves = {(f"m{i}", 1): [0.5 * e + 0.01 * i for e in range(1, 6)] for i in range(4)}
+    curves |= {(f"n{i}", 0): [1.0 * e + 0.01 * i for e in range(1, 6)] for i in range(4)}
+    scores = features.trajectory_scores(trajectory_rows(curves), ["area", "slope"], method="param-delta:x")
+    assert set(scores["selection"]) == {"trajectory-area", "trajectory-slope"}
+    assert (scores["method"] == "param-delta:x").all() and scores["k"].isna().all()
+    for _, rows in scores.groupby("selection"):
+        assert auroc(rows["label"], rows["score"]) == 1.0
+    assert features.trajectory_scores(trajectory_rows(curves).iloc[0:0], ["area"]).empty
+
+
+def test_epoch_scores_are_the_all_score_after_each_epoch():
+    curves = {("m", 1): [1.0, 2.0, 3.0], ("n", 0): [2.0, 3.0, 3.5], ("o", 0): [0.5, 5.0, 6.0]}
+    trajectory = trajectory_rows(curves)
+    scores = features.epoch_scores(trajectory, ["1", "3", "9"], method="param-delta:constant")
+    assert sorted(scores["budget"].unique()) == ["1", "3"]  # no run reached epoch 9
+    at_three = trajectory[trajectory["epoch"] == 3].drop(columns="epoch")
+    expected = select_score(at_three, "all")
+    got = scores[scores["budget"] == "3"].set_index("text_id")["score"]
+    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False)
+    assert (scores["selection"] == "all").all()

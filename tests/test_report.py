@@ -39,7 +39,7 @@ N_BLOCKS = 2
 FAILED = {"model": "tiny", "budget": "20", "text_id": "t007", "failure": "loss is NaN", "failed_epoch": 3}
 SECTION_IDS = (
     "summary", "blind", "table-5-1", "table-5-2", "thesis", "roc", "budget", "change", "layers", "training",
-    "topk", "optimizer", "supervised", "failed", "config",
+    "topk", "optimizer", "trajectory", "supervised", "failed", "config",
 )  # fmt: skip
 SECTION_IDS = (*SECTION_IDS[:2], "what-works", *SECTION_IDS[2:])
 PLOTLY_JS = get_plotlyjs()

@@ -7,10 +7,11 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from paramdelta import models, train
+from paramdelta import deltas, models, train
 
 CPU = torch.device("cpu")
 REPO_DEEPSPEED_CONFIG = str(Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json")
@@ -193,6 +194,37 @@ def test_fixed_budget_runs_exactly_that_many_epochs(load_tiny, texts):
     attrs = run.attrs()
     assert attrs["status"] == "ok" and attrs["failure"] is None and attrs["failed_epoch"] is None
     assert attrs["epochs_run"] == 5 and attrs["final_loss"] == run.losses[4]
+
+
+def _traced_run(load_tiny, chunks, budget: str, settings: train.Settings) -> tuple[train.TextRun, list]:
+    engine = train.TorchEngine(load_tiny(), settings, CPU)
+    layers = models.model_layers(engine.model)
+
+    def trace(named, stacked=False):
+        return deltas.layer_l2(layers, engine.base, named, stacked=stacked)
+
+    return train.train_text(engine, "a", chunks, budget, settings, trace=trace), layers, engine
+
+
+def test_trajectory_records_each_layers_change_after_every_epoch(load_tiny, texts):
+    run, layers, engine = _traced_run(load_tiny, texts[0], "4", train.Settings(lr=1e-3))
+    assert len(run.trajectory) == 4 and all(values.shape == (len(layers),) for values in run.trajectory)
+    final = deltas.layer_stats(layers, engine.base, run.after, ())["layer_l2"]
+    np.testing.assert_allclose(run.trajectory[-1], final, rtol=1e-6)
+    # The change grows over the first epochs of a text the loss keeps falling on.
+    assert (np.stack(run.trajectory).sum(axis=1)[1:] > np.stack(run.trajectory).sum(axis=1)[:-1]).all()
+
+
+def test_with_a_constant_schedule_a_shorter_budget_is_a_prefix_of_the_trajectory(load_tiny, texts):
+    constant = train.Settings(lr=1e-3, schedule="constant")
+    long, _, _ = _traced_run(load_tiny, texts[0], "4", constant)
+    short, _, _ = _traced_run(load_tiny, texts[0], "2", constant)
+    np.testing.assert_array_equal(np.stack(short.trajectory), np.stack(long.trajectory)[:2])
+    # Under the cosine schedule the lr of an epoch depends on the run's length: no such reading.
+    cosine = train.Settings(lr=1e-3)
+    long, _, _ = _traced_run(load_tiny, texts[0], "4", cosine)
+    short, _, _ = _traced_run(load_tiny, texts[0], "2", cosine)
+    assert not np.allclose(short.trajectory[1], long.trajectory[1], rtol=1e-3)
 
 
 def test_early_stopping_with_a_flat_loss_keeps_the_first_epoch(load_tiny, texts):

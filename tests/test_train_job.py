@@ -103,10 +103,12 @@ def _compare(one: Path, two: Path, labels: dict[str, int]) -> float:
         assert texts1[column].tolist() == texts2[column].tolist(), column
     for a, b in zip(texts1.losses, texts2.losses):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    numbers = ["l2", "sq"] + [f"topk_l2_{k}" for k in KS]
+    # (dot and base_sq are NaN in both where a delta store is read without the base snapshot.)
+    numbers = ["l2", "sq", "dot", "base_sq"] + [f"topk_l2_{k}" for k in KS]
     assert table1.drop(columns=numbers).equals(table2.drop(columns=numbers))
     assert (table1.l2 > 0).all()  # training moved every layer
-    differences = [np.abs(table1[c].to_numpy() - table2[c].to_numpy()).max() for c in numbers]
+    assert table1[numbers].isna().equals(table2[numbers].isna())
+    differences = [np.nan_to_num(np.abs(table1[c].to_numpy() - table2[c].to_numpy())).max() for c in numbers]
     root1, root2 = store.open_store(one), store.open_store(two)
     if root1.attrs["policy"] == "delta":
         for text_id in labels:
@@ -232,14 +234,23 @@ def test_one_process_store_attributes(tiny_model_dir, dataset, tmp_path):
 def test_texts_side_by_side_give_the_job_store_of_one_at_a_time(tiny_model_dir, dataset, tmp_path, policy, budget):
     """train.parallel_texts: the same delta table and per-text records as one text at a time
     (to float rounding), and the same store layout."""
-    outputs = {}
+    outputs, trajectories = {}, {}
     for width in (1, 2):
         spec = _spec(tiny_model_dir, dataset, tmp_path / f"{width}.zarr", engine="torch", policy=policy, budget=budget)
         spec["train"]["parallel_texts"] = width
+        spec["trajectory"] = True
         train_job.launch(spec, 1)
         outputs[width] = deltas.read_job_store(spec["output"], dataset[1], KS)
+        trajectories[width] = deltas.read_trajectory(spec["output"], dataset[1])
     (table1, texts1), (table2, texts2) = outputs[1], outputs[2]
-    pd.testing.assert_frame_equal(table1, table2, check_exact=False, atol=1e-7, rtol=1e-5)
+    # The per-epoch trajectory too, one row per (text, epoch run, layer).
+    assert len(trajectories[1]) == texts1.epochs_run.sum() * table1.layer.nunique()
+    pd.testing.assert_frame_equal(trajectories[1], trajectories[2], check_exact=False, atol=1e-7, rtol=1e-5)
+    # <base, delta> sums terms of both signs: its rounding is that of the largest of them.
+    pd.testing.assert_frame_equal(
+        table1.drop(columns="dot"), table2.drop(columns="dot"), check_exact=False, atol=1e-7, rtol=1e-5
+    )
+    np.testing.assert_allclose(table1["dot"], table2["dot"], atol=1e-6, rtol=1e-5)
     columns = ["text_id", "status", "n_tokens", "n_chunks", "epochs_run", "best_epoch"]
     pd.testing.assert_frame_equal(texts1[columns], texts2[columns])
     assert np.allclose(np.concatenate(texts1.losses.tolist()), np.concatenate(texts2.losses.tolist()), rtol=1e-5)

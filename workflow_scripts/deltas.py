@@ -1,5 +1,6 @@
 """Reduce one (dataset, model, training setting, budget)'s training stores to the per-layer
-delta table and the per-text record (status, epochs, losses; `method` names the setting)."""
+delta table, the per-text record (status, epochs, losses; `method` names the setting) and the
+per-epoch trajectory (empty unless snapshots.trajectory)."""
 
 import pandas as pd
 
@@ -10,14 +11,17 @@ from paramdelta.job import setup
 log = setup(snakemake)
 labels = pd.read_parquet(snakemake.input.dataset).set_index("text_id")["label"].to_dict()
 base = store.open_store(snakemake.input.base) if snakemake.input.get("base") else None
-tables, records = [], []
+tables, records, trajectories = [], [], []
 for path in snakemake.input.stores:
     table, texts = deltas.read_job_store(path, labels, snakemake.params.ks, base)
     tables.append(table)
     records.append(texts)
+    trajectories.append(deltas.read_trajectory(path, labels))
 texts = pd.concat(records, ignore_index=True)
 texts.insert(texts.columns.get_loc("budget") + 1, "method", config.method_name(snakemake.wildcards.optimizer))
 table = pd.concat(tables, ignore_index=True)
 write_parquet(table, snakemake.output.table)
 write_parquet(texts, snakemake.output.texts)
+recorded = [trajectory for trajectory in trajectories if not trajectory.empty]
+write_parquet(pd.concat(recorded or trajectories[:1], ignore_index=True), snakemake.output.trajectory)
 log.info("%d texts (%d failed), %d rows", len(texts), (texts.status != "ok").sum(), len(table))

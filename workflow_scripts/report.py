@@ -19,6 +19,7 @@ tables = report.load(
     texts=inputs.texts,
     layers=inputs.layers,
     change=inputs.change,
+    curve=inputs.curve,
     benchmarks=params.benchmarks,
     gpus=params.gpus,
 )

@@ -22,6 +22,7 @@ spec = {
     "zero_stage": params.model.get("zero_stage"),
     "policy": params.snapshots["store"],
     "snapshot_dtype": params.snapshots["dtype"],
+    "trajectory": params.snapshots.get("trajectory", False),
     "ks": list(params.ks),
     "model": snakemake.wildcards.model,
     "dataset": snakemake.wildcards.dataset,

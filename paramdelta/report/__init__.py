@@ -34,13 +34,15 @@ def render(
     change: pd.DataFrame | None = None,
     topk_cv: pd.DataFrame | None = None,
     benchmarks: pd.DataFrame | None = None,
+    curve: pd.DataFrame | None = None,
 ) -> str:
     """The whole report page as one HTML document.
 
     The keyword tables are optional: a section whose table is missing says so.
     """
     tables = dict(metrics=metrics, scores=scores, ttest=ttest, correlation=correlation, texts=texts)
-    return render_page(run_data(meta, **tables, layers=layers, change=change, topk_cv=topk_cv, benchmarks=benchmarks))
+    optional = dict(layers=layers, change=change, topk_cv=topk_cv, benchmarks=benchmarks, curve=curve)
+    return render_page(run_data(meta, **tables, **optional))
 
 
 def figures(
@@ -55,6 +57,7 @@ def figures(
     change: pd.DataFrame | None = None,
     topk_cv: pd.DataFrame | None = None,
     benchmarks: pd.DataFrame | None = None,
+    curve: pd.DataFrame | None = None,
     include_plotlyjs: bool | str = True,
 ) -> dict[str, str]:
     """Every figure of the page as a standalone HTML document, keyed by its div id (file-name safe).
@@ -64,5 +67,5 @@ def figures(
     plotly.min.js beside the files instead, which the caller then writes once.
     """
     tables = dict(metrics=metrics, scores=scores, ttest=ttest, correlation=correlation, texts=texts)
-    data = run_data(meta, **tables, layers=layers, change=change, topk_cv=topk_cv, benchmarks=benchmarks)
-    return render_figures(data, include_plotlyjs)
+    optional = dict(layers=layers, change=change, topk_cv=topk_cv, benchmarks=benchmarks, curve=curve)
+    return render_figures(run_data(meta, **tables, **optional), include_plotlyjs)

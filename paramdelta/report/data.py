@@ -38,9 +38,10 @@ REQUIRED_COLUMNS = {
         "k_folds",
     ),  # fmt: skip
     "benchmarks": ("rule", "job", "s", "max_rss", "cpu_time", "gpus"),
+    "curve": ("dataset", "model", "budget", "method", "layer", "group", "epoch", "label", "l2"),
 }
 _TEXT_COLUMNS = ("dataset", "model", "method", "text_id", "status", "layer", "group", "rule")
-_NUMBER_COLUMNS = ("auroc", "auroc_lo", "auroc_hi", "k", "score", "l2_total", "mean_l2", "mean_norm", "s")
+_NUMBER_COLUMNS = ("auroc", "auroc_lo", "auroc_hi", "k", "score", "l2_total", "mean_l2", "mean_norm", "s", "l2")
 
 
 def load(
@@ -55,6 +56,7 @@ def load(
     change: Iterable[str | os.PathLike],
     benchmarks: str | os.PathLike,
     gpus: dict[str, int],
+    curve: Iterable[str | os.PathLike] = (),
 ) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed as ``render`` takes them, from the workflow's files:
     CSV summaries, per-(data set, model, budget) parquet tables, and Snakemake's per-job
@@ -69,6 +71,7 @@ def load(
         "change": _concat(change),
         "topk_cv": pd.read_csv(topk_cv, dtype={"budget": str}),
         "benchmarks": benchmark_records(Path(benchmarks), gpus),
+        "curve": _concat(curve) if curve else None,
     }
 
 
@@ -109,6 +112,7 @@ class RunData:
     change: pd.DataFrame
     topk_cv: pd.DataFrame
     benchmarks: pd.DataFrame
+    curve: pd.DataFrame
     meta: dict
     anchor: str = "run"
     dataset: str | None = None
@@ -144,7 +148,7 @@ class RunData:
         def rows(table: pd.DataFrame) -> pd.DataFrame:
             return table[table["dataset"] == dataset]
 
-        tables = ("metrics", "scores", "ttest", "correlation", "texts", "layers", "change", "topk_cv")
+        tables = ("metrics", "scores", "ttest", "correlation", "texts", "layers", "change", "topk_cv", "curve")
         return replace(
             self,
             **{name: rows(getattr(self, name)) for name in tables},

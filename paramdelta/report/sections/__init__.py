@@ -22,6 +22,7 @@ from paramdelta.report.sections import (
     thesis,
     topk,
     training,
+    trajectory,
     what_works,
 )
 
@@ -39,6 +40,7 @@ SECTIONS = (
     training,
     topk,
     optimizer,
+    trajectory,
     supervised,
     failed,
     configuration,
