@@ -81,7 +81,12 @@ def _cost(data, row: pd.Series) -> float | None:
     if is_param_delta(method) or is_supervised(method) or base == LOSS_CHANGE:
         # What the per-text training of the setting and budget cost (the loss change reads it).
         setting = setting or DEFAULT_OPTIMIZER
-        seconds = _job_seconds(data, "train", dataset, model, setting, str(row["budget"]))
+        budget = str(row["budget"])
+        seconds = _job_seconds(data, "train", dataset, model, setting, budget)
+        if seconds is None and budget.isdigit():
+            # A budget read from the trajectory of a longer run of the setting costs that run.
+            longer = (b for b in data.budgets if b.isdigit() and int(b) > int(budget))
+            seconds = next((s for b in longer if (s := _job_seconds(data, "train", dataset, model, setting, b))), None)
         if seconds is not None and method.startswith("combined-"):
             black_box = [_job_seconds(data, rule, dataset, model) for rule in ("logprob_scores", "samia")]
             seconds += sum(s for s in black_box if s is not None)
