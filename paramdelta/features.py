@@ -322,14 +322,14 @@ def epoch_scores(trajectory: pd.DataFrame, budgets: Sequence[str], *, method: st
     says their states are the same. A text whose run ended (early) before epoch b is missing
     from that budget."""
     blocks = []
-    for budget in budgets:
+    for budget in budgets if not trajectory.empty else []:
         at = trajectory[trajectory["epoch"] == int(budget)]
         if at.empty:
             continue
         scores = score_table(at.drop(columns="epoch"), ["all"], [], method=method)
         blocks.append(scores.assign(budget=str(budget)))
     if not blocks:
-        return pd.DataFrame({column: [] for column in (*SCORE_COLUMNS, "budget")})
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in (*SCORE_COLUMNS, "budget")})
     return pd.concat(blocks, ignore_index=True)
 
 

@@ -58,7 +58,7 @@ outputs = {
 for name, frame in outputs.items():
     for column, value in reversed(keys.items()):
         if column in frame.columns:  # the budgets read from the trajectory carry their own
-            frame.insert(0, column, frame.pop(column).fillna(value))
+            frame.insert(0, column, frame.pop(column).astype(object).fillna(value))
         else:
             frame.insert(0, column, value)
     if "method" not in frame.columns:
