@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 # The param-delta rows of every (model, setting, budget): each layer selection, and the
 # distances over all layers (features.distances).
-SELECTIONS = ("all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers", "mahalanobis", "pca")
+SELECTIONS = (
+    *("all", "attention", "mlp", "norm", "embedding", "topk-elements", "topk-layers"),
+    *("cosine", "relative", "mahalanobis", "pca", "random-projection"),
+)
+# The demo records the per-epoch trajectory (snapshots.trajectory): its features too.
+TRAJECTORY_SELECTIONS = ("trajectory-area", "trajectory-slope", "trajectory-peak")
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +101,7 @@ def test_demo_writes_report_and_complete_metrics(demo):
     ours = metrics[metrics.method == "param-delta"]
     for model in config["models"]:
         for budget in map(str, config["budgets"]):
-            for selection in SELECTIONS:
+            for selection in SELECTIONS + TRAJECTORY_SELECTIONS:
                 rows = ours[(ours.model == model) & (ours.budget == budget) & (ours.selection == selection)]
                 assert len(rows) >= 1, (model, budget, selection)
     assert (ours.n_members == 100).all() and (ours.n_nonmembers == 100).all()
@@ -123,7 +128,7 @@ def test_demo_compares_optimizers_and_supervised_classifiers(demo):
             for budget in map(str, setting["budgets"]):
                 here = metrics[(metrics.model == model) & (metrics.budget == budget)]
                 ours = here[here.method == f"param-delta:{name}"]
-                assert set(ours.selection) == set(SELECTIONS)
+                assert set(ours.selection) == set(SELECTIONS + TRAJECTORY_SELECTIONS)
                 for learned in ("supervised-logistic", "supervised-forest", "combined-rank", "combined-logistic"):
                     assert len(here[here.method == f"{learned}:{name}"]) == 1, (name, model, learned)
     learned = metrics[metrics.method.str.startswith(("supervised-", "combined-"))]
@@ -133,7 +138,8 @@ def test_demo_compares_optimizers_and_supervised_classifiers(demo):
     page = (demo / "results" / "report" / "index.html").read_text()
     # The one-step loss change, read from the training records: higher = member.
     step = metrics[metrics.method.str.startswith("loss-change") & (metrics.budget == "10")]
-    assert set(step.method) == {"loss-change", *(f"loss-change:{name}" for name in config["optimizers"])}
+    at_ten = [name for name, setting in config["optimizers"].items() if 10 in setting["budgets"]]
+    assert set(step.method) == {"loss-change", *(f"loss-change:{name}" for name in at_ten)}
     assert (step.groupby("model").auroc.max() > 0.7).all(), step
     assert (step.auroc_lo <= step.auroc).all() and (step.auroc <= step.auroc_hi).all()
     combined = pd.read_parquet(demo / "results" / "scores" / "combined.parquet")
@@ -141,6 +147,48 @@ def test_demo_compares_optimizers_and_supervised_classifiers(demo):
     for section in ("what-works", "optimizer", "supervised"):
         start = page.index(f'<section id="{section}">')
         assert "<table>" in page[start : page.index("</section>", start)], section
+
+
+def test_demo_runs_the_peers_attacks_with_intervals(demo):
+    """Every attack of config/demo.yaml has its rows in metrics.csv with intervals; those that spend
+    labelled non-members (ReCaLL's prefix, FSD's fine-tuning texts) score fewer non-members; and
+    the report lists them in "what works"."""
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    for attack in ("dcpdd", "pac", "recall", "fsd"):
+        assert attack in config["attacks"]
+        rows = metrics[metrics.method == attack]
+        assert set(rows.model) == set(config["models"]), attack
+        assert (rows.auroc_lo <= rows.auroc).all() and (rows.auroc <= rows.auroc_hi).all(), attack
+        assert (rows.n_members == 100).all(), attack
+    assert (metrics[metrics.method == "recall"].n_nonmembers == 100 - 5).all()
+    assert (metrics[metrics.method == "fsd"].n_nonmembers == 100 - 20).all()
+    assert (metrics[metrics.method.isin(["dcpdd", "pac"])].n_nonmembers == 100).all()
+    page = (demo / "results" / "report" / "index.html").read_text()
+    start = page.index('<section id="what-works">')
+    table = page[start : page.index("</section>", start)]
+    assert all(f">{attack}<" in table for attack in ("dcpdd", "pac", "recall", "fsd"))
+    assert "labelled non-members (not scored)" in table
+
+
+def test_demo_reads_a_constant_schedules_budgets_from_one_runs_trajectory(demo):
+    """The `constant` setting trains 30 epochs only; its budgets 5, 10 and 20 come from that run's
+    trajectory, beside the train: block's own runs of each budget, in metrics.csv and the report."""
+    metrics = pd.read_csv(demo / "results" / "metrics.csv", dtype={"budget": str})
+    constant = metrics[(metrics.method == "param-delta:constant") & (metrics.selection == "all")]
+    for _, rows in constant.groupby("model"):
+        assert sorted(rows.budget, key=int) == ["5", "10", "20", "30"]
+    assert not (demo / "results" / "train" / "demo" / "llama-tiny" / "constant" / "5").exists()
+    assert (constant.auroc_lo <= constant.auroc).all() and (constant.auroc <= constant.auroc_hi).all()
+    trajectory = pd.read_parquet(
+        demo / "results" / "deltas" / "demo" / "llama-tiny" / "constant" / "30.trajectory.parquet"
+    )
+    assert trajectory.epoch.max() == 30 and trajectory.text_id.nunique() == 200
+    page = (demo / "results" / "report" / "index.html").read_text()
+    start = page.index('<section id="trajectory">')
+    section = page[start : page.index("</section>", start)]
+    assert section.count("<table>") == 2 and "read from the trajectory" in section
+    assert 'id="trajectory-d0-m0"' in section  # the curves' figure
 
 
 def test_demo_stores_open_with_plain_zarr(demo):
@@ -222,12 +270,25 @@ def small_config(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def test_killed_training_job_is_redone_and_never_read(tmp_path):
-    config = small_config(tmp_path)
+def test_killed_training_job_is_redone_and_never_read(tmp_path, tiny_model_dir):
+    # A saved model and a data set file (no model to build), and one cheap attack: the rerun must
+    # still reach the metrics, but building models and SaMIA's sampling prove nothing more here.
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text(
+        "".join(
+            json.dumps({"text": f"Text {i}: the mill of town {i} opened in {1850 + i}.", "label": i % 2}) + "\n"
+            for i in range(12)
+        )
+    )
+    config = small_config(
+        tmp_path,
+        datasets={"mini": {"path": str(texts)}},
+        models={"tiny": {"path": str(tiny_model_dir)}},
+        attacks=["loss"],
+    )
     workdir = tmp_path / "run"
     workdir.mkdir()
-    store = workdir / "results" / "train" / "mini" / "neox" / "default" / "40"
-    snakemake(workdir, "--cores", "1", "results/models/neox/target", config=config)
+    store = workdir / "results" / "train" / "mini" / "tiny" / "default" / "40"
     command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "1"]
     runner = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
