@@ -58,6 +58,12 @@ def _longest(curve: pd.DataFrame) -> tuple[str, str] | None:
     return str(best["method"]), str(best["budget"])
 
 
+def _line(values: pd.Series, name: str, group: str, line: dict, **settings) -> go.Scatter:
+    """One curve over the epochs (the index of `values`)."""
+    x, y = values.index.tolist(), values.to_numpy()
+    return go.Scatter(x=x, y=y, mode="lines", name=label(name), legendgroup=group, line=line, **settings)
+
+
 def _figure(data, model: str, index: int) -> dict:
     curve = data.curve[data.curve["model"] == model]
     chosen = _longest(curve)
@@ -72,29 +78,12 @@ def _figure(data, model: str, index: int) -> dict:
         means = {member: rows[(rows["group"] == group) & (rows["label"] == member)].groupby("epoch")["l2"].mean()
                  for member in (1, 0)}  # fmt: skip
         for member, mean in means.items():
-            traces.append(
-                go.Scatter(
-                    x=mean.index.tolist(),
-                    y=mean.to_numpy(),
-                    mode="lines",
-                    name=label(f"{group}, {CLASS_NAMES[member]}"),
-                    legendgroup=group,
-                    line={"color": colour, "dash": "solid" if member else "dash"},
-                )
-            )
+            dash = "solid" if member else "dash"
+            traces.append(_line(mean, f"{group}, {CLASS_NAMES[member]}", group, {"color": colour, "dash": dash}))
         ratio = (means[1] / means[0] - 1.0) * 100
+        line = {"color": colour}
         traces.append(
-            go.Scatter(
-                x=ratio.index.tolist(),
-                y=ratio.to_numpy(),
-                mode="lines",
-                name=label(f"{group}: members vs non-members"),
-                legendgroup=group,
-                showlegend=False,
-                line={"color": colour},
-                xaxis="x2",
-                yaxis="y2",
-            )
+            _line(ratio, f"{group}: members vs non-members", group, line, showlegend=False, xaxis="x2", yaxis="y2")
         )
     sides = panels(
         ["mean change of a layer", "members' mean change against the non-members'"],
