@@ -154,8 +154,15 @@ def run(spec: dict) -> None:
     snapshot_dtype = getattr(torch, spec["snapshot_dtype"])
     # A sketch keeps per-layer statistics only, computed where the parameters are, from the
     # engine's base (early stopping keeps a copy of its best state on the device when one
-    # fits, else only that state's statistics: train.train_text).
-    summarise = (lambda named: deltas.layer_stats(layers, engine.base, named, ks)) if policy == "sketch" else None
+    # fits, else only that state's statistics: train.train_text). ||base||^2 per layer is the
+    # same for every text: taken once here.
+    summarise = None
+    if policy == "sketch":
+        base_sq = deltas.base_sq_per_layer(layers, engine.base)
+
+        def summarise(named):
+            return deltas.layer_stats(layers, engine.base, named, ks, base_sq=base_sq)
+
     # snapshots.trajectory: each layer's change after every epoch (one pass over the parameters).
     trace = (
         (lambda named, stacked=False: deltas.layer_l2(layers, engine.base, named, stacked=stacked))

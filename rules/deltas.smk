@@ -13,6 +13,9 @@ rule deltas:
     priority: 2
     conda:
         "../envs/train.yaml"
+    # A full or delta store is reduced by two threads computing statistics (and one reading
+    # ahead); a sketch store holds them already.
+    threads: 1 if config["snapshots"]["store"] == "sketch" else 2
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
     params:

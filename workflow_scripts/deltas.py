@@ -13,7 +13,7 @@ labels = pd.read_parquet(snakemake.input.dataset).set_index("text_id")["label"].
 base = store.open_store(snakemake.input.base) if snakemake.input.get("base") else None
 tables, records, trajectories = [], [], []
 for path in snakemake.input.stores:
-    table, texts = deltas.read_job_store(path, labels, snakemake.params.ks, base)
+    table, texts = deltas.read_job_store(path, labels, snakemake.params.ks, base, threads=snakemake.threads)
     tables.append(table)
     records.append(texts)
     trajectories.append(deltas.read_trajectory(path, labels))
