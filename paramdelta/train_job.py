@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -284,6 +285,7 @@ def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
     ]
     log.info("training with %d processes: %s", processes, " ".join(command))
     stream = open(log_path, "a") if log_path else None
+    start = stream.tell() if stream else 0
     try:
         code = _wait(
             subprocess.Popen(
@@ -300,12 +302,38 @@ def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
     if code != 0:
         _remove_temporaries(output)
         where = f"see {log_path}" if log_path else "see the ranks' output above"
+        cause = _first_error(log_path, start) if log_path else None
         raise RuntimeError(
             f"training job {output} with {processes} processes failed: torch.distributed.run exited with code "
-            f"{code}; {where}"
+            f"{code}" + (f" after {cause}" if cause else "") + f"; {where}"
         )
     if not output.is_dir():
         raise RuntimeError(f"training job with {processes} processes ended without writing {output}")
+
+
+# A traceback's last line, as a rank prints it (torch prefixes each line of a rank's error with
+# its rank): "[rank1]: RuntimeError: ...".
+_EXCEPTION_LINE = re.compile(
+    r"^(?:\[rank(?P<rank>\d+)\]:\s*)?(?P<error>(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Interrupt)(?:: .*)?)$"
+)
+
+
+def _first_error(log_path: str, start: int) -> str | None:
+    """The first exception a rank raised, as Python's last traceback line prints it, in what
+    this launch wrote to the log from byte `start` on; torchrun's own summary of the failure
+    (ChildFailedError) names no cause."""
+    try:
+        with open(log_path, errors="replace") as stream:
+            stream.seek(start)
+            lines = stream.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match and "ChildFailedError" not in line:
+            error = match["error"] if len(match["error"]) <= 500 else match["error"][:500] + "..."
+            return f"rank {match['rank']}'s {error}" if match["rank"] else error
+    return None
 
 
 def _wait(launcher: subprocess.Popen) -> int:
