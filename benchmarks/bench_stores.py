@@ -371,7 +371,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-stores-") as temporary:
         directory = Path(args.keep or temporary)
         directory.mkdir(parents=True, exist_ok=True)
-        found = {"delta": None, "labels": None} if args.skip_p3 else p3(directory, tokenizer, ks, args)
+        found = {"delta": None, "labels": None, "base": None} if args.skip_p3 else p3(directory, tokenizer, ks, args)
         p5(directory, tokenizer, ks, args, found["delta"], found["labels"], found["base"])
 
 

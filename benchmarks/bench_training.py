@@ -33,9 +33,12 @@ floor and the thesis-style job then run each text for as many epochs as the job 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -319,6 +322,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the spec's threads)")
     parser.add_argument("--repeats", type=int, default=1, help="time each setup this many times, keep the fastest")
     parser.add_argument("--starts", type=int, default=2, help="process starts timed (median)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one job of all the texts afterwards")
+    parser.add_argument("--profile-lines", type=int, default=30)
     args = parser.parse_args()
     if args.budget != "es" and not args.budget.isdigit():
         parser.error(f"--budget {args.budget!r}: an epoch count or es")
@@ -401,6 +406,14 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, setup in setups.items():
                 measured[name] = min(measured[name], setup())
+
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(setups["job_all"])
+            for order in ("tottime", "cumulative"):
+                report = io.StringIO()
+                pstats.Stats(profiler, stream=report).sort_stats(order).print_stats(args.profile_lines)
+                print(f"\nproject job, texts_per_job {n}, by {order}:\n{report.getvalue()}")
 
         # Process start: the imports the brief names, and all a fresh one-text job pays before its text.
         imports = subprocess_seconds(

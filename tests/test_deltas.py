@@ -151,8 +151,11 @@ def test_layer_stats_accepts_bf16_snapshots():
         np.arange(-50, 51, dtype=np.float32),  # ties in magnitude (-k and k)
         np.zeros(7, dtype=np.float32),
         np.random.default_rng(3).standard_normal(10_001).astype(np.float32),
+        # Partitioned as integers: signed zeros, subnormals and the largest floats must order as floats.
+        np.array([-0.0, 0.0, 1e-45, -1e-45, -2e-40, 1e-38, -3e38, 3e38, 1.0, -1.0, 2.5, -0.0], dtype=np.float32),
+        np.random.default_rng(4).standard_normal(1_001) * np.logspace(-150, 150, 1_001),
     ],
-    ids=["ties", "zeros", "random"],
+    ids=["ties", "zeros", "random", "extremes", "float64"],
 )
 def test_topk_by_partition_matches_a_full_sort(values):
     ks = (50, 1, 100, 2, 50, 33)  # unordered, repeated, and the whole layer
