@@ -81,7 +81,8 @@ def layer_stats(
             delta = scratch.take(i, layers[i], name, tensor.numel())
             values = tensor.detach().to(torch.float32).numpy().reshape(-1)
             if is_delta:
-                np.copyto(delta, values)
+                if values.ctypes.data != delta.ctypes.data:  # else read into its place already
+                    np.copyto(delta, values)
             else:
                 np.subtract(values, base.numpy().reshape(-1), out=delta)
             delta = torch.from_numpy(delta)
@@ -280,13 +281,20 @@ class _Scratch:
         # tensor did not fit (then the layer's tensors are not side by side in the buffer).
         self.open: dict[int, list] = {}
 
-    def take(self, i: int, layer: Layer, name: str, n: int) -> np.ndarray:
-        """Room for layer i's tensor `name` of n entries, after the layer's tensors placed so far."""
+    def reserve(self, i: int, layer: Layer) -> np.ndarray:
+        """The buffer that layer i's tensors will take, in layer order (`take`): a reader may
+        put them there beforehand (store.read_tensors(into=...)), and `take` then hands out
+        the very parts that hold them."""
         if i not in self.open:
             fits = [buffer for buffer in self.free if buffer.size >= layer.numel]
             buffer = min(fits, key=len) if fits else np.empty(layer.numel, dtype=np.float32)
             self.free = [other for other in self.free if other is not buffer]
             self.open[i] = [buffer, [], 0]
+        return self.open[i][0]
+
+    def take(self, i: int, layer: Layer, name: str, n: int) -> np.ndarray:
+        """Room for layer i's tensor `name` of n entries, after the layer's tensors placed so far."""
+        self.reserve(i, layer)
         slot = self.open[i]
         buffer, names, used = slot
         names.append(name)
@@ -535,10 +543,12 @@ def _stats_from_stores(layers, groups, base, ks, *, is_delta: bool, threads: int
         return tensors, base_sq_per_layer([layer], tensors)
 
     def reduce(layer: Layer, group, base_layer):
-        after = store.read_tensors(group, layer.params)
-        before, base_sq = (None, None) if base_layer is None else base_layer.result()
         if not hasattr(local, "scratch"):
             local.scratch = _Scratch()
+        # Decompressed straight into the buffer the statistics take the layer in (as layer 0
+        # of a one-layer call): no array allocated per tensor, no copy.
+        after = store.read_tensors(group, layer.params, into=local.scratch.reserve(0, layer))
+        before, base_sq = (None, None) if base_layer is None else base_layer.result()
         return layer_stats([layer], before, after, ks, is_delta=is_delta, base_sq=base_sq, scratch=local.scratch)
 
     workers = max(1, int(threads)) + 1

@@ -176,16 +176,32 @@ def write_tensors(
         _create(group, name, data, dtype_name, _chunk_shape(data.shape, data.itemsize, chunk_bytes))
 
 
-def read_tensors(group: zarr.Group, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+def read_tensors(
+    group: zarr.Group, names: Iterable[str] | None = None, *, into: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
     """Read arrays of ``group`` as CPU tensors, restoring bfloat16 bit for bit.
 
     ``names=None`` reads every array directly in ``group`` (not in subgroups); naming
     tensors reads only those tensors' chunks.
+
+    ``into``: a flat buffer whose consecutive parts the arrays take, in order (each array
+    advances the offset by its size). Arrays of the buffer's dtype are decompressed straight
+    into their part, and their tensors are views of it: no new array, and no copy to put a
+    layer's tensors side by side. Others, and those past the buffer's end, are read as usual.
     """
     import torch
+    from zarr.core.buffer import cpu
 
-    tensors = {}
+    tensors, offset = {}, 0
     for name, array in _arrays(group, names):
+        if into is not None:
+            part = into[offset : offset + array.size]
+            offset += array.size
+            if part.size == array.size and array.dtype == into.dtype and array.attrs.get("dtype") != _BFLOAT16:
+                part = part.reshape(array.shape)
+                array.get_basic_selection(..., out=cpu.NDBuffer.from_numpy_array(part))
+                tensors[name] = torch.from_numpy(part)
+                continue
         data = np.asarray(array[...])
         if array.attrs.get("dtype") == _BFLOAT16:
             tensors[name] = torch.from_numpy(data.view(np.int16)).view(torch.bfloat16)

@@ -348,6 +348,26 @@ def test_full_and_delta_stores_read_alike_with_any_threads(job):
             pd.testing.assert_frame_equal(texts, other_texts)
 
 
+@pytest.mark.parametrize("snapshot_dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_delta_store_reduction_equals_layer_stats_of_its_tensors(job, tmp_path, snapshot_dtype):
+    """A delta store's layers, decompressed straight into the statistics' buffer (float32) or
+    read and copied there (bfloat16), give the statistics of the stored tensors bit for bit."""
+    layers, engine = job["layers"], job["engine"]
+    path = _write_job_store(
+        tmp_path / "delta.zarr", "delta", engine, layers, job["runs"], job["texts"], KS, snapshot_dtype
+    )
+    base = store.open_store(job["base"])
+    table, _ = deltas.read_job_store(path, LABELS, KS, base)
+    before = store.read_tensors(base)
+    for text_id in ("t0", "t1"):
+        stored = store.read_tensors(store.open_store(path)[f"texts/{text_id}/params"])
+        direct = deltas.layer_stats(layers, before, stored, KS, is_delta=True)
+        rows = table[table.text_id == text_id]
+        np.testing.assert_array_equal(rows.sq.to_numpy(), direct["layer_sq"])
+        np.testing.assert_array_equal(rows["dot"].to_numpy(), direct["layer_dot"])
+        np.testing.assert_array_equal(rows[[f"topk_l2_{k}" for k in KS]].to_numpy(), direct["layer_topk_l2"])
+
+
 def test_base_norms_given_once_equal_those_taken_per_text(arch_model):
     """A job takes ||base||^2 per layer once (base_sq_per_layer) and hands it to layer_stats for
     every text: the statistics are those layer_stats takes itself."""

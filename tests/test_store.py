@@ -128,6 +128,34 @@ def test_read_selected_tensors_reads_only_those(tmp_path):
     assert torch.equal(_bits(restored[QKV]), _bits(_sample_tensors()[QKV]))
 
 
+def test_read_into_a_buffer_puts_float32_tensors_side_by_side(tmp_path):
+    """read_tensors(into=...): float32 arrays are decompressed into consecutive parts of the
+    buffer and their tensors are views of it; others (bfloat16 as uint16, float16) and those
+    past its end are read as usual, each still taking its part of the buffer."""
+    tensors = {
+        "first": torch.randn(3, 4),
+        QKV: torch.randn(2, 5).to(torch.bfloat16),
+        "half": torch.randn(6).half(),
+        "second": torch.randn(7),
+        "past_the_end": torch.randn(5),
+    }
+    path = tmp_path / "snapshot.zarr"
+    write_snapshot(path, tensors, {"text_id": "t0"})
+    buffer = np.full(12 + 10 + 6 + 7 + 2, np.nan, dtype=np.float32)  # the last tensor does not fit
+
+    read = read_tensors(open_store(path), list(tensors), into=buffer)
+
+    assert list(read) == list(tensors)
+    for name, tensor in tensors.items():
+        assert read[name].dtype == tensor.dtype and torch.equal(_bits(read[name]), _bits(tensor)), name
+    assert np.shares_memory(read["first"].numpy(), buffer) and np.shares_memory(read["second"].numpy(), buffer)
+    np.testing.assert_array_equal(buffer[:12], tensors["first"].numpy().reshape(-1))
+    np.testing.assert_array_equal(buffer[28:35], tensors["second"].numpy())
+    assert np.isnan(buffer[12:28]).all() and np.isnan(buffer[35:]).all()  # parts of the others, untouched
+    for name in (QKV, "half", "past_the_end"):
+        assert not np.shares_memory(_bits(read[name]).numpy(), buffer), name
+
+
 def test_read_all_skips_subgroups(tmp_path):
     path = tmp_path / "store.zarr"
     with atomic_group(path) as group:
