@@ -322,7 +322,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the spec's threads)")
     parser.add_argument("--repeats", type=int, default=1, help="time each setup this many times, keep the fastest")
     parser.add_argument("--starts", type=int, default=2, help="process starts timed (median)")
-    parser.add_argument("--profile", action="store_true", help="cProfile one job of all the texts afterwards")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="job_all",
+        choices=["job_all", "job_traj", "job_one", "floor", "thesis"],
+        help="cProfile one more run of this setup afterwards (default job_all: one job of all the texts)",
+    )
     parser.add_argument("--profile-lines", type=int, default=30)
     args = parser.parse_args()
     if args.budget != "es" and not args.budget.isdigit():
@@ -409,11 +415,11 @@ def main() -> None:
 
         if args.profile:
             profiler = cProfile.Profile()
-            profiler.runcall(setups["job_all"])
+            profiler.runcall(setups[args.profile])
             for order in ("tottime", "cumulative"):
                 report = io.StringIO()
                 pstats.Stats(profiler, stream=report).sort_stats(order).print_stats(args.profile_lines)
-                print(f"\nproject job, texts_per_job {n}, by {order}:\n{report.getvalue()}")
+                print(f"\n{args.profile} ({n} texts), by {order}:\n{report.getvalue()}")
 
         # Process start: the imports the brief names, and all a fresh one-text job pays before its text.
         imports = subprocess_seconds(

@@ -100,20 +100,40 @@ def layer_stats(
     if missing:
         raise ValueError(f"layer statistics: no parameters for layers {missing[:5]}")
     tensor_l2 = [norm for i in range(len(layers)) for norm in done[i][0]]
-    empty = torch.zeros(0, dtype=torch.float64)
 
     def stacked(part: int) -> np.ndarray:
-        return torch.stack([done[i][part] for i in range(len(layers))]).cpu().numpy()
+        return _to_host([done[i][part] for i in range(len(layers))])
 
     layer_sq = stacked(1)
     return {
         "layer_l2": np.sqrt(layer_sq),
         "layer_sq": layer_sq,
         "layer_topk_l2": stacked(2) if ks else np.zeros((len(layers), 0)),
-        "tensor_l2": torch.stack(tensor_l2).cpu().numpy() if tensor_l2 else empty.numpy(),
+        "tensor_l2": _to_host(tensor_l2) if tensor_l2 else np.zeros(0),
         "layer_dot": stacked(3),
         "layer_base_sq": stacked(4),
     }
+
+
+def _to_host(values: list) -> np.ndarray:
+    """Per-layer values stacked into one float64 array: torch tensors where a layer was reduced
+    on a device (one transfer for all of them), floats or numpy arrays where on the CPU."""
+    import torch
+
+    tensors = [value for value in values if torch.is_tensor(value)]
+    if not tensors:
+        return np.array(values, dtype=np.float64)
+    device = tensors[0].device
+    return (
+        torch.stack(
+            [
+                value if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float64).to(device)
+                for value in values
+            ]
+        )
+        .cpu()
+        .numpy()
+    )
 
 
 def layer_l2(
@@ -133,7 +153,9 @@ def layer_l2(
     import torch
 
     owner = {name: i for i, layer in enumerate(layers) for name in layer.params}
-    sums = None
+    # Sums of squares [copies, layers]: in numpy for tensors on the CPU, in torch where the
+    # tensors are (one transfer at the end).
+    host, device = None, None
     block = np.empty(_BLOCK, dtype=np.float32)
     for name, tensor in after.items() if isinstance(after, Mapping) else after:
         if name not in owner:
@@ -144,16 +166,19 @@ def layer_l2(
             # and the squares are summed exactly as layer_stats sums them.
             base = before[name].detach().to(torch.float32).numpy().reshape(-1)
             rows = copies.to(torch.float32).numpy().reshape(copies.shape[0], -1)
-            squares = torch.tensor([_diff_sq(row, base, block) for row in rows], dtype=torch.float64)
+            if host is None:
+                host = np.zeros((copies.shape[0], len(layers)))
+            for r, row in enumerate(rows):
+                host[r, owner[name]] += _diff_sq(row, base, block)
         else:
             difference = copies.to(torch.float32) - before[name].to(copies.device, torch.float32)
-            squares = difference.flatten(1).square().sum(1, dtype=torch.float64)
-        if sums is None:
-            sums = torch.zeros((copies.shape[0], len(layers)), dtype=torch.float64, device=copies.device)
-        sums[:, owner[name]] += squares
-    if sums is None:
+            if device is None:
+                device = torch.zeros((copies.shape[0], len(layers)), dtype=torch.float64, device=copies.device)
+            device[:, owner[name]] += difference.flatten(1).square().sum(1, dtype=torch.float64)
+    if host is None and device is None:
         raise ValueError("layer_l2: none of the parameters belongs to a layer")
-    norms = sums.sqrt().cpu().numpy()
+    sums = device.cpu().numpy() if host is None else host if device is None else host + device.cpu().numpy()
+    norms = np.sqrt(sums)
     return norms if stacked else norms[0]
 
 
@@ -164,8 +189,9 @@ def _one_layer(
     flat: np.ndarray | None = None,
     base_sq: float | None = None,
 ):
-    """One layer's tensor norms, sum of squares, top-K% L2, <base, delta> and ||base||^2, as
-    float64 tensors where the delta is (the last two NaN without a base).
+    """One layer's tensor norms, sum of squares, top-K% L2, <base, delta> and ||base||^2 (the
+    last two NaN without a base): float64 tensors where the delta is on a device, floats and
+    numpy arrays where it is on the CPU (layer_stats stacks either with _to_host).
 
     On a CPU, `flat` is the layer's pieces side by side in one buffer that this function may
     overwrite (_Scratch); `base_sq` is ||base||^2 when the caller knows it already.
@@ -217,22 +243,15 @@ def _one_layer_numpy(
     of squares come from partitioning the magnitudes at each count in turn, largest count first,
     each step on what the previous one kept. `flat` (the pieces side by side) is overwritten.
     """
-    import torch
-
     squares = [_dot(piece, piece) for piece in pieces]
-    tensor_l2 = [torch.tensor(np.sqrt(sq)) for sq in squares]
     dot = math.fsum(_dot(piece, base) for piece, base in zip(pieces, bases)) if bases else math.nan
     if not bases:
         base_sq = math.nan
     elif base_sq is None:
         base_sq = math.fsum(_dot(base, base) for base in bases)
-    return (
-        tensor_l2,
-        torch.tensor(math.fsum(squares), dtype=torch.float64),
-        torch.from_numpy(_topk_l2(flat, counts)),
-        torch.tensor(dot, dtype=torch.float64),
-        torch.tensor(base_sq, dtype=torch.float64),
-    )
+    # Python floats and numpy, not torch: a few torch scalars per layer cost more than the
+    # arithmetic of a small layer.
+    return [math.sqrt(sq) for sq in squares], math.fsum(squares), _topk_l2(flat, counts), dot, base_sq
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:

@@ -165,11 +165,16 @@ def _restart(optimizer: torch.optim.Optimizer) -> None:
     without dampening (a zero momentum buffer times momentum, plus the gradient, is the
     gradient the first step would copy), without allocating (and, on a CPU, page-faulting)
     the moments again for every text."""
+    # One foreach call per device and dtype (moments on the device, step counts possibly on
+    # the host), not one call per tensor.
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                groups.setdefault((value.device, value.dtype), []).append(value)
     with torch.no_grad():
-        for state in optimizer.state.values():
-            for value in state.values():
-                if torch.is_tensor(value):
-                    value.zero_()
+        for tensors in groups.values():
+            torch._foreach_zero_(tensors)
 
 
 class TorchEngine:
