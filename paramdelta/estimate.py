@@ -46,20 +46,23 @@ from pathlib import Path
 # benchmarks measure (the step time of a 7B model at batch 1 under the torch and DeepSpeed engines,
 # the base restore, the statistics on the GPU, the start of a job). The `cpu-2core` entry and the
 # host rate were measured with `python benchmarks/calibrate_estimate.py` (CPU time, best of 5; the
-# ranges are separate runs) on this project's development machine: a 2-core KVM guest, "Intel(R)
-# Xeon(R) Processor @ 2.50GHz" (Skylake-SP, AVX-512), 23 GB, torch 2.13.0+cpu, 1 torch thread,
-# 2026-11-22, shared with other work:
+# ranges are two runs) on this project's development machine, machine B of docs/performance.md:
+# a 2-core guest, "Intel(R) Xeon(R) Processor" (family 6 model 167, AVX-512), 24 GB, torch
+# 2.13.0+cpu, 1 torch thread, 2026-12-07, at 69eb500:
 #   clip + AdamW step (fused, as train._make_optimizer makes it) of a 29.4M-parameter GPT-NeoX:
-#   76 ms, at 40 B/param -> 15.5 GB/s (torch's default, unfused AdamW: 225-229 ms, 5.2 GB/s)
-#   forward + backward of 256 tokens on it: 576-614 ms -> 74-78 GFLOP/s (fp32)
-#   a whole TorchEngine.step of the demo's 231k-parameter model on 60 tokens: 13.5-14.9 ms, of
-#   which the floors above predict 1.8-3.4 ms -> 10-13 ms fixed (Python and per-operator overhead)
-#   fp32 copy 5.4-5.6 GB/s; deltas.layer_stats with K up to 50%: 9.6-12 M elements/s;
-#   store.write_tensors of an fp32 delta (zstd level 3): 49-57 MB/s; job start (imports, load): 12 s.
-# The demo checks the CPU entry: the README's run measured 775 s of training jobs (2 models x 200
-# texts x 5 budgets, 20 jobs) when the statistics were taken once per (text, budget); the estimate
-# of that code is 800 s. Taken at every new best epoch of early stopping (train.train_text with a
-# summary), they add about 0.5 s to each of the demo's es runs: 1,017 s estimated.
+#   57-58 ms, at 40 B/param -> 20.3-20.6 GB/s
+#   forward + backward of 256 tokens on it: 383-386 ms -> 117-118 GFLOP/s (fp32)
+#   a whole TorchEngine.step of the demo's 231k-parameter model on 60 tokens: 4.3-4.6 ms, of
+#   which the floors above predict 1.3 ms -> 3.1-3.3 ms fixed (Python and per-operator overhead)
+#   fp32 copy 7.0 GB/s; deltas.layer_stats with K up to 50%: 250-255 M elements/s (numpy's
+#   partition; it was 10 M/s with torch.topk); store.write_tensors of an fp32 delta (zstd level
+#   3): 102-104 MB/s; job start (imports, load): 4.0-4.2 s.
+# Machine A, the 2.50 GHz Xeon the figures of 2026-11-22 came from, measured 15.5 GB/s, 74-78
+# GFLOP/s, 10-13 ms a step fixed, 5.4 GB/s copies, 49-57 MB/s store writes and a 12 s job start.
+# The demo checks the CPU entry: on machine B its 16 training jobs took 411 s (the sum of their
+# `benchmark:` files' wall seconds, one torch thread each; 390 CPU seconds in the README); the
+# estimate of config/demo.yaml with this entry is 356 s (0.099 core-hours; 0.171 with machine A's
+# entry, whose statistics rate predates the numpy statistics and was 25x too slow).
 COST_MODEL = {
     "devices": {
         "h100": {
@@ -76,6 +79,7 @@ COST_MODEL = {
             "stats_elements_per_s": 22e9,
             "efficiency": 1.5,  # step time / roofline floor (placeholder)
             "step_overhead_s": 0.015,  # kernel launches and the loss's .item() of a batch-1 step (placeholder)
+            "side_by_side_shares_overhead": True,  # one launch per operator for all the texts (placeholder)
             "job_start_s": 90.0,  # imports, process group, DeepSpeed set-up (placeholder)
             "load_bandwidth": 1.0e9,  # reading the checkpoint from a shared filesystem, bytes/s (placeholder)
         },
@@ -91,30 +95,33 @@ COST_MODEL = {
             "stats_elements_per_s": 32e9,
             "efficiency": 1.5,
             "step_overhead_s": 0.015,
+            "side_by_side_shares_overhead": True,
             "job_start_s": 90.0,
             "load_bandwidth": 1.0e9,
         },
         "cpu-2core": {
-            "description": "this project's 2-core Xeon, 1 torch thread a job (measured)",
+            "description": "this project's 2-core Xeon (machine B), 1 torch thread a job (measured)",
             "unit": "core",
-            "memory_bandwidth": 15.5e9,  # effective: the measured (fused) AdamW step over its counted bytes
-            "flops": {"bf16": 77e9, "fp16": 77e9, "fp32": 77e9},  # measured in fp32; CPU autocast not measured
+            "memory_bandwidth": 20.3e9,  # effective: the measured (fused) AdamW step over its counted bytes
+            "flops": {"bf16": 117e9, "fp16": 117e9, "fp32": 117e9},  # measured in fp32; CPU autocast not measured
             "memory": None,  # the host's: the base is always kept beside the weights
-            "link_bandwidth": 5.4e9,  # the processes of a job exchange through memory: the copy rate
-            "host_bandwidth": 5.4e9,  # the measured fp32 copy rate
-            "copy_bandwidth": 5.4e9,
-            # deltas.layer_stats: its torch.topk over a flattened layer runs on one thread (2 threads
-            # measured no faster)
-            "stats_elements_per_s": 10e6,
+            "link_bandwidth": 7.0e9,  # the processes of a job exchange through memory: the copy rate
+            "host_bandwidth": 7.0e9,  # the measured fp32 copy rate
+            "copy_bandwidth": 7.0e9,
+            "stats_elements_per_s": 250e6,  # deltas.layer_stats on one thread (numpy)
             "efficiency": 1.0,  # the rates above are measured ones, not peaks
-            "step_overhead_s": 0.012,
-            "job_start_s": 12.0,
+            "step_overhead_s": 0.0033,
+            # Measured: the demo's model with 50 texts side by side takes 4.7 ms a text and step,
+            # one at a time 4.9 ms (bench_training.py, machine B): on this CPU a batched operator
+            # costs about what its texts' operators cost one by one.
+            "side_by_side_shares_overhead": False,
+            "job_start_s": 4.2,
             "load_bandwidth": 0.5e9,  # placeholder: a local disk
         },
     },
     # A delta/full store write on the host (store.write_tensors, zstd level 3), per job; measured
     # here, and a cluster's host cores may well be faster.
-    "host": {"store_write_bytes_per_s": 55e6},
+    "host": {"store_write_bytes_per_s": 102e6},
     # Early stopping runs at most train.max_epochs epochs; the demo ran 26.8 of its 30 on
     # average (36,708 epochs in all, README), a fraction used as the expected value until a
     # real model measures its own (--es-epochs sets it).
@@ -583,7 +590,8 @@ def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
     The forward and backward take the longer of moving their bytes and doing 6 x params x tokens
     FLOPs; the optimizer update moves its bytes; the GPUs of a job exchange theirs over the link;
     the sum times the device's efficiency factor, plus its fixed cost per step, shared by the texts
-    trained side by side (train.parallel_texts).
+    trained side by side (train.parallel_texts) on a device whose batched operators share it
+    (`side_by_side_shares_overhead`; not on the measured CPU).
     """
     train = config["train"]
     engine, ranks, side_by_side = _engine(config, slug)
@@ -601,7 +609,8 @@ def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
         6 * params * tokens / device["flops"][train["precision"]],
     )
     rest = moved["optimizer"] * params / device["memory_bandwidth"] + moved["link"] * params / device["link_bandwidth"]
-    return (forward_backward + rest) * device["efficiency"] + device["step_overhead_s"] / side_by_side
+    shared_by = side_by_side if device["side_by_side_shares_overhead"] else 1
+    return (forward_backward + rest) * device["efficiency"] + device["step_overhead_s"] / shared_by
 
 
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:

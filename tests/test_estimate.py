@@ -125,6 +125,17 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
     )
 
 
+def test_texts_side_by_side_share_a_steps_fixed_cost_only_where_measured_to(in_tmp):
+    """train.parallel_texts divides a step's fixed cost among the texts on the GPU entries (a
+    placeholder) and not on the CPU, where the demo's model side by side measured no faster."""
+    cfg = demo_like(in_tmp)
+    batched = config_checks.validate({**cfg, "train": {**cfg["train"], "parallel_texts": 4}})
+    for name, shared in (("h100", True), ("cpu-2core", False)):
+        device = estimate.COST_MODEL["devices"][name]
+        one, four = (estimate.step_seconds(device, c, "tiny", TINY_PARAMS, 16) for c in (cfg, batched))
+        assert one - four == pytest.approx(device["step_overhead_s"] * 3 / 4 if shared else 0), name
+
+
 def test_each_optimizer_setting_adds_its_budgets_runs(in_tmp):
     cfg = demo_like(in_tmp)
     [alone] = estimate.estimate(cfg, ["cpu-2core"])
