@@ -59,10 +59,11 @@ from pathlib import Path
 #   3): 102-104 MB/s; job start (imports, load): 4.0-4.2 s.
 # Machine A, the 2.50 GHz Xeon the figures of 2026-11-22 came from, measured 15.5 GB/s, 74-78
 # GFLOP/s, 10-13 ms a step fixed, 5.4 GB/s copies, 49-57 MB/s store writes and a 12 s job start.
-# The demo checks the CPU entry: on machine B its 16 training jobs took 411 s (the sum of their
-# `benchmark:` files' wall seconds, one torch thread each; 390 CPU seconds in the README); the
-# estimate of config/demo.yaml with this entry is 356 s (0.099 core-hours; 0.171 with machine A's
-# entry, whose statistics rate predates the numpy statistics and was 25x too slow).
+# The demo checks the CPU entry: on machine B its 16 training jobs took 351 s at e2e3784 (the sum
+# of their `benchmark:` files' wall seconds, one torch thread each; 411 s before the statistics'
+# integer partitions); the estimate of config/demo.yaml with this entry is 356 s (0.099
+# core-hours; 0.171 with machine A's entry, whose statistics rate predates the numpy statistics
+# and was 25x too slow).
 COST_MODEL = {
     "devices": {
         "h100": {
