@@ -318,21 +318,34 @@ _EXCEPTION_LINE = re.compile(
 )
 
 
+# torchrun's summary of a failed launch: the first rank to fail, and how it ended.
+_ROOT_CAUSE = re.compile(
+    r"Root Cause.*?rank\s*:\s*(?P<rank>\d+).*?exitcode\s*:\s*(?P<code>-?\d+)[^\n]*?(?P<signal>\(SIG\w+\))?\s*$",
+    re.S | re.M,
+)
+
+
 def _first_error(log_path: str, start: int) -> str | None:
-    """The first exception a rank raised, as Python's last traceback line prints it, in what
-    this launch wrote to the log from byte `start` on; torchrun's own summary of the failure
-    (ChildFailedError) names no cause."""
+    """What made the launch fail, from what it wrote to the log from byte `start` on: the first
+    exception a rank raised, as Python's last traceback line prints it; else (a rank killed by a
+    signal, say) the rank and exit code of torchrun's root cause, whose summary of the failure
+    (ChildFailedError) names no exception."""
     try:
         with open(log_path, errors="replace") as stream:
             stream.seek(start)
-            lines = stream.read().splitlines()
+            text = stream.read()
     except OSError:
         return None
-    for line in lines:
+    for line in text.splitlines():
         match = _EXCEPTION_LINE.match(line.strip())
         if match and "ChildFailedError" not in line:
             error = match["error"] if len(match["error"]) <= 500 else match["error"][:500] + "..."
             return f"rank {match['rank']}'s {error}" if match["rank"] else error
+    cause = _ROOT_CAUSE.search(text)
+    if cause:
+        return f"rank {cause['rank']} exited with code {cause['code']}" + (
+            f" {cause['signal']}" if cause["signal"] else ""
+        )
     return None
 
 

@@ -190,6 +190,48 @@ def test_a_failing_rank_fails_the_launch_and_leaves_no_store(
     assert list(output.parent.iterdir()) == []  # no store, no temporary store, no spec
 
 
+TORCHRUN_SUMMARY = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+paramdelta.train_job FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 1665)  (SIGTERM)
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-07_02:19:19
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : %s (pid: 1666) %s
+  error_file: <N/A>
+============================================================
+"""
+
+
+def test_a_launch_failure_names_its_cause_from_the_log(tmp_path):
+    """The exception a rank printed (torch prefixes its lines with the rank), else torchrun's
+    root cause: a rank killed by a signal prints no exception. Only what this launch appended
+    to the log counts."""
+    log = tmp_path / "job.log"
+    log.write_text("[rank0]: ValueError: an earlier launch's failure\n")
+    start = log.stat().st_size
+    with log.open("a") as stream:
+        stream.write("2026-12-07 rank 0 INFO paramdelta.train_job: text t0: 3 epochs\n")
+        stream.write(TORCHRUN_SUMMARY % ("-11", " (SIGSEGV)"))
+    assert train_job._first_error(str(log), start) == "rank 1 exited with code -11 (SIGSEGV)"
+    assert train_job._first_error(str(log), 0) == "rank 0's ValueError: an earlier launch's failure"
+    with log.open("a") as stream:
+        stream.write(TORCHRUN_SUMMARY % ("1", ""))
+    end = log.stat().st_size
+    with log.open("a") as stream:
+        stream.write("[rank1]: Traceback (most recent call last):\n[rank1]: torch.distributed.DistBackendError: gloo\n")
+        stream.write(TORCHRUN_SUMMARY % ("1", ""))
+    assert train_job._first_error(str(log), end) == "rank 1's torch.distributed.DistBackendError: gloo"
+    assert train_job._first_error(str(tmp_path / "missing.log"), 0) is None
+
+
 def test_torch_engine_refuses_several_processes(tiny_model_dir, dataset, tmp_path):
     spec = _spec(tiny_model_dir, dataset, tmp_path / "out.zarr", engine="torch")
     with pytest.raises(ValueError, match="needs the deepspeed engine"):
