@@ -46,7 +46,7 @@ def layer_stats(
     *,
     is_delta: bool = False,
     base_sq: np.ndarray | None = None,
-    scratch: _Scratch | None = None,
+    scratch: Scratch | None = None,
 ) -> dict[str, np.ndarray]:
     """Statistics of after - before per layer (or of `after` itself when it already is the delta).
 
@@ -69,33 +69,38 @@ def layer_stats(
     owner = {name: i for i, layer in enumerate(layers) for name in layer.params}
     pending: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor | None]]] = {}
     done: dict[int, tuple] = {}
-    scratch = _Scratch() if scratch is None else scratch
-    for name, tensor in after.items() if isinstance(after, Mapping) else after:
-        if name not in owner:
-            continue
-        i = owner[name]
-        base = None if before is None else before[name].to(tensor.device, torch.float32)
-        if tensor.device.type == "cpu":
-            # The delta is written straight into the layer's part of a float32 buffer: no torch
-            # temporary, and no concatenation of the layer's tensors afterwards.
-            delta = scratch.take(i, layers[i], name, tensor.numel())
-            values = tensor.detach().to(torch.float32).numpy().reshape(-1)
-            if is_delta:
-                if values.ctypes.data != delta.ctypes.data:  # else read into its place already
-                    np.copyto(delta, values)
+    scratch = Scratch() if scratch is None else scratch
+    try:
+        for name, tensor in after.items() if isinstance(after, Mapping) else after:
+            if name not in owner:
+                continue
+            i = owner[name]
+            base = None if before is None else before[name].to(tensor.device, torch.float32)
+            if tensor.device.type == "cpu":
+                # The delta is written straight into the layer's part of a float32 buffer: no torch
+                # temporary, and no concatenation of the layer's tensors afterwards.
+                delta = scratch.take(i, layers[i], name, tensor.numel())
+                values = tensor.detach().to(torch.float32).numpy().reshape(-1)
+                if is_delta:
+                    if values.ctypes.data != delta.ctypes.data:  # else read into its place already
+                        np.copyto(delta, values)
+                else:
+                    np.subtract(values, base.numpy().reshape(-1), out=delta)
+                delta = torch.from_numpy(delta)
             else:
-                np.subtract(values, base.numpy().reshape(-1), out=delta)
-            delta = torch.from_numpy(delta)
-        else:
-            delta = tensor.to(torch.float32)
-            if not is_delta:
-                delta = delta - base
-            delta = delta.flatten()
-        pending.setdefault(i, {})[name] = (delta, None if base is None else base.flatten())
-        if len(pending[i]) == len(layers[i].params):
-            known = None if base_sq is None else float(base_sq[i])
-            done[i] = _one_layer(layers[i], pending.pop(i), ks, scratch.flat(i, layers[i]), known)
-            scratch.release(i)
+                delta = tensor.to(torch.float32)
+                if not is_delta:
+                    delta = delta - base
+                delta = delta.flatten()
+            pending.setdefault(i, {})[name] = (delta, None if base is None else base.flatten())
+            if len(pending[i]) == len(layers[i].params):
+                known = None if base_sq is None else float(base_sq[i])
+                done[i] = _one_layer(layers[i], pending.pop(i), ks, scratch.flat(i, layers[i]), known)
+                scratch.release(i)
+    finally:
+        # Layers left open (a layer with missing tensors, an error): their buffers go back, so a
+        # Scratch kept for the next call starts clean.
+        scratch.release_all()
     missing = [layer.name for i, layer in enumerate(layers) if i not in done]
     if missing:
         raise ValueError(f"layer statistics: no parameters for layers {missing[:5]}")
@@ -194,7 +199,7 @@ def _one_layer(
     numpy arrays where it is on the CPU (layer_stats stacks either with _to_host).
 
     On a CPU, `flat` is the layer's pieces side by side in one buffer that this function may
-    overwrite (_Scratch); `base_sq` is ||base||^2 when the caller knows it already.
+    overwrite (Scratch); `base_sq` is ||base||^2 when the caller knows it already.
     """
     import torch
 
@@ -290,9 +295,11 @@ def base_sq_per_layer(layers: Sequence[Layer], before: Mapping[str, torch.Tensor
     return out
 
 
-class _Scratch:
+class Scratch:
     """Float32 buffers that hold the layers under reduction (each layer's tensors side by side),
-    handed from one layer to the next instead of allocated per layer."""
+    handed from one layer to the next instead of allocated per layer. A caller that reduces
+    many states (a job's texts) keeps one and passes it to every layer_stats call, so that the
+    buffers are not allocated, and page-faulted, again for every text (one per thread)."""
 
     def __init__(self):
         self.free: list[np.ndarray] = []
@@ -333,6 +340,10 @@ class _Scratch:
         buffer, _, used = self.open.pop(i)
         if used >= 0:
             self.free.append(buffer)
+
+    def release_all(self) -> None:
+        for i in list(self.open):
+            self.release(i)
 
 
 _SAME_ORDER_INT = {np.dtype(np.float32): np.dtype(np.int32), np.dtype(np.float64): np.dtype(np.int64)}
@@ -563,7 +574,7 @@ def _stats_from_stores(layers, groups, base, ks, *, is_delta: bool, threads: int
 
     def reduce(layer: Layer, group, base_layer):
         if not hasattr(local, "scratch"):
-            local.scratch = _Scratch()
+            local.scratch = Scratch()
         # Decompressed straight into the buffer the statistics take the layer in (as layer 0
         # of a one-layer call): no array allocated per tensor, no copy.
         after = store.read_tensors(group, layer.params, into=local.scratch.reserve(0, layer))

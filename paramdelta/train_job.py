@@ -159,10 +159,10 @@ def run(spec: dict) -> None:
     # same for every text: taken once here.
     summarise = None
     if policy == "sketch":
-        base_sq = deltas.base_sq_per_layer(layers, engine.base)
+        base_sq, scratch = deltas.base_sq_per_layer(layers, engine.base), deltas.Scratch()
 
         def summarise(named):
-            return deltas.layer_stats(layers, engine.base, named, ks, base_sq=base_sq)
+            return deltas.layer_stats(layers, engine.base, named, ks, base_sq=base_sq, scratch=scratch)
 
     # snapshots.trajectory: each layer's change after every epoch (one pass over the parameters).
     trace = (

@@ -379,6 +379,34 @@ def test_base_norms_given_once_equal_those_taken_per_text(arch_model):
         np.testing.assert_array_equal(own[name], given[name])
 
 
+def test_one_scratch_for_many_states_gives_the_statistics_of_a_fresh_one(arch_model):
+    """A job keeps one deltas.Scratch for all its texts: each state's statistics are those of a
+    call with buffers of its own, the buffers of the first state serve the next ones, and a call
+    that fails with a layer half filled gives its buffers back."""
+    layers = models.model_layers(arch_model)
+    scratch, buffers = deltas.Scratch(), []
+
+    def same_as_fresh(seed: int) -> None:
+        before, after = _random_after(arch_model, seed=seed)
+        fresh = deltas.layer_stats(layers, before, after, KS)
+        kept = deltas.layer_stats(layers, before, after, KS, scratch=scratch)
+        for name in fresh:
+            np.testing.assert_array_equal(fresh[name], kept[name])
+        buffers.append(sorted(id(buffer) for buffer in scratch.free))
+
+    same_as_fresh(5)
+    same_as_fresh(6)
+    assert buffers[0] == buffers[1]  # the second state took the first one's buffers, no new ones
+    # The last tensor of a layer of several missing (of the last layer where every layer is one
+    # tensor): its buffer is taken, the layer never completed.
+    before, after = _random_after(arch_model, seed=7)
+    dropped = next((layer.params[-1] for layer in layers if len(layer.params) > 1), layers[-1].params[-1])
+    with pytest.raises(ValueError, match="no parameters for layers"):
+        deltas.layer_stats(layers, before, {n: t for n, t in after.items() if n != dropped}, KS, scratch=scratch)
+    assert scratch.open == {}
+    same_as_fresh(8)
+
+
 def test_failed_texts_are_recorded_without_delta_rows(job):
     table, texts = deltas.read_job_store(job["paths"]["sketch"], LABELS, KS)
     assert list(texts.columns) == deltas.TEXT_COLUMNS
