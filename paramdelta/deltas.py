@@ -38,6 +38,15 @@ def topk_counts(numel: int, ks: Sequence[int]) -> list[int]:
     return [max(1, math.ceil(numel * k / 100)) for k in ks]
 
 
+# Tensors on the CPU are reduced with numpy, several times as fast there; elsewhere (a GPU) with
+# torch, where they are. Tests switch this off to run the device path on a CPU.
+NUMPY_ON_CPU = True
+
+
+def _numpy_path(tensor: torch.Tensor) -> bool:
+    return NUMPY_ON_CPU and tensor.device.type == "cpu"
+
+
 def layer_stats(
     layers: Sequence[Layer],
     before: Mapping[str, torch.Tensor] | None,
@@ -76,7 +85,7 @@ def layer_stats(
                 continue
             i = owner[name]
             base = None if before is None else before[name].to(tensor.device, torch.float32)
-            if tensor.device.type == "cpu":
+            if _numpy_path(tensor):
                 # The delta is written straight into the layer's part of a float32 buffer: no torch
                 # temporary, and no concatenation of the layer's tensors afterwards.
                 delta = scratch.take(i, layers[i], name, tensor.numel())
@@ -166,7 +175,7 @@ def layer_l2(
         if name not in owner:
             continue
         copies = (tensor if stacked else tensor.unsqueeze(0)).detach()
-        if copies.device.type == "cpu":
+        if _numpy_path(copies):
             # numpy, a block at a time: several times faster than torch's float64 sum on a CPU,
             # and the squares are summed exactly as layer_stats sums them.
             base = before[name].detach().to(torch.float32).numpy().reshape(-1)
@@ -179,7 +188,8 @@ def layer_l2(
             difference = copies.to(torch.float32) - before[name].to(copies.device, torch.float32)
             if device is None:
                 device = torch.zeros((copies.shape[0], len(layers)), dtype=torch.float64, device=copies.device)
-            device[:, owner[name]] += difference.flatten(1).square().sum(1, dtype=torch.float64)
+            # Squares of the float32 differences taken in float64, as the CPU path and layer_stats take them.
+            device[:, owner[name]] += difference.flatten(1).to(torch.float64).square().sum(1)
     if host is None and device is None:
         raise ValueError("layer_l2: none of the parameters belongs to a layer")
     sums = device.cpu().numpy() if host is None else host if device is None else host + device.cpu().numpy()
@@ -207,7 +217,7 @@ def _one_layer(
     bases = [tensors[name][1] for name in layer.params]
     if any(base is None for base in bases):
         bases = None
-    if pieces[0].device.type == "cpu":
+    if _numpy_path(pieces[0]):
         if flat is None:
             flat = np.concatenate([piece.numpy() for piece in pieces])
         return _one_layer_numpy(
@@ -288,7 +298,7 @@ def base_sq_per_layer(layers: Sequence[Layer], before: Mapping[str, torch.Tensor
     out = np.zeros(len(layers))
     for i, layer in enumerate(layers):
         tensors = [before[name].detach().to(torch.float32) for name in layer.params]
-        if all(t.device.type == "cpu" for t in tensors):
+        if all(_numpy_path(t) for t in tensors):
             out[i] = math.fsum(_dot(t.numpy(), t.numpy()) for t in tensors)
         else:
             out[i] = float(sum(torch.sum(t.to(torch.float64).square()) for t in tensors))
@@ -332,11 +342,16 @@ class Scratch:
 
     def flat(self, i: int, layer: Layer) -> np.ndarray | None:
         """Layer i's entries side by side in its tensors' order, or None where they are not
-        (a tensor outside the buffer, or tensors that arrived in another order)."""
+        (a tensor outside the buffer, or tensors that arrived in another order), or where the
+        layer took no buffer (its tensors are on a device)."""
+        if i not in self.open:
+            return None
         buffer, names, used = self.open[i]
         return buffer[:used] if used >= 0 and names == list(layer.params) else None
 
     def release(self, i: int) -> None:
+        if i not in self.open:
+            return
         buffer, _, used = self.open.pop(i)
         if used >= 0:
             self.free.append(buffer)

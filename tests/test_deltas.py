@@ -93,6 +93,36 @@ def test_layer_stats_match_brute_force(arch_model):
             np.testing.assert_array_equal(alone[name], stats[name], err_msg=name)
 
 
+def test_device_path_matches_the_numpy_path(arch_model, monkeypatch):
+    """What a GPU runs (torch where the tensors are: torch.topk, float64 sums, one transfer at the
+    end), run here on CPU tensors, against the numpy path the CPU runs: layer_stats with and
+    without a base and with ||base||^2 given, base_sq_per_layer and layer_l2, one copy and several."""
+    layers = models.model_layers(arch_model)
+    before, after = _random_after(arch_model, seed=9)
+    delta = {name: after[name] - before[name] for name in after}
+    stacked = {name: torch.stack([after[name], before[name] + 2 * delta[name]]) for name in after}
+
+    def everything() -> dict[str, np.ndarray]:
+        base_sq = deltas.base_sq_per_layer(layers, before)
+        out = {"base_sq_per_layer": base_sq, "layer_l2": deltas.layer_l2(layers, before, after)}
+        out["layer_l2 stacked"] = deltas.layer_l2(layers, before, stacked, stacked=True)
+        for name, value in deltas.layer_stats(layers, before, after, KS).items():
+            out[name] = value
+        for name, value in deltas.layer_stats(layers, None, delta, KS, is_delta=True).items():
+            out[f"delta alone {name}"] = value
+        for name, value in deltas.layer_stats(layers, before, iter(after.items()), KS, base_sq=base_sq).items():
+            out[f"streamed {name}"] = value
+        return out
+
+    numpy_path = everything()
+    monkeypatch.setattr(deltas, "NUMPY_ON_CPU", False)
+    torch_path = everything()
+    assert numpy_path.keys() == torch_path.keys()
+    for name in numpy_path:
+        assert numpy_path[name].shape == torch_path[name].shape, name
+        np.testing.assert_allclose(torch_path[name], numpy_path[name], rtol=1e-10, atol=0, err_msg=name)
+
+
 def test_arch_fixture_covers_every_architecture():
     assert {"gpt-neox", "llama", "gptj", "opt"} == set(models.ARCHITECTURES)  # conftest.arch_model's list
 
