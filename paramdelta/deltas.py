@@ -192,8 +192,7 @@ def layer_l2(
             device[:, owner[name]] += difference.flatten(1).to(torch.float64).square().sum(1)
     if host is None and device is None:
         raise ValueError("layer_l2: none of the parameters belongs to a layer")
-    sums = device.cpu().numpy() if host is None else host if device is None else host + device.cpu().numpy()
-    norms = np.sqrt(sums)
+    norms = np.sqrt((0 if host is None else host) + (0 if device is None else device.cpu().numpy()))
     return norms if stacked else norms[0]
 
 
@@ -288,6 +287,21 @@ def _diff_sq(a: np.ndarray, b: np.ndarray, block: np.ndarray) -> float:
         np.subtract(a[start : start + part.size], b[start : start + part.size], out=part)
         total += _dot(part, part)
     return total
+
+
+class Summariser:
+    """layer_stats of one base for many states (a job's texts): ||base||^2 per layer taken once,
+    on the first call, and one Scratch for all the calls."""
+
+    def __init__(self, layers: Sequence[Layer], base: Mapping[str, torch.Tensor], ks: Sequence[int]):
+        self.layers, self.base, self.ks = layers, base, ks
+        self.base_sq: np.ndarray | None = None
+        self.scratch = Scratch()
+
+    def __call__(self, after) -> dict[str, np.ndarray]:
+        if self.base_sq is None:
+            self.base_sq = base_sq_per_layer(self.layers, self.base)
+        return layer_stats(self.layers, self.base, after, self.ks, base_sq=self.base_sq, scratch=self.scratch)
 
 
 def base_sq_per_layer(layers: Sequence[Layer], before: Mapping[str, torch.Tensor]) -> np.ndarray:

@@ -645,8 +645,7 @@ class JobRecords:
         self.end_losses: list[list[float]] = []
         self.stats: list[dict[str, np.ndarray] | None] = []
         self.trajectories: list[list[np.ndarray]] = []
-        self.base_sq: np.ndarray | None = None  # ||base||^2 per layer, taken once when needed
-        self.scratch = None  # deltas.Scratch: the statistics' buffers, kept from text to text
+        self.summarise = None  # deltas.Summariser, made when a run comes without its statistics
 
     def add(self, run: TextRun, text_sha256: str) -> None:
         from paramdelta import deltas, store
@@ -659,11 +658,9 @@ class JobRecords:
         if self.policy == "sketch":
             stats = run.stats
             if run.ok and stats is None:
-                if self.base_sq is None:
-                    self.base_sq, self.scratch = deltas.base_sq_per_layer(self.layers, self.base), deltas.Scratch()
-                stats = deltas.layer_stats(
-                    self.layers, self.base, run.after, self.ks, base_sq=self.base_sq, scratch=self.scratch
-                )
+                if self.summarise is None:
+                    self.summarise = deltas.Summariser(self.layers, self.base, self.ks)
+                stats = self.summarise(run.after)
             self.stats.append(stats if run.ok else None)
         elif run.ok:
             after = {name: t.to("cpu") for name, t in run.after.items()}

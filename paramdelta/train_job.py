@@ -156,14 +156,8 @@ def run(spec: dict) -> None:
     # A sketch keeps per-layer statistics only, computed where the parameters are, from the
     # engine's base (early stopping keeps a copy of its best state on the device when one
     # fits, else only that state's statistics: train.train_text). ||base||^2 per layer is the
-    # same for every text: taken once here.
-    summarise = None
-    if policy == "sketch":
-        base_sq, scratch = deltas.base_sq_per_layer(layers, engine.base), deltas.Scratch()
-
-        def summarise(named):
-            return deltas.layer_stats(layers, engine.base, named, ks, base_sq=base_sq, scratch=scratch)
-
+    # same for every text: taken once (deltas.Summariser).
+    summarise = deltas.Summariser(layers, engine.base, ks) if policy == "sketch" else None
     # snapshots.trajectory: each layer's change after every epoch (one pass over the parameters).
     trace = (
         (lambda named, stacked=False: deltas.layer_l2(layers, engine.base, named, stacked=stacked))
