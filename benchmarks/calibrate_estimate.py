@@ -9,7 +9,8 @@ Prints the rates the estimate's CPU entry is made of, each from the code the tra
   parameter (paramdelta.estimate.traffic);
 - compute: forward + backward of a 256-token chunk of the same model, as FLOP/s (6 x params x tokens);
 - fixed cost of a step: a whole train.TorchEngine.step of the demo's model (about 200k parameters,
-  where the floors above are negligible), less what the two floors predict;
+  where the floors above are negligible), less what the two floors predict; the same for early
+  stopping's evaluation (TorchEngine.evaluate, a forward pass without gradients);
 - host copies (restoring the base, taking a state), the sketch statistics (deltas.layer_stats) and
   a delta/full store write (store.write_tensors, zstd), in bytes or elements per second;
 - the start of a training job: importing paramdelta.train_job and loading a tiny model, in a fresh process.
@@ -95,6 +96,13 @@ def main() -> None:
     print(
         f"demo model ({tiny_params / 1e3:.0f} k parameters), one training step of 60 tokens: {whole * 1e3:.2f} ms, "
         f"of which the floors predict {floors * 1e3:.2f} ms -> fixed {(whole - floors) * 1e3:.2f} ms a step"
+    )
+    # Early stopping's evaluation after each epoch: one forward pass without gradients a chunk.
+    evaluation = best(lambda: [engine.evaluate([chunk]) for _ in range(20)], args.repeats) / 20
+    forward_floor = 4 * tiny_params / bandwidth + 2 * tiny_params * chunk.shape[1] / flops
+    print(
+        f"demo model, early stopping's evaluation of a 60-token chunk: {evaluation * 1e3:.2f} ms, of which the "
+        f"floors predict {forward_floor * 1e3:.2f} ms -> fixed {(evaluation - forward_floor) * 1e3:.2f} ms a forward pass"
     )
 
     # Host-side work between texts.

@@ -23,8 +23,9 @@ The time is a roofline: every optimizer step moves the training state through me
 `traffic` for the count of bytes per parameter) and does 6 x parameters x tokens FLOPs; around
 the steps of every (text, budget) come the base restore and what the store keeps (sketch: the
 statistics, computed where the parameters are, again at every new best epoch under early
-stopping; delta/full: the states taken to host memory and the store write), and every job starts
-by loading the model. The factors are in COST_MODEL, the one table to update when benchmarks
+stopping; delta/full: the states taken to host memory and the store write), under early stopping
+a forward pass over the text after every epoch (the loss it compares), and every job starts by
+loading the model. The factors are in COST_MODEL, the one table to update when benchmarks
 measure them. Only training is counted: the baselines (one forward pass per text, SaMIA's
 samples), the reductions and the report are small beside it, and so are the demo's built models.
 The disk follows the job store of train.JobRecords (one store per job, each text a record and a
@@ -57,13 +58,15 @@ from pathlib import Path
 #   fp32 copy 7.0 GB/s; deltas.layer_stats with K up to 50%: 250-255 M elements/s (numpy's
 #   partition; it was 10 M/s with torch.topk); store.write_tensors of an fp32 delta (zstd level
 #   3): 102-104 MB/s; job start (imports, load): 4.0-4.2 s.
+#   early stopping's evaluation of a 60-token chunk of the demo's model (a forward pass without
+#   gradients, TorchEngine.evaluate): 1.97 ms fixed in a run whose step measured 4.53 ms fixed
+#   (the machine busier than above), 0.43 of a step's.
 # Machine A, the 2.50 GHz Xeon the figures of 2026-11-22 came from, measured 15.5 GB/s, 74-78
 # GFLOP/s, 10-13 ms a step fixed, 5.4 GB/s copies, 49-57 MB/s store writes and a 12 s job start.
 # The demo checks the CPU entry: on machine B its 16 training jobs took 351 s at e2e3784 (the sum
 # of their `benchmark:` files' wall seconds, one torch thread each; 411 s before the statistics'
-# integer partitions); the estimate of config/demo.yaml with this entry is 356 s (0.099
-# core-hours; 0.171 with machine A's entry, whose statistics rate predates the numpy statistics
-# and was 25x too slow).
+# integer partitions); the estimate of config/demo.yaml with this entry is 378 s (0.105
+# core-hours, early stopping's evaluation passes included; 356 s without them).
 COST_MODEL = {
     "devices": {
         "h100": {
@@ -80,6 +83,7 @@ COST_MODEL = {
             "stats_elements_per_s": 22e9,
             "efficiency": 1.5,  # step time / roofline floor (placeholder)
             "step_overhead_s": 0.015,  # kernel launches and the loss's .item() of a batch-1 step (placeholder)
+            "eval_overhead_s": 0.0065,  # a forward pass without gradients: 0.43 of a step's, as on the CPU (placeholder)
             "side_by_side_shares_overhead": True,  # one launch per operator for all the texts (placeholder)
             "job_start_s": 90.0,  # imports, process group, DeepSpeed set-up (placeholder)
             "load_bandwidth": 1.0e9,  # reading the checkpoint from a shared filesystem, bytes/s (placeholder)
@@ -96,6 +100,7 @@ COST_MODEL = {
             "stats_elements_per_s": 32e9,
             "efficiency": 1.5,
             "step_overhead_s": 0.015,
+            "eval_overhead_s": 0.0065,
             "side_by_side_shares_overhead": True,
             "job_start_s": 90.0,
             "load_bandwidth": 1.0e9,
@@ -112,6 +117,7 @@ COST_MODEL = {
             "stats_elements_per_s": 250e6,  # deltas.layer_stats on one thread (numpy)
             "efficiency": 1.0,  # the rates above are measured ones, not peaks
             "step_overhead_s": 0.0033,
+            "eval_overhead_s": 0.0014,  # 0.43 of the step's, as measured side by side (above)
             # Measured: the demo's model with 50 texts side by side takes 4.7 ms a text and step,
             # one at a time 4.9 ms (bench_training.py, machine B): on this CPU a batched operator
             # costs about what its texts' operators cost one by one.
@@ -614,6 +620,25 @@ def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
     return (forward_backward + rest) * device["efficiency"] + device["step_overhead_s"] / shared_by
 
 
+def eval_seconds(device: dict, config: dict, slug: str, params: int, tokens: int) -> float:
+    """Seconds of early stopping's evaluation of one chunk of `tokens` tokens: after every epoch of
+    an `es` run, one forward pass over each of the text's chunks without gradients (train.train_text).
+
+    The roofline of a forward pass, the longer of reading the weights (the torch engine: the fp32
+    weight, and under bf16/fp16 autocast its 16-bit copy written; DeepSpeed: its w-byte module
+    weights) and 2 x params x tokens FLOPs, times the efficiency factor, plus the device's fixed
+    cost of a forward pass, shared like a step's by texts side by side."""
+    train = config["train"]
+    engine, _, side_by_side = _engine(config, slug)
+    sixteen = train["precision"] in ("bf16", "fp16")
+    weights = (6.0 if sixteen else 4.0) if engine == "torch" else (2.0 if sixteen else 4.0)
+    forward = max(
+        weights * params / device["memory_bandwidth"], 2 * params * tokens / device["flops"][train["precision"]]
+    )
+    shared_by = side_by_side if device["side_by_side_shares_overhead"] else 1
+    return forward * device["efficiency"] + device["eval_overhead_s"] / shared_by
+
+
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
     """Seconds around the steps of one (text, budget), by what they do.
 
@@ -785,6 +810,8 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
     for device_name in devices:
         device = COST_MODEL["devices"][device_name]
         epoch = sum(step_seconds(device, config, slug, info.params, t) for sizes_ in per_text for t in sizes_)
+        # Under es, every epoch ends with a forward pass over each chunk (the loss early stopping compares).
+        evaluation = sum(eval_seconds(device, config, slug, info.params, t) for sizes_ in per_text for t in sizes_)
         job = device["job_start_s"] + info.params * DTYPE_BYTES[spec["dtype"]] / device["load_bandwidth"]
         seconds = {}
         for case in ("expected", "max"):
@@ -796,7 +823,7 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                 # Under es, a summary (or a best state) at every new best epoch: all but the last
                 # `patience` epochs expected, every epoch at most.
                 keeps = 1 if b != "es" else (e if case == "max" else max(1, epochs[b] - train["patience"]))
-                parts["steps"] += runs[b] * e * epoch
+                parts["steps"] += runs[b] * e * (epoch + (evaluation if b == "es" else 0.0))
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
                     parts[part] += runs[b] * trained * value
             seconds[case] = sum(parts.values())

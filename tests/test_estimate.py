@@ -117,11 +117,15 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
     epoch = sum(
         estimate.step_seconds(device, cfg, "tiny", TINY_PARAMS, t) for n in tokens for t in estimate.chunk_sizes(n, 16)
     )
+    evaluation = sum(
+        estimate.eval_seconds(device, cfg, "tiny", TINY_PARAMS, t) for n in tokens for t in estimate.chunk_sizes(n, 16)
+    )
+    assert 0 < evaluation < epoch / 2  # a forward pass without gradients a chunk, under es only
     around = estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 1)
     best = estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 5 - 2)  # summaries: 5 epochs - patience 2
     start = device["job_start_s"] + TINY_PARAMS * 4 / device["load_bandwidth"]
     assert row.seconds["cpu-2core"]["expected"] == pytest.approx(
-        2 * epoch + 10 * around + 5 * epoch + 10 * best + row.jobs * start
+        2 * epoch + 10 * around + 5 * (epoch + evaluation) + 10 * best + row.jobs * start
     )
 
 
