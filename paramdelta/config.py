@@ -283,6 +283,12 @@ def optimizer_budgets(config: dict, name: str) -> list[str]:
     return [str(budget) for budget in config["budgets"] if str(budget) in map(str, chosen)]
 
 
+def offloads_optimizer(deepspeed_config: dict) -> bool:
+    """Whether a DeepSpeed config keeps the optimizer in host memory (ZeRO-Offload)."""
+    offload = (deepspeed_config.get("zero_optimization") or {}).get("offload_optimizer") or {}
+    return isinstance(offload, dict) and offload.get("device") == "cpu"
+
+
 def budget_epochs(budget: str | int) -> int | None:
     """Epochs of a fixed budget; None for early stopping."""
     return None if str(budget) == "es" else int(budget)

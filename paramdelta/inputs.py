@@ -104,3 +104,8 @@ def check_paths(config: dict, workflow_dir: str | Path | None = None) -> None:
             raise ConfigError(f"{field}: {path} is not JSON ({error})") from None
         if not isinstance(parsed, dict):
             raise ConfigError(f"{field}: {path} holds a JSON {type(parsed).__name__}, not an object")
+        if config["train"]["offload_adam"] == "deepspeed" and not config_checks.offloads_optimizer(parsed):
+            raise ConfigError(
+                f"config field 'train.offload_adam': 'deepspeed' (DeepSpeed's CPU Adam) steps an optimizer offloaded "
+                f"to host memory, but {path} does not offload it (zero_optimization.offload_optimizer.device: cpu)"
+            )

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from paramdelta.config import budget_epochs, defaults
+from paramdelta.config import budget_epochs, defaults, offloads_optimizer
 
 BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -41,6 +41,7 @@ class Settings:
 
     optimizer: str = _TRAIN["optimizer"]
     fused: bool = _TRAIN["fused"]
+    offload_adam: str = _TRAIN["offload_adam"]  # or "deepspeed": DeepSpeed's CPU Adam under ZeRO-Offload
     lr: float = _TRAIN["lr"]
     betas: tuple[float, float] = tuple(_TRAIN["betas"])
     eps: float = _TRAIN["eps"]
@@ -133,10 +134,13 @@ def lr_at(step: int, total_steps: int, settings: Settings) -> float:
     return 0.5 * settings.lr * (1.0 + math.cos(math.pi * step / total_steps))
 
 
-def _make_optimizer(params, settings: Settings, *, stacked: bool = False) -> torch.optim.Optimizer:
+def _make_optimizer(
+    params, settings: Settings, *, stacked: bool = False, deepspeed_cpu_adam: bool = False
+) -> torch.optim.Optimizer:
     """torch's AdamW or SGD; with `fused`, the implementation that updates every tensor in
     one kernel (CPU and CUDA), else torch's default. They agree to float rounding: a few
-    ulp of the parameters, far below the change a step makes.
+    ulp of the parameters, far below the change a step makes. `deepspeed_cpu_adam`: AdamW is
+    DeepSpeed's CPU Adam instead (its parameters must be in host memory: ZeRO-Offload's).
 
     With weight_decay_on "matrices", decay applies only to tensors of two or more dimensions
     (weight matrices, embeddings); biases and normalisation weights, the 1-D tensors of a
@@ -149,6 +153,17 @@ def _make_optimizer(params, settings: Settings, *, stacked: bool = False) -> tor
         groups = [{"params": matrices}] + ([{"params": others, "weight_decay": 0.0}] if others else [])
     else:
         groups = [{"params": params}]
+    if deepspeed_cpu_adam and settings.optimizer == "adamw":
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(
+            groups,
+            lr=settings.lr,
+            betas=settings.betas,
+            eps=settings.eps,
+            weight_decay=settings.weight_decay,
+            adamw_mode=True,
+        )
     fused = settings.fused or None
     if settings.optimizer == "sgd":
         return torch.optim.SGD(
@@ -326,10 +341,13 @@ def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = Non
     config["fp16"] = {**config.get("fp16", {}), "enabled": True} if settings.precision == "fp16" else {"enabled": False}
     if zero_stage is not None:
         config.setdefault("zero_optimization", {})["stage"] = zero_stage
-    # The optimizer is ours (torch AdamW/SGD, identical to the plain engine), not DeepSpeed's fused one.
+    # The optimizer is ours, made from the run's settings (DeepSpeedEngine): torch's AdamW/SGD as
+    # in the plain engine, or under ZeRO-Offload DeepSpeed's CPU Adam if train.offload_adam says so.
     config.pop("optimizer", None)
     config.pop("scheduler", None)
     config["zero_allow_untested_optimizer"] = True
+    # DeepSpeed refuses torch's optimizer under ZeRO-Offload unless told it is meant.
+    config["zero_force_ds_cpu_optimizer"] = False
     return config
 
 
@@ -360,7 +378,14 @@ class DeepSpeedEngine:
         # The base is taken in fp32 before DeepSpeed casts the module to bf16/fp16 (and, under
         # ZeRO-3, partitions it): every rank keeps the whole of it, on the CPU.
         self.base = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
-        optimizer = _make_optimizer(model.parameters(), settings)
+        if settings.offload_adam == "deepspeed" and not offloads_optimizer(config):
+            raise ValueError(
+                "train.offload_adam 'deepspeed' (DeepSpeed's CPU Adam) needs a DeepSpeed config that offloads "
+                "the optimizer to the CPU (zero_optimization.offload_optimizer.device: cpu)"
+            )
+        optimizer = _make_optimizer(
+            model.parameters(), settings, deepspeed_cpu_adam=settings.offload_adam == "deepspeed"
+        )
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         self.zero_stage = self.engine.zero_optimization_stage()
         self.params = dict(self.engine.module.named_parameters())

@@ -122,6 +122,11 @@ CONFIG_CASES = [
     ("DeepSpeed JSON that is not JSON", _deepspeed("{zero: 2"), "train.deepspeed_config"),
     ("DeepSpeed JSON that is a list", _deepspeed("[1, 2]"), "train.deepspeed_config"),
     ("DeepSpeed JSON missing", _deepspeed(None), "train.deepspeed_config"),
+    (
+        "DeepSpeed's CPU Adam without ZeRO-Offload",
+        _both(_deepspeed('{"zero_optimization": {"stage": 2}}'), _set("train.offload_adam", "deepspeed")),
+        "train.offload_adam",
+    ),
     ("texts_per_job 0", _set("texts_per_job", 0), "texts_per_job"),
     ("parallel_texts 0", _set("train.parallel_texts", 0), "train.parallel_texts"),
     ("unknown precision", _set("train.precision", "fp8"), "train.precision"),

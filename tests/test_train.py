@@ -468,3 +468,18 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts):
     offloaded = train.DeepSpeedEngine(load_tiny(), settings, CPU, offload_config)
     b_offloaded = train.train_text(offloaded, "b", texts[1], "3", settings)
     assert _max_diff(b_offloaded.after, b_torch.after) < 1e-6
+
+    # The offloaded optimizer stepped by DeepSpeed's CPU Adam (train.offload_adam): the same
+    # deltas within float rounding, and each text from the exact base and a fresh state.
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    cpu_adam = train.Settings(lr=1e-3, offload_adam="deepspeed")
+    ds_adam = train.DeepSpeedEngine(load_tiny(), cpu_adam, CPU, train.deepspeed_config(REPO_OFFLOAD_CONFIG, cpu_adam))
+    assert isinstance(ds_adam.optimizer.optimizer, DeepSpeedCPUAdam)
+    b_adam = train.train_text(ds_adam, "b", texts[1], "3", cpu_adam)
+    assert 0 < _max_diff(b_adam.after, b_torch.after) < 1e-6
+    train.train_text(ds_adam, "a", texts[0], "3", cpu_adam)
+    assert _equal(train.train_text(ds_adam, "b", texts[1], "3", cpu_adam).after, b_adam.after)
+    # It steps only an optimizer in host memory.
+    with pytest.raises(ValueError, match="offload_adam"):
+        train.DeepSpeedEngine(load_tiny(), cpu_adam, CPU, train.deepspeed_config(REPO_DEEPSPEED_CONFIG, cpu_adam))
