@@ -77,6 +77,9 @@ COST_MODEL = {
             "memory": 80e9,  # bytes: decides where the torch engine keeps the base (train._fits)
             "link_bandwidth": 450e9,  # NVLink 4, bytes/s each way between the GPUs of one job
             "host_bandwidth": 25e9,  # host <-> GPU copies from pageable memory (PCIe 5), bytes/s
+            # ZeRO-Offload's AdamW on a job's host cores (8 in config/wikimia.yaml), bytes/s: machine B
+            # measured 40 GB/s on its 2 cores (bench_fast_path.py); a GPU node's 8 cores (placeholder)
+            "host_optimizer_bandwidth": 80e9,
             "copy_bandwidth": 1.6e12,  # bytes/s of a copy within the GPU (read + write: half of HBM)
             # deltas.layer_stats on the GPU: ~100 B/param of traffic (subtract, abs, a top-k of
             # half of each layer, float64 sums): HBM / 100 / 1.5 (placeholder)
@@ -96,6 +99,7 @@ COST_MODEL = {
             "memory": 141e9,
             "link_bandwidth": 450e9,
             "host_bandwidth": 25e9,
+            "host_optimizer_bandwidth": 80e9,
             "copy_bandwidth": 2.4e12,
             "stats_elements_per_s": 32e9,
             "efficiency": 1.5,
@@ -113,6 +117,7 @@ COST_MODEL = {
             "memory": None,  # the host's: the base is always kept beside the weights
             "link_bandwidth": 7.0e9,  # the processes of a job exchange through memory: the copy rate
             "host_bandwidth": 7.0e9,  # the measured fp32 copy rate
+            "host_optimizer_bandwidth": 20.3e9,  # the host is the device: its AdamW rate above
             "copy_bandwidth": 7.0e9,
             "stats_elements_per_s": 250e6,  # deltas.layer_stats on one thread (numpy)
             "efficiency": 1.0,  # the rates above are measured ones, not peaks
@@ -217,12 +222,20 @@ class EstimateError(ValueError):
 
 
 def traffic(
-    engine: str, precision: str, optimizer: str, momentum: float, grad_clip: float, ranks: int, zero_stage: int
+    engine: str,
+    precision: str,
+    optimizer: str,
+    momentum: float,
+    grad_clip: float,
+    ranks: int,
+    zero_stage: int,
+    offload: bool = False,
 ) -> dict[str, float]:
     """Bytes moved per parameter by one optimizer step (batch 1) on one device, by phase.
 
-    Returns {"forward_backward", "optimizer"} (device memory) and "link" (between the GPUs of a
-    job). Counted for the code in paramdelta.train:
+    Returns {"forward_backward", "optimizer"} (device memory), "link" (between the GPUs of a
+    job), "host" (the host's memory, for the whole model: ZeRO-Offload) and "pcie" (each GPU's
+    copies to and from the host). Counted for the code in paramdelta.train:
 
     torch engine (one process; fp32 parameters and gradients):
       forward: read the fp32 weight (4); with bf16/fp16 autocast also write its 16-bit copy (2)
@@ -239,6 +252,10 @@ def traffic(
       link: reduce-scatter and all-gather w(N-1)/N each; ZeRO-3 instead gathers the weights for
       the forward and the backward (2w(N-1)/N) and keeps them sharded.
       -> bf16, ZeRO-2, 2 ranks, AdamW with clipping: 6 + 2 + 24 + 2 = 34 B/param, link 2 B/param.
+    DeepSpeed with the optimizer offloaded to the host (ZeRO-Offload, `offload`): each rank reads
+    its gradient shard (w/N) and writes its updated weights (w/N) on the GPU; each GPU's link to
+    the host carries the shard's gradient as fp32 (4/N) and the updated weights back (w/N); the
+    host, all the job's shards together, writes the gradients (4), clips (12) and steps (28).
     """
     clip = 12.0 if grad_clip > 0 else 0.0
     update = 28.0 if optimizer == "adamw" else 12.0 + (8.0 if momentum > 0 else 0.0)
@@ -248,14 +265,25 @@ def traffic(
             "forward_backward": (6.0 if sixteen else 4.0) + (2.0 if sixteen else 4.0) + 4.0,
             "optimizer": clip + update,
             "link": 0.0,
+            "host": 0.0,
+            "pcie": 0.0,
         }
     w = 2.0 if sixteen else 4.0
     shared = (ranks - 1) / ranks
     gathers = ranks > 1 and zero_stage < 3
+    scatter = w if ranks > 1 else 0.0
+    if offload:
+        on_device = scatter + 2 * w / ranks + (w if gathers else 0.0)
+        host, pcie = 4.0 + clip + update, (4.0 + w) / ranks
+    else:
+        on_device = scatter + (w + 4.0 + clip + update + w) / ranks + (w if gathers else 0.0)
+        host, pcie = 0.0, 0.0
     return {
         "forward_backward": 3 * w,
-        "optimizer": (w if ranks > 1 else 0.0) + (w + 4.0 + clip + update + w) / ranks + (w if gathers else 0.0),
+        "optimizer": on_device,
         "link": w * shared + (w * shared if zero_stage < 3 else 2 * w * shared),
+        "host": host,
+        "pcie": pcie,
     }
 
 
@@ -539,6 +567,22 @@ def _zero_stage(config: dict, slug: str) -> int:
         return 2
 
 
+def _offloads(config: dict, slug: str) -> bool:
+    """Whether the model's DeepSpeed config keeps the optimizer in host memory (ZeRO-Offload)."""
+    from paramdelta.config import offloads_optimizer
+
+    engine = config["models"][slug].get("engine") or config["train"]["engine"]
+    if engine != "deepspeed":
+        return False
+    path = Path(config["train"]["deepspeed_config"])
+    if not path.exists():
+        path = Path(__file__).resolve().parent.parent / path
+    try:
+        return offloads_optimizer(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _engine(config: dict, slug: str) -> tuple[str, int, int]:
     """The training engine of a model, its processes (ranks) and how many texts train side by side."""
     spec, train = config["models"][slug], config["train"]
@@ -596,6 +640,8 @@ def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
 
     The forward and backward take the longer of moving their bytes and doing 6 x params x tokens
     FLOPs; the optimizer update moves its bytes; the GPUs of a job exchange theirs over the link;
+    under ZeRO-Offload the host steps the optimizer at `host_optimizer_bandwidth` and each GPU's
+    shard crosses PCIe at `host_bandwidth`;
     the sum times the device's efficiency factor, plus its fixed cost per step, shared by the texts
     trained side by side (train.parallel_texts) on a device whose batched operators share it
     (`side_by_side_shares_overhead`; not on the measured CPU).
@@ -610,12 +656,18 @@ def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
         train["grad_clip"],
         ranks,
         _zero_stage(config, slug) if engine == "deepspeed" else 0,
+        _offloads(config, slug),
     )
     forward_backward = max(
         moved["forward_backward"] * params / device["memory_bandwidth"],
         6 * params * tokens / device["flops"][train["precision"]],
     )
-    rest = moved["optimizer"] * params / device["memory_bandwidth"] + moved["link"] * params / device["link_bandwidth"]
+    rest = (
+        moved["optimizer"] * params / device["memory_bandwidth"]
+        + moved["link"] * params / device["link_bandwidth"]
+        + moved["host"] * params / device["host_optimizer_bandwidth"]
+        + moved["pcie"] * params / device["host_bandwidth"]
+    )
     shared_by = side_by_side if device["side_by_side_shares_overhead"] else 1
     return (forward_backward + rest) * device["efficiency"] + device["step_overhead_s"] / shared_by
 
@@ -1015,14 +1067,17 @@ def _assumptions(config: dict, devices: list[str]) -> str:
     for slug in config["models"]:
         engine, ranks, side_by_side = _engine(config, slug)
         stage = _zero_stage(config, slug) if engine == "deepspeed" else 0
+        offload = _offloads(config, slug)
         moved = traffic(
-            engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks, stage
+            engine, train["precision"], train["optimizer"], train["momentum"], train["grad_clip"], ranks, stage, offload
         )
         how = ", ".join(
             filter(
                 None,
                 [
-                    f"{engine} ZeRO-{stage} on {ranks} GPUs" if engine == "deepspeed" else engine,
+                    f"{engine} ZeRO-{stage}{'-Offload' if offload else ''} on {ranks} GPUs"
+                    if engine == "deepspeed"
+                    else engine,
                     train["precision"],
                     train["optimizer"],
                     f"{side_by_side} texts side by side" if side_by_side > 1 else "",
@@ -1032,6 +1087,7 @@ def _assumptions(config: dict, devices: list[str]) -> str:
         what = (
             f"{moved['forward_backward'] + moved['optimizer']:g} B/param"
             + (f" + {moved['link']:g} over the link" if moved["link"] else "")
+            + (f" + {moved['host']:g} in host memory + {moved['pcie']:g} over PCIe" if moved["host"] else "")
             + f" ({how})"
         )
         kinds.setdefault(what, []).append(slug)

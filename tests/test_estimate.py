@@ -347,6 +347,8 @@ def test_traffic_counts():
         "forward_backward": 12,
         "optimizer": 40,
         "link": 0,
+        "host": 0,
+        "pcie": 0,
     }
     assert sum(estimate.traffic("torch", "fp32", "adamw", 0.0, 1.0, 1, 0).values()) == 52
     assert estimate.traffic("torch", "fp32", "sgd", 0.0, 0.0, 1, 0)["optimizer"] == 12
@@ -355,6 +357,17 @@ def test_traffic_counts():
         "forward_backward": 6,
         "optimizer": 28,
         "link": 2,
+        "host": 0,
+        "pcie": 0,
+    }
+    # ZeRO-Offload on one GPU in bf16: the GPU reads the gradients and writes the weights (2 + 2);
+    # 4 + 2 bytes cross PCIe; the host writes the fp32 gradients, clips and steps (4 + 12 + 28).
+    assert estimate.traffic("deepspeed", "bf16", "adamw", 0.0, 1.0, 1, 2, offload=True) == {
+        "forward_backward": 6,
+        "optimizer": 4,
+        "link": 0,
+        "host": 44,
+        "pcie": 6,
     }
 
 
@@ -368,3 +381,21 @@ def test_chunks_and_early_stopping_epochs():
     # Early stopping cannot stop before patience + 1 epochs.
     assert estimate.es_epochs({"train": {"max_epochs": 10, "patience": 20}}) == (10, 10)
     assert estimate.es_epochs({"train": {"max_epochs": 100, "patience": 95}}) == (96, 100)
+
+
+def test_zero_offload_steps_the_optimizer_on_the_host(in_tmp):
+    """A DeepSpeed config that offloads the optimizer (ZeRO-Offload): the step's update moves from
+    the GPU's memory to the host's, and the shard's gradients and weights cross PCIe."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    steps = {}
+    for name in ("deepspeed_zero2.json", "deepspeed_zero2_offload.json"):
+        train_section = {"engine": "deepspeed", "deepspeed_config": os.path.join(repo, "config", name)}
+        cfg = demo_like(in_tmp)
+        cfg = config_checks.validate({**cfg, "train": {**cfg["train"], **train_section, "precision": "bf16"}})
+        steps[name] = estimate.step_seconds(estimate.COST_MODEL["devices"]["h100"], cfg, "tiny", 7e9, 40)
+    device = estimate.COST_MODEL["devices"]["h100"]
+    # One GPU: the update's 2 + 4 + 12 + 28 + 2 bytes in HBM become 2 + 2 in HBM, 44 on the host, 6 over PCIe.
+    moved = -44 / device["memory_bandwidth"] + 44 / device["host_optimizer_bandwidth"] + 6 / device["host_bandwidth"]
+    offloaded, on_gpu = steps["deepspeed_zero2_offload.json"], steps["deepspeed_zero2.json"]
+    assert offloaded - on_gpu == pytest.approx(7e9 * moved * device["efficiency"])
+    assert offloaded > 10 * on_gpu  # the host's memory, not HBM, is what a 7B step waits for
