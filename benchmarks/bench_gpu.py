@@ -1,0 +1,445 @@
+"""The GPU path against the hardware's floor: one prepared run for a lent GPU (issue 8, item 3).
+
+    python benchmarks/bench_gpu.py --out results/bench_gpu.json      # on a GPU machine, within --budget 480 s
+    python benchmarks/bench_gpu.py --device cpu --models tiny        # the same code on a CPU, about a minute
+
+On a machine without the project's environment (a lent GPU machine: no network, its own PyTorch),
+`sh benchmarks/gpu_wheels.sh` first, here, and docs/performance.md gives the command to run there.
+
+Random-initialised models of real shapes (nothing downloads): Pythia-160M (texts side by side),
+Pythia-1.4B, and Llama-2-7B's configuration (estimate.KNOWN_MODELS), each trained by the project's
+own engines (train.TorchEngine, train.DeepSpeedEngine, side_by_side.SideBySideEngine) on a chunk of
+45 random tokens (a 32-word text), AdamW with gradient clipping, as config/wikimia.yaml trains:
+
+- torch-fp32, torch-bf16: the torch engine, fp32 and bf16 autocast (fp32 master weights), fused AdamW;
+- zero2-bf16: DeepSpeed ZeRO-2 on the one GPU (config/deepspeed_zero2.json);
+- offload-torch, offload-ds: ZeRO-2 with the optimizer in host memory (ZeRO-Offload,
+  config/deepspeed_zero2_offload.json), stepped by torch's fused AdamW or DeepSpeed's CPU Adam;
+- side-by-side: N texts trained at once (train.parallel_texts) against one at a time.
+
+Each (model, set-up) runs in a process of its own (a DeepSpeed engine or an out-of-memory error
+leaves nothing behind for the next) and reports: the median step time against the step's floor,
+the larger of its memory traffic at the GPU's data-sheet bandwidth (estimate.traffic's bytes a
+parameter; the host's and PCIe's parts under ZeRO-Offload at the rates measured first) and its
+FLOPs at the data-sheet peak; the peak GPU memory; the base restore, the sketch's statistics and
+early stopping's forward pass; and a whole (text, budget 5) as the job runs it (restore, five
+steps, the statistics on the device) against five bare steps. A set-up whose memory, counted as
+the engines allocate it, would not fit the GPU or the host is skipped and says so. Prints a table
+and the set-up that trains a 7B (text, budget) fastest on this GPU; --out keeps every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's paramdelta, installed or not (a lent GPU machine)
+TOKENS = 45  # a 32-word text at ~1.4 tokens a word
+KS = [1, 2, 5, 10, 20, 30, 40, 50]  # config/wikimia.yaml's features.k
+
+# (architecture, config fields): real shapes, random weights.
+PYTHIA_160M = dict(
+    vocab_size=50304,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=2048,
+    rotary_pct=0.25,
+    tie_word_embeddings=False,
+)
+PYTHIA_1_4B = dict(PYTHIA_160M, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192)
+TINY = dict(
+    vocab_size=1024,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=256,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+)
+
+
+def model_shapes() -> dict[str, tuple[str, dict]]:
+    from paramdelta.estimate import KNOWN_MODELS
+
+    kind, fields, _ = KNOWN_MODELS["meta-llama/Llama-2-7b-hf"]
+    return {
+        "tiny": ("gpt_neox", TINY),
+        "pythia-160m": ("gpt_neox", PYTHIA_160M),
+        "pythia-1.4b": ("gpt_neox", PYTHIA_1_4B),
+        "llama-2-7b": (kind, fields),
+    }
+
+
+# set-up -> engine, precision, DeepSpeed JSON, offload_adam, texts side by side
+SETUPS = {
+    "torch-fp32": ("torch", "fp32", None, "torch", 1),
+    "torch-bf16": ("torch", "bf16", None, "torch", 1),
+    "zero2-bf16": ("deepspeed", "bf16", "deepspeed_zero2.json", "torch", 1),
+    "offload-torch": ("deepspeed", "bf16", "deepspeed_zero2_offload.json", "torch", 1),
+    "offload-ds": ("deepspeed", "bf16", "deepspeed_zero2_offload.json", "deepspeed", 1),
+    "side-by-side": ("torch", "bf16", None, "torch", 8),
+}
+# What a default run measures, most wanted first (a run out of time skips the rest): every set-up
+# at 1.4B, texts side by side at 160M, and at 7B the set-ups that can fit one GPU and this host
+# (the others are skipped with the memory they would need).
+DEFAULT_RUNS = [
+    ("pythia-1.4b", "torch-bf16"),
+    ("pythia-1.4b", "zero2-bf16"),
+    ("llama-2-7b", "torch-bf16"),
+    ("llama-2-7b", "zero2-bf16"),
+    ("pythia-1.4b", "offload-ds"),
+    ("llama-2-7b", "offload-ds"),
+    ("pythia-160m", "torch-bf16"),
+    ("pythia-160m", "side-by-side"),
+    ("pythia-1.4b", "torch-fp32"),
+    ("pythia-1.4b", "offload-torch"),
+]
+# Data-sheet HBM bandwidth (bytes/s) and dense bf16 / fp32 peaks (FLOP/s), by a part of the device name.
+DATA_SHEETS = {
+    "H200": (4.8e12, 989e12, 67e12),
+    "H100 NVL": (3.9e12, 835e12, 60e12),
+    "H100 PCIe": (2.0e12, 756e12, 51e12),
+    "H100": (3.35e12, 989e12, 67e12),  # SXM ("H100 80GB HBM3")
+}
+PCIE = 25e9  # host <-> GPU copies, bytes/s (estimate.COST_MODEL's host_bandwidth)
+
+
+def data_sheet(name: str) -> tuple[float, float, float] | None:
+    return next((sheet for part, sheet in DATA_SHEETS.items() if part in name), None)
+
+
+def needed_bytes(setup: str, params: int) -> tuple[float, float]:
+    """(GPU, host) bytes the engines allocate for a model of `params` parameters, before activations:
+    fp32 weights, gradients and AdamW's two moments (16 B/param); bf16 autocast's weight copies
+    (2); ZeRO-2 in bf16 on one GPU: 16-bit weights and gradients, fp32 master, moments and
+    gradient partition (20); ZeRO-Offload: 16-bit weights and gradients on the GPU (4), the fp32
+    master, moments and gradients in host memory (16) beside the base taken there first (4)."""
+    engine, precision, ds, _, width = SETUPS[setup]
+    if engine == "torch":
+        return (16 * width + (2 if precision == "bf16" else 0)) * params, 4 * params * (width == 1)
+    if "offload" in ds:
+        return 4 * params, 20 * params
+    return 20 * params, 4 * params
+
+
+# ---------------------------------------------------------------------------------------------
+# In a child process: one measurement.
+
+
+def probe(device_name: str) -> dict:
+    """The machine: device, its memory, a measured copy bandwidth, the host's AdamW rate."""
+    import torch
+
+    from paramdelta import train
+
+    device = torch.device(device_name)
+    out = {"torch": torch.__version__, "cpus": os.cpu_count(), "host_bytes": _host_bytes()}
+    try:
+        import deepspeed
+
+        out["deepspeed"] = deepspeed.__version__
+    except ImportError:
+        out["deepspeed"] = None
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        out.update(name=properties.name, memory=properties.total_memory, cuda=torch.version.cuda)
+        size = min(4 << 30, properties.total_memory // 8) // 4
+    else:
+        from _machine import cpu_model
+
+        out.update(name=cpu_model(), memory=out["host_bytes"], cuda=None)
+        size = 64 << 20
+    source = torch.empty(size, device=device).normal_()
+    target = torch.empty_like(source)
+    out["copy_bandwidth"] = 2 * 4 * size / _median(lambda: target.copy_(source), 5, device)
+    # The host's fused AdamW (ZeRO-Offload's step without DeepSpeed's op), all the host's threads.
+    weight = torch.nn.Parameter(torch.zeros(50_000_000))
+    weight.grad = torch.randn_like(weight) * 1e-3
+    optimizer = train._make_optimizer([weight], train.Settings())
+    optimizer.step()
+    out["host_adamw_bandwidth"] = 28 * weight.numel() / _median(optimizer.step, 3, torch.device("cpu"))
+    return out
+
+
+def _host_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _median(function, repeats: int, device) -> float:
+    import torch
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    function()
+    sync()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        sync()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure(model_name: str, setup: str, device_name: str, steps: int, texts: int) -> dict:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from paramdelta import deltas, models, train
+
+    engine_kind, precision, ds, offload_adam, width = SETUPS[setup]
+    device = torch.device(device_name)
+    kind, fields = model_shapes()[model_name]
+    config = AutoConfig.for_model(kind, **fields)
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    # Made on the device (random init there takes seconds, on the host of a 7B model minutes);
+    # DeepSpeed takes a module already there.
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config).float()
+    params = sum(p.numel() for p in model.parameters())
+    layers = models.model_layers(model)
+    settings = train.Settings(lr=3e-5, precision=precision, offload_adam=offload_adam, fused=True)
+    if width > 1:
+        from paramdelta.side_by_side import SideBySideEngine
+
+        engine = SideBySideEngine(model, settings, device, width)
+    elif engine_kind == "deepspeed":
+        engine = train.DeepSpeedEngine(
+            model, settings, device, train.deepspeed_config(str(ROOT / "config" / ds), settings)
+        )
+    else:
+        engine = train.TorchEngine(model, settings, device)
+    del model
+    built = time.perf_counter() - started
+    generator = torch.Generator().manual_seed(0)
+    chunks = [torch.randint(0, config.vocab_size, (1, TOKENS), generator=generator) for _ in range(max(texts, width))]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out = {"model": model_name, "setup": setup, "params": params, "build_s": built, "width": width}
+
+    if width > 1:
+        # Texts side by side against one at a time, budget 5: seconds per (text, budget).
+        items = [(f"t{i}", [chunk]) for i, chunk in enumerate(chunks[:width])]
+        summarise = deltas.Summariser(layers, engine.base, KS)
+        engine.train(items[:2], "1", summarise)  # warm-up
+        together = _median(lambda: engine.train(items, "5", summarise), 2, device) / width
+        out.update(text_s=together, texts=width)
+    else:
+        engine.reset()
+        out["restore_s"] = _median(engine.reset, 3, device)
+        lr = settings.lr
+        for chunk in chunks[:3]:  # warm-up: allocations, kernels chosen, moments made
+            engine.step(chunk, lr)
+        out["step_s"] = _median(lambda: engine.step(chunks[0], lr), steps, device)
+        out["eval_s"] = _median(lambda: engine.evaluate(chunks[:1]), 3, device)
+        summarise = deltas.Summariser(layers, engine.base, KS)
+        summarise(engine.named_fp32())  # ||base||^2 per layer, once a job
+        out["stats_s"] = _median(lambda: summarise(engine.named_fp32()), 3, device)
+        # A whole (text, budget 5) as the job runs it: restore, five steps, the statistics.
+        runs = [
+            _median(lambda chunk=chunk: train.train_text(engine, "t", [chunk], "5", settings, summarise), 1, device)
+            for chunk in chunks[:texts]
+        ]
+        out.update(text_s=statistics.median(runs), texts=texts)
+    if device.type == "cuda":
+        out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent: one child per (model, set-up), then the table.
+
+
+def child(arguments: list[str], timeout: float) -> dict:
+    command = [sys.executable, __file__, *arguments]
+    path = [str(ROOT), str(ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
+    except subprocess.TimeoutExpired:
+        return {"error": f"over {timeout:.0f} s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = [line for line in done.stderr.splitlines() if line.strip()][-3:]
+    why = "killed (out of host memory?)" if done.returncode in (-9, 137) else f"exit {done.returncode}"
+    return {"error": f"{why}: {' | '.join(tail)[-300:]}"}
+
+
+def floor_seconds(row: dict, machine: dict) -> tuple[float, str]:
+    """The step's floor: memory traffic at the data-sheet bandwidth (the measured copy rate where
+    the device is not in DATA_SHEETS) and the host's and PCIe's parts under ZeRO-Offload, or the
+    FLOPs at the data-sheet peak, whichever is longer; and which it was."""
+    from paramdelta.estimate import traffic
+
+    engine, precision, ds, _, width = SETUPS[row["setup"]]
+    offload = bool(ds) and "offload" in ds
+    moved = traffic(engine, precision, "adamw", 0.0, 1.0, 1, 2, offload)
+    sheet = data_sheet(machine["name"])
+    bandwidth = sheet[0] if sheet else machine["copy_bandwidth"]
+    p = row["params"] * width
+    memory = (moved["forward_backward"] + moved["optimizer"]) * p / bandwidth
+    memory += moved["host"] * p / machine["host_adamw_bandwidth"] + moved["pcie"] * p / PCIE
+    if sheet is None:
+        return memory, "memory"
+    flops = 6 * p * TOKENS / (sheet[1] if precision == "bf16" else sheet[2])
+    return (memory, "memory") if memory >= flops else (flops, "FLOPs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu to run the same code on a CPU")
+    parser.add_argument(
+        "--models", nargs="*", help="only these models (tiny, pythia-160m, pythia-1.4b, llama-2-7b), every set-up"
+    )
+    parser.add_argument("--setups", nargs="*", help=f"only these set-ups: {', '.join(SETUPS)}")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps a set-up (median)")
+    parser.add_argument("--texts", type=int, default=3, help="(text, budget 5) runs a set-up (median)")
+    parser.add_argument("--timeout", type=float, default=240, help="seconds a set-up may take")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=480,
+        help="seconds for the whole run: set-ups that would start later are skipped",
+    )
+    parser.add_argument("--out", help="write every figure here as JSON")
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "SETUP"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.probe or args.one:
+        result = probe(args.device) if args.probe else measure(*args.one, args.device, args.steps, args.texts)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    started = time.perf_counter()
+    common = ["--device", args.device, "--steps", str(args.steps), "--texts", str(args.texts)]
+    machine = child(["--probe", *common], args.timeout)
+    if "error" in machine:
+        sys.exit(f"bench_gpu: the probe of {args.device} failed: {machine['error']}")
+    sheet = data_sheet(machine["name"])
+    print(
+        f"device: {machine['name']}, {machine['memory'] / 2**30:.0f} GiB; host: {machine['cpus']} CPUs, "
+        f"{machine['host_bytes'] / 2**30:.0f} GiB; torch {machine['torch']}, CUDA {machine['cuda']}, "
+        f"DeepSpeed {machine['deepspeed']}\n"
+        f"copy within the device {machine['copy_bandwidth'] / 1e9:.0f} GB/s (read + write)"
+        + (f", data sheet {sheet[0] / 1e12:.2f} TB/s" if sheet else ", not in the data-sheet table")
+        + f"; the host's fused AdamW {machine['host_adamw_bandwidth'] / 1e9:.0f} GB/s"
+    )
+    runs = [(m, s) for m in args.models for s in SETUPS] if args.models else DEFAULT_RUNS
+    if args.setups:
+        runs = [(m, s) for m, s in runs if s in args.setups]
+    shapes = model_shapes()
+    rows = []
+    print(HEADER)
+    for model_name, setup in runs:
+        params = _count_params(shapes[model_name])
+        gpu, host = needed_bytes(setup, params)
+        capacity = machine["memory"] if args.device == "cuda" else machine["host_bytes"]
+        row = {"model": model_name, "setup": setup, "params": params}
+        left = args.budget - (time.perf_counter() - started)
+        if left < 30:
+            row["skipped"] = f"out of time (--budget {args.budget:.0f} s)"
+        elif args.device == "cuda" and gpu > 0.92 * capacity:
+            row["skipped"] = f"needs ~{gpu / 1e9:.0f} GB of GPU memory, has {capacity / 1e9:.0f}"
+        elif host > 0.85 * machine["host_bytes"]:
+            row["skipped"] = f"needs ~{host / 1e9:.0f} GB of host memory, has {machine['host_bytes'] / 1e9:.0f}"
+        else:
+            row.update(child(["--one", model_name, setup, *common], min(args.timeout, left)))
+        rows.append(row)
+        print(_line(row, machine), flush=True)
+
+    print("\n".join(_summary(rows, machine, shapes)))
+    print(f"wall time {time.perf_counter() - started:.0f} s")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+
+
+def _count_params(shape: tuple[str, dict]) -> int:
+    """Parameters of a model shape, made on the meta device (nothing allocated)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(shape[0], **shape[1]))
+    return sum(p.numel() for p in model.parameters())
+
+
+HEADER = (
+    f"{'model':<12} {'set-up':<14} {'params':>7} {'step ms':>9} {'floor ms':>9} {'/floor':>7} {'peak GB':>8} "
+    f"{'restore':>8} {'stats':>8} {'es eval':>8} {'text,5 ms':>10} {'/5 steps':>9}\n"
+    "(restore, stats, es eval: ms; text,5: a (text, budget 5) as the job runs it; /5 steps: against five steps)"
+)
+
+
+def _line(row: dict, machine: dict) -> str:
+    size = f"{row['params'] / 1e9:.2f}B" if row["params"] >= 1e9 else f"{row['params'] / 1e6:.1f}M"
+    head = f"{row['model']:<12} {row['setup']:<14} {size:>7}"
+    if "skipped" in row:
+        return f"{head}  skipped: {row['skipped']}"
+    if "error" in row:
+        return f"{head}  failed: {row['error']}"
+    peak = f"{row['peak_gpu_bytes'] / 1e9:8.1f}" if "peak_gpu_bytes" in row else f"{'-':>8}"
+    if row["width"] > 1:
+        blank = f"{'':>9} {'':>9} {'':>7}"
+        return (
+            f"{head} {blank} {peak} {'':>8} {'':>8} {'':>8} {row['text_s'] * 1e3:10.1f}  ({row['width']} side by side)"
+        )
+    floor, bound = floor_seconds(row, machine)
+    ms = [f"{row[key] * 1e3:8.1f}" for key in ("restore_s", "stats_s", "eval_s")]
+    return (
+        f"{head} {row['step_s'] * 1e3:9.1f} {floor * 1e3:9.1f} {row['step_s'] / floor:6.2f}x {peak} {' '.join(ms)} "
+        f"{row['text_s'] * 1e3:10.1f} {row['text_s'] / (5 * row['step_s']):8.2f}x  ({bound} bound)"
+    )
+
+
+def _summary(rows: list[dict], machine: dict, shapes: dict) -> list[str]:
+    """Texts side by side against one at a time; each set-up's step and (text, budget 5) scaled
+    to 7B by its parameters (the steps are memory-bound: linear in the parameters), beside the
+    7B rows that ran; the fastest (text, budget 5) of the largest model that ran."""
+    out = [""]
+    alone = {r["model"]: r for r in rows if "text_s" in r and r["setup"] == "torch-bf16"}
+    for r in rows:
+        if "text_s" in r and r["width"] > 1 and r["model"] in alone:
+            one = alone[r["model"]]["text_s"]
+            out.append(
+                f"{r['model']}: {r['width']} texts side by side {1 / r['text_s']:.1f} texts/s against "
+                f"{1 / one:.1f} one at a time ({one / r['text_s']:.2f}x), budget 5"
+            )
+    seven = _count_params(shapes["llama-2-7b"])
+    for r in rows:
+        if "step_s" in r and 1e9 <= r["params"] < seven / 2:  # below 1B a step's fixed costs weigh in
+            scale = seven / r["params"]
+            out.append(
+                f"{r['setup']} scaled from {r['model']} to 7B (x{scale:.1f}, not measured at 7B): "
+                f"{r['step_s'] * scale * 1e3:.0f} ms a step, {r['text_s'] * scale:.2f} s a (text, budget 5)"
+            )
+    measured = [r for r in rows if "text_s" in r and r["width"] == 1]
+    if measured:
+        largest = max(r["params"] for r in measured)
+        best = min((r for r in measured if r["params"] == largest), key=lambda r: r["text_s"])
+        out.append(
+            f"fastest measured for {best['model']} on one {machine['name']}: {best['setup']}, "
+            f"{best['text_s']:.2f} s a (text, budget 5)"
+        )
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The prepared GPU benchmark (benchmarks/bench_gpu.py) runs every set-up end to end on a CPU with
+a tiny model, so that a lent GPU's few minutes are not spent finding a crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_every_setup_runs_on_a_cpu(tmp_path):
+    pytest.importorskip("deepspeed")
+    out = tmp_path / "bench_gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--models", "tiny"]
+        + ["--steps", "2", "--texts", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {row["setup"]: row for row in json.loads(out.read_text())["rows"]}
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_gpu import SETUPS
+
+    assert set(rows) == set(SETUPS)
+    for setup, row in rows.items():
+        assert "error" not in row and "skipped" not in row, (setup, row)
+        assert row["text_s"] > 0
+        if row["width"] == 1:  # a step, and what a job does around the steps of a text
+            assert all(row[key] > 0 for key in ("step_s", "restore_s", "stats_s", "eval_s")), setup
+    assert "texts side by side" in done.stdout and "fastest measured for tiny" in done.stdout
