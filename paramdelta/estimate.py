@@ -554,17 +554,25 @@ def es_epochs(config: dict, override: int | None = None) -> tuple[int, int]:
     return max(min(cap, train["patience"] + 1), min(cap, expected)), cap
 
 
+def _deepspeed_json(config: dict) -> dict:
+    """train.deepspeed_config, read as the workflow finds it (inputs.deepspeed_path); {} where it
+    cannot be read (the workflow's own checks say why before any job runs)."""
+    from paramdelta.inputs import deepspeed_path
+
+    try:
+        parsed = json.loads(deepspeed_path(config, Path(__file__).resolve().parent.parent).read_text())
+    except (OSError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
 def _zero_stage(config: dict, slug: str) -> int:
     stage = config["models"][slug].get("zero_stage")
     if stage is not None:
         return stage
-    path = Path(config["train"]["deepspeed_config"])
-    if not path.exists():
-        path = Path(__file__).resolve().parent.parent / path
-    try:
-        return int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
-    except (OSError, ValueError):
-        return 2
+    parsed = _deepspeed_json(config)
+    # DeepSpeed's own default is stage 0; a JSON that cannot be read is priced as the shipped ZeRO-2.
+    return int((parsed.get("zero_optimization") or {}).get("stage", 0)) if parsed else 2
 
 
 def _offloads(config: dict, slug: str) -> bool:
@@ -572,15 +580,7 @@ def _offloads(config: dict, slug: str) -> bool:
     from paramdelta.config import offloads_optimizer
 
     engine = config["models"][slug].get("engine") or config["train"]["engine"]
-    if engine != "deepspeed":
-        return False
-    path = Path(config["train"]["deepspeed_config"])
-    if not path.exists():
-        path = Path(__file__).resolve().parent.parent / path
-    try:
-        return offloads_optimizer(json.loads(path.read_text()))
-    except (OSError, ValueError, AttributeError):
-        return False
+    return engine == "deepspeed" and offloads_optimizer(_deepspeed_json(config))
 
 
 def _engine(config: dict, slug: str) -> tuple[str, int, int]:
