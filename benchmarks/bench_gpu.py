@@ -177,22 +177,49 @@ def _host_bytes() -> int:
     return 0
 
 
-def _median(function, repeats: int, device) -> float:
+def _sync(device) -> None:
     import torch
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
+
+def _median(function, repeats: int, device) -> float:
     function()
-    sync()
+    _sync(device)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         function()
-        sync()
+        _sync(device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def _phases(engine, chunk, settings, steps: int, device) -> tuple[float, float]:
+    """The torch engine's step in two: forward + backward, then clipping + the optimizer (medians)."""
+    import torch
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16" else None
+    chunk = chunk.to(device)
+    params = list(engine.params.values())
+    first, second = [], []
+    for _ in range(steps + 1):  # the first is a warm-up
+        engine.optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        started = time.perf_counter()
+        with autocast or torch.autocast(device.type, enabled=False):
+            loss = engine.model(input_ids=chunk, labels=chunk).loss
+        loss.backward()
+        _sync(device)
+        middle = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        engine.optimizer.step()
+        _sync(device)
+        first.append(middle - started)
+        second.append(time.perf_counter() - middle)
+    engine.optimizer.zero_grad(set_to_none=True)
+    return statistics.median(first[1:]), statistics.median(second[1:])
 
 
 def measure(model_name: str, setup: str, device_name: str, steps: int, texts: int) -> dict:
@@ -247,6 +274,8 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
             engine.step(chunk, lr)
         out["step_s"] = _median(lambda: engine.step(chunks[0], lr), steps, device)
         out["eval_s"] = _median(lambda: engine.evaluate(chunks[:1]), 3, device)
+        if engine_kind == "torch":
+            out["forward_backward_s"], out["optimizer_s"] = _phases(engine, chunks[0], settings, steps, device)
         summarise = deltas.Summariser(layers, engine.base, KS)
         summarise(engine.named_fp32())  # ||base||^2 per layer, once a job
         out["stats_s"] = _median(lambda: summarise(engine.named_fp32()), 3, device)
@@ -281,24 +310,29 @@ def child(arguments: list[str], timeout: float) -> dict:
     return {"error": f"{why}: {' | '.join(tail)[-300:]}"}
 
 
-def floor_seconds(row: dict, machine: dict) -> tuple[float, str]:
-    """The step's floor: memory traffic at the data-sheet bandwidth (the measured copy rate where
-    the device is not in DATA_SHEETS) and the host's and PCIe's parts under ZeRO-Offload, or the
-    FLOPs at the data-sheet peak, whichever is longer; and which it was."""
+def floors(row: dict, machine: dict) -> dict[str, float]:
+    """The step's floor by phase, in seconds: forward + backward, the longer of its memory traffic
+    at the data-sheet bandwidth (the measured copy rate where the device is not in DATA_SHEETS)
+    and its FLOPs at the data-sheet peak; the update (clipping, AdamW, ZeRO's copies), its
+    traffic, with the host's and PCIe's parts under ZeRO-Offload. estimate.traffic's bytes."""
     from paramdelta.estimate import traffic
 
     engine, precision, ds, _, width = SETUPS[row["setup"]]
-    offload = bool(ds) and "offload" in ds
-    moved = traffic(engine, precision, "adamw", 0.0, 1.0, 1, 2, offload)
+    moved = traffic(engine, precision, "adamw", 0.0, 1.0, 1, 2, bool(ds) and "offload" in ds)
     sheet = data_sheet(machine["name"])
     bandwidth = sheet[0] if sheet else machine["copy_bandwidth"]
     p = row["params"] * width
-    memory = (moved["forward_backward"] + moved["optimizer"]) * p / bandwidth
-    memory += moved["host"] * p / machine["host_adamw_bandwidth"] + moved["pcie"] * p / PCIE
-    if sheet is None:
-        return memory, "memory"
-    flops = 6 * p * TOKENS / (sheet[1] if precision == "bf16" else sheet[2])
-    return (memory, "memory") if memory >= flops else (flops, "FLOPs")
+    forward_backward = moved["forward_backward"] * p / bandwidth
+    flops = 6 * p * TOKENS / (sheet[1] if precision == "bf16" else sheet[2]) if sheet else 0.0
+    update = moved["optimizer"] * p / bandwidth
+    update += moved["host"] * p / machine["host_adamw_bandwidth"] + moved["pcie"] * p / PCIE
+    return {
+        "forward_backward": max(forward_backward, flops),
+        "update": update,
+        "step": max(forward_backward, flops) + update,
+        "roofline": forward_backward + update,  # the estimate's memory term, without the FLOPs
+        "flop_bound": flops > forward_backward,
+    }
 
 
 def main() -> None:
@@ -401,12 +435,19 @@ def _line(row: dict, machine: dict) -> str:
         return (
             f"{head} {blank} {peak} {'':>8} {'':>8} {'':>8} {row['text_s'] * 1e3:10.1f}  ({row['width']} side by side)"
         )
-    floor, bound = floor_seconds(row, machine)
+    floor = floors(row, machine)
     ms = [f"{row[key] * 1e3:8.1f}" for key in ("restore_s", "stats_s", "eval_s")]
-    return (
-        f"{head} {row['step_s'] * 1e3:9.1f} {floor * 1e3:9.1f} {row['step_s'] / floor:6.2f}x {peak} {' '.join(ms)} "
-        f"{row['text_s'] * 1e3:10.1f} {row['text_s'] / (5 * row['step_s']):8.2f}x  ({bound} bound)"
+    line = (
+        f"{head} {row['step_s'] * 1e3:9.1f} {floor['step'] * 1e3:9.1f} {row['step_s'] / floor['step']:6.2f}x {peak} "
+        f"{' '.join(ms)} {row['text_s'] * 1e3:10.1f} {row['text_s'] / (5 * row['step_s']):8.2f}x"
     )
+    if "optimizer_s" in row:
+        line += (
+            f"\n{'':<35}forward+backward {row['forward_backward_s'] * 1e3:.1f} ms (floor "
+            f"{floor['forward_backward'] * 1e3:.1f}, {'FLOPs' if floor['flop_bound'] else 'memory'}), "
+            f"clip+AdamW {row['optimizer_s'] * 1e3:.1f} ms (floor {floor['update'] * 1e3:.1f})"
+        )
+    return line
 
 
 def _summary(rows: list[dict], machine: dict, shapes: dict) -> list[str]:
@@ -430,6 +471,7 @@ def _summary(rows: list[dict], machine: dict, shapes: dict) -> list[str]:
                 f"{r['setup']} scaled from {r['model']} to 7B (x{scale:.1f}, not measured at 7B): "
                 f"{r['step_s'] * scale * 1e3:.0f} ms a step, {r['text_s'] * scale:.2f} s a (text, budget 5)"
             )
+    out += _estimate_factors(rows, machine)
     measured = [r for r in rows if "text_s" in r and r["width"] == 1]
     if measured:
         largest = max(r["params"] for r in measured)
@@ -439,6 +481,28 @@ def _summary(rows: list[dict], machine: dict, shapes: dict) -> list[str]:
             f"{best['text_s']:.2f} s a (text, budget 5)"
         )
     return out
+
+
+def _estimate_factors(rows: list[dict], machine: dict) -> list[str]:
+    """paramdelta.estimate's device factors as these rows measure them: its step is efficiency x
+    the roofline + a fixed cost, so two sizes under the torch engine in bf16 (160M and 1.4B)
+    give both; the statistics' rate from the 1.4B row; copies from the probe."""
+    bf16 = sorted((r for r in rows if r["setup"] == "torch-bf16" and "step_s" in r), key=lambda r: r["params"])
+    if not bf16:
+        return []
+    large = bf16[-1]
+    line = f"for estimate.COST_MODEL's entry of this device (torch engine, bf16): copy_bandwidth {machine['copy_bandwidth']:.3g}"
+    line += f", stats_elements_per_s {large['params'] / large['stats_s']:.3g} (from {large['model']})"
+    roof = {r["model"]: floors(r, machine)["step"] for r in bf16}
+    if len(bf16) > 1 and roof[large["model"]] > roof[bf16[0]["model"]]:
+        small = bf16[0]
+        efficiency = (large["step_s"] - small["step_s"]) / (roof[large["model"]] - roof[small["model"]])
+        overhead = small["step_s"] - efficiency * roof[small["model"]]
+        line += f", efficiency {efficiency:.3g} and step_overhead_s {overhead:.3g} (from {small['model']} and {large['model']})"
+        line += f", eval_overhead_s about {small['eval_s']:.3g} ({small['model']}'s whole forward pass)"
+    else:
+        line += f", efficiency {large['step_s'] / roof[large['model']]:.3g} (step / roofline, fixed cost included)"
+    return [line]
 
 
 if __name__ == "__main__":
