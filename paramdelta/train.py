@@ -351,6 +351,19 @@ def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = Non
     return config
 
 
+def deepspeed_state_to_come(settings: Settings, config: dict, fp32_bytes: int, world_size: int) -> float:
+    """Device bytes a DeepSpeed ZeRO optimizer allocates at its first step, after
+    deepspeed.initialize (deepspeed 0.19 makes the moments lazily, and each step this rank's
+    fp32 gradient partition): the gradient partition and the moments (AdamW two, SGD with
+    momentum one) of this rank's shard of `fp32_bytes`; none when they live in host memory
+    (ZeRO-Offload). Without it, a base moved to the device after initialize fits there only
+    until the first step: a 7B model under ZeRO-2 on two 80 GB GPUs would run out of memory."""
+    if offloads_optimizer(config):
+        return 0.0
+    moments = 2 if settings.optimizer == "adamw" else int(settings.momentum > 0)
+    return (1 + moments) * fp32_bytes / world_size
+
+
 class DeepSpeedEngine:
     """DeepSpeed ZeRO: the optimizer holds the fp32 master weights (model weights may be bf16).
 
@@ -390,10 +403,13 @@ class DeepSpeedEngine:
         self.zero_stage = self.engine.zero_optimization_stage()
         self.params = dict(self.engine.module.named_parameters())
         self.device = self.engine.device
-        # The training state is allocated by now: the base moves to the device if it fits
-        # there too (restores and statistics then never cross PCIe). A best state is kept
-        # on the host (`keep`), or only its statistics.
-        if _spare_bytes(self.device) > _fp32_bytes(self.base.values()):
+        # The base moves to the device if it fits there beside the training state (restores
+        # and statistics then never cross PCIe), counting what the optimizer allocates only
+        # at its first step. A best state is kept on the host (`keep`), or only its statistics.
+        base_bytes = _fp32_bytes(self.base.values())
+        to_come = deepspeed_state_to_come(settings, config, base_bytes, self.world_size)
+        self.base_on_device = _spare_bytes(self.device) > base_bytes + to_come
+        if self.base_on_device:
             self.base = {name: t.to(self.device) for name, t in self.base.items()}
         self.copy_on_device = False
         # The loss scaler as it starts (fp16: scale, hysteresis, overflow counters; a fixed

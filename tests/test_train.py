@@ -415,7 +415,19 @@ def test_settings_from_config():
 # ---------------------------------------------------------------- DeepSpeed
 
 
-def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts):
+def test_deepspeed_state_to_come_counts_the_first_steps_allocations():
+    """What a DeepSpeed optimizer allocates at its first step, on the device, for a rank's shard."""
+    zero2 = {"zero_optimization": {"stage": 2}}
+    offload = {"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}
+    adamw, sgd = train.Settings(), train.Settings(optimizer="sgd", momentum=0.9)
+    # The fp32 gradient partition and two moments of half the model: 3 x 4 bytes / 2 ranks.
+    assert train.deepspeed_state_to_come(adamw, zero2, 4_000, 2) == 6_000
+    assert train.deepspeed_state_to_come(sgd, zero2, 4_000, 1) == 8_000
+    assert train.deepspeed_state_to_come(train.Settings(optimizer="sgd", momentum=0.0), zero2, 4_000, 1) == 4_000
+    assert train.deepspeed_state_to_come(adamw, offload, 4_000, 1) == 0  # in host memory
+
+
+def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatch):
     """All DeepSpeed checks in one test: torch.distributed is initialised once per process."""
     pytest.importorskip("deepspeed")
     settings = train.Settings(lr=1e-3)
@@ -468,6 +480,14 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts):
     offloaded = train.DeepSpeedEngine(load_tiny(), settings, CPU, offload_config)
     b_offloaded = train.train_text(offloaded, "b", texts[1], "3", settings)
     assert _max_diff(b_offloaded.after, b_torch.after) < 1e-6
+
+    # The base goes to the device only where it fits beside what the optimizer makes at its
+    # first step (one rank, AdamW: the gradient partition and two moments, 12 bytes a parameter).
+    n = sum(t.numel() for t in engine.base.values())
+    for spare, fits in ((16 * n - 1, False), (16 * n + 1, True)):
+        monkeypatch.setattr(train, "_spare_bytes", lambda device, spare=spare: spare)
+        assert train.DeepSpeedEngine(load_tiny(), settings, CPU, config).base_on_device is fits
+    monkeypatch.undo()
 
     # The offloaded optimizer stepped by DeepSpeed's CPU Adam (train.offload_adam): the same
     # deltas within float rounding, and each text from the exact base and a fresh state.
