@@ -310,7 +310,7 @@ def child(arguments: list[str], timeout: float) -> dict:
     return {"error": f"{why}: {' | '.join(tail)[-300:]}"}
 
 
-def floors(row: dict, machine: dict) -> dict[str, float]:
+def floors(row: dict, machine: dict) -> dict:
     """The step's floor by phase, in seconds: forward + backward, the longer of its memory traffic
     at the data-sheet bandwidth (the measured copy rate where the device is not in DATA_SHEETS)
     and its FLOPs at the data-sheet peak; the update (clipping, AdamW, ZeRO's copies), its
@@ -329,8 +329,7 @@ def floors(row: dict, machine: dict) -> dict[str, float]:
     return {
         "forward_backward": max(forward_backward, flops),
         "update": update,
-        "step": max(forward_backward, flops) + update,
-        "roofline": forward_backward + update,  # the estimate's memory term, without the FLOPs
+        "step": max(forward_backward, flops) + update,  # as estimate.step_seconds counts it
         "flop_bound": flops > forward_backward,
     }
 
