@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -87,6 +88,8 @@ SETUPS = {
     "offload-torch": ("deepspeed", "bf16", "deepspeed_zero2_offload.json", "torch", 1),
     "offload-ds": ("deepspeed", "bf16", "deepspeed_zero2_offload.json", "deepspeed", 1),
     "side-by-side": ("torch", "bf16", None, "torch", 8),
+    # The training job itself (measure_job): the torch engine in bf16, as a workflow rule runs it.
+    "job-bf16": ("torch", "bf16", None, "torch", 1),
 }
 # What a default run measures, most wanted first (a run out of time skips the rest): every set-up
 # at 1.4B, texts side by side at 160M, and at 7B the set-ups that can fit one GPU and this host
@@ -100,6 +103,7 @@ DEFAULT_RUNS = [
     ("llama-2-7b", "offload-ds"),
     ("pythia-160m", "torch-bf16"),
     ("pythia-160m", "side-by-side"),
+    ("pythia-1.4b", "job-bf16"),
     ("pythia-1.4b", "torch-fp32"),
     ("pythia-1.4b", "offload-torch"),
 ]
@@ -124,6 +128,8 @@ def needed_bytes(setup: str, params: int) -> tuple[float, float]:
     gradient partition (20); ZeRO-Offload: 16-bit weights and gradients on the GPU (4), the fp32
     master, moments and gradients in host memory (16) beside the base taken there first (4)."""
     engine, precision, ds, _, width = SETUPS[setup]
+    if setup == "job-bf16":  # the job loads the checkpoint into host memory first
+        return 18 * params, 8 * params
     if engine == "torch":
         return (16 * width + (2 if precision == "bf16" else 0)) * params, 4 * params * (width == 1)
     if "offload" in ds:
@@ -222,7 +228,80 @@ def _phases(engine, chunk, settings, steps: int, device) -> tuple[float, float]:
     return statistics.median(first[1:]), statistics.median(second[1:])
 
 
+def measure_job(model_name: str, device_name: str, texts: int) -> dict:
+    """The training job as a workflow rule runs it, `python -m paramdelta.train_job SPEC.json`: the
+    model saved as a Hugging Face directory in bf16 (as hub checkpoints are) with a locally trained
+    tokenizer, a data set table of 32-word texts, budget 5, a sketch store written. Jobs of one
+    text (twice: the faster, the first pays for cold caches) and of `texts` texts (at least 5),
+    each timed whole, give the job's start (process, imports, the checkpoint loaded, the engine)
+    and the cost of each further (text, budget 5)."""
+    import tempfile
+
+    import pandas as pd
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from paramdelta import config, corpus, data, target
+
+    texts = max(5, texts)
+    kind, fields = model_shapes()[model_name]
+    documents = corpus.generate_corpus(400, 0)
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-job-") as scratch:
+        root = Path(scratch)
+        torch.manual_seed(0)
+        with torch.device(device_name):
+            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kind, **fields))
+        params = sum(p.numel() for p in model.parameters())
+        target.save(model.to(torch.bfloat16), target.train_tokenizer(documents, 1000), root / "model")
+        del model
+        words = [" ".join(document.split()[:32]) for document in documents[: texts + 1]]
+        ids = [data.text_id(text) for text in words]
+        table = root / "texts.parquet"
+        pd.DataFrame({"text_id": ids, "text": words, "label": [i % 2 for i in range(len(words))]}).to_parquet(table)
+        seconds = {}
+        for run, (n, chosen) in enumerate(((1, ids[:1]), (texts, ids[1:]), (1, ids[:1]))):
+            spec = {
+                "texts": chosen,
+                "dataset_table": str(table),
+                "model_path": str(root / "model"),
+                "engine": "torch",
+                "train": config.fill_defaults({"train": {"precision": "bf16", "device": device_name}})["train"],
+                "policy": "sketch",
+                "snapshot_dtype": "float32",
+                "ks": KS,
+                "model": model_name,
+                "dataset": "bench",
+                "budget": "5",
+                "output": str(root / f"job-{run}.zarr"),
+                "threads": os.cpu_count(),
+                "device": device_name,
+            }
+            (root / f"job-{run}.json").write_text(json.dumps(spec))
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "paramdelta.train_job", str(root / f"job-{run}.json")],
+                capture_output=True,
+                text=True,
+            )
+            seconds[n] = min(seconds.get(n, math.inf), time.perf_counter() - started)
+            if done.returncode != 0:
+                raise RuntimeError(f"the training job of {n} text(s) failed: {done.stderr[-1500:]}")
+    per_text = (seconds[texts] - seconds[1]) / (texts - 1)
+    return {
+        "model": model_name,
+        "setup": "job-bf16",
+        "params": params,
+        "width": 1,
+        "texts": texts,
+        "job_s": seconds[texts],
+        "job_start_s": seconds[1] - per_text,
+        "job_text_s": per_text,
+    }
+
+
 def measure(model_name: str, setup: str, device_name: str, steps: int, texts: int) -> dict:
+    if setup == "job-bf16":
+        return measure_job(model_name, device_name, texts)
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -428,6 +507,11 @@ def _line(row: dict, machine: dict) -> str:
         return f"{head}  skipped: {row['skipped']}"
     if "error" in row:
         return f"{head}  failed: {row['error']}"
+    if "job_start_s" in row:
+        return (
+            f"{head}  python -m paramdelta.train_job: {row['job_start_s']:.1f} s to start (imports, load, engine), "
+            f"then {row['job_text_s'] * 1e3:.0f} ms a (text, budget 5); {row['texts']} texts in {row['job_s']:.1f} s"
+        )
     peak = f"{row['peak_gpu_bytes'] / 1e9:8.1f}" if "peak_gpu_bytes" in row else f"{'-':>8}"
     if row["width"] > 1:
         blank = f"{'':>9} {'':>9} {'':>7}"
@@ -471,7 +555,7 @@ def _summary(rows: list[dict], machine: dict, shapes: dict) -> list[str]:
                 f"{r['step_s'] * scale * 1e3:.0f} ms a step, {r['text_s'] * scale:.2f} s a (text, budget 5)"
             )
     out += _estimate_factors(rows, machine)
-    measured = [r for r in rows if "text_s" in r and r["width"] == 1]
+    measured = [r for r in rows if "step_s" in r]
     if measured:
         largest = max(r["params"] for r in measured)
         best = min((r for r in measured if r["params"] == largest), key=lambda r: r["text_s"])
@@ -501,6 +585,9 @@ def _estimate_factors(rows: list[dict], machine: dict) -> list[str]:
         line += f", eval_overhead_s about {small['eval_s']:.3g} ({small['model']}'s whole forward pass)"
     else:
         line += f", efficiency {large['step_s'] / roof[large['model']]:.3g} (step / roofline, fixed cost included)"
+    jobs = [r for r in rows if "job_start_s" in r]
+    if jobs:
+        line += f", job_start_s {jobs[0]['job_start_s']:.3g} ({jobs[0]['model']}'s bf16 checkpoint from local disk)"
     return [line]
 
 

@@ -16,11 +16,11 @@ pinned() { grep -h "^$1==" envs/train.txt; }
 # needs (CPU Adam) compile on first use where they run.
 DS_BUILD_OPS=0 .venv/bin/pip wheel -q --no-deps --no-build-isolation -w .whl "$(pinned deepspeed)"
 # The project's transformers (the image's is older; its hub client is recent enough for it), the
-# config schema's jsonschema, what DeepSpeed and they import that the image lacks or may hold too
-# old (regex, typing-extensions): the versions of this checkout's .venv.
+# config schema's jsonschema, zarr for the training job's store, and what DeepSpeed and they import
+# that the image lacks or may hold too old (regex, typing-extensions): this checkout's versions.
 .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-  "$(pinned transformers)" "$(pinned jsonschema)" \
-  $(.venv/bin/pip freeze | grep -E '^(jsonschema-specifications|referencing|rpds-py|hjson|pydantic|pydantic_core|annotated-types|typing-inspection|typing_extensions|regex)==')
+  "$(pinned transformers)" "$(pinned jsonschema)" "$(pinned zarr)" \
+  $(.venv/bin/pip freeze | grep -E '^(jsonschema-specifications|referencing|rpds-py|hjson|pydantic|pydantic_core|annotated-types|typing-inspection|typing_extensions|regex|numcodecs|donfig|google-crc32c)==')
 ls -l .whl
 du -sh .whl
