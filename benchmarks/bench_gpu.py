@@ -45,39 +45,26 @@ sys.path.insert(0, str(ROOT))  # the checkout's paramdelta, installed or not (a 
 TOKENS = 45  # a 32-word text at ~1.4 tokens a word
 KS = [1, 2, 5, 10, 20, 30, 40, 50]  # config/wikimia.yaml's features.k
 
-# (architecture, config fields): real shapes, random weights.
-PYTHIA_160M = dict(
-    vocab_size=50304,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    max_position_embeddings=2048,
-    rotary_pct=0.25,
-    tie_word_embeddings=False,
-)
-PYTHIA_1_4B = dict(PYTHIA_160M, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192)
-TINY = dict(
-    vocab_size=1024,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=256,
-    max_position_embeddings=256,
-    tie_word_embeddings=False,
-)
-
 
 def model_shapes() -> dict[str, tuple[str, dict]]:
+    """(architecture, config fields) by name: real shapes (random weights), the Pythia suite's
+    sizes made from Pythia-6.9B's configuration in estimate.KNOWN_MODELS, and a tiny one."""
     from paramdelta.estimate import KNOWN_MODELS
 
-    kind, fields, _ = KNOWN_MODELS["meta-llama/Llama-2-7b-hf"]
-    return {
-        "tiny": ("gpt_neox", TINY),
-        "pythia-160m": ("gpt_neox", PYTHIA_160M),
-        "pythia-1.4b": ("gpt_neox", PYTHIA_1_4B),
-        "llama-2-7b": (kind, fields),
+    llama, llama_fields, _ = KNOWN_MODELS["meta-llama/Llama-2-7b-hf"]
+    pythia, pythia_fields, _ = KNOWN_MODELS["EleutherAI/pythia-6.9b"]
+    sizes = {
+        "tiny": dict(
+            vocab_size=1024, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256
+        ),
+        "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
+        "pythia-1.4b": dict(vocab_size=50304, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16),
     }
+    shapes = {
+        name: (pythia, {**pythia_fields, **size, "intermediate_size": 4 * size["hidden_size"]})
+        for name, size in sizes.items()
+    }
+    return {**shapes, "llama-2-7b": (llama, llama_fields)}
 
 
 # set-up -> engine, precision, DeepSpeed JSON, offload_adam, texts side by side
@@ -258,6 +245,7 @@ def measure_job(model_name: str, device_name: str, texts: int) -> dict:
         ids = [data.text_id(text) for text in words]
         table = root / "texts.parquet"
         pd.DataFrame({"text_id": ids, "text": words, "label": [i % 2 for i in range(len(words))]}).to_parquet(table)
+        train = config.fill_defaults({"train": {"precision": "bf16", "device": device_name}})["train"]
         seconds = {}
         for run, (n, chosen) in enumerate(((1, ids[:1]), (texts, ids[1:]), (1, ids[:1]))):
             spec = {
@@ -265,7 +253,7 @@ def measure_job(model_name: str, device_name: str, texts: int) -> dict:
                 "dataset_table": str(table),
                 "model_path": str(root / "model"),
                 "engine": "torch",
-                "train": config.fill_defaults({"train": {"precision": "bf16", "device": device_name}})["train"],
+                "train": train,
                 "policy": "sketch",
                 "snapshot_dtype": "float32",
                 "ks": KS,

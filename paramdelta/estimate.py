@@ -35,6 +35,7 @@ row of the job's arrays; delta/full a group of tensors per text).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import warnings
@@ -559,8 +560,20 @@ def _deepspeed_json(config: dict) -> dict:
     cannot be read (the workflow's own checks say why before any job runs)."""
     from paramdelta.inputs import deepspeed_path
 
+    path = deepspeed_path(config, Path(__file__).resolve().parent.parent)
     try:
-        parsed = json.loads(deepspeed_path(config, Path(__file__).resolve().parent.parent).read_text())
+        changed = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return _read_json_object(str(path), changed)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_json_object(path: str, changed: int) -> dict:
+    # Read once (per version of the file): the step of every chunk of every text asks for the
+    # ZeRO stage and the offload.
+    try:
+        parsed = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
