@@ -84,7 +84,8 @@ def layer_stats(
             if name not in owner:
                 continue
             i = owner[name]
-            base = None if before is None else before[name].to(tensor.device, torch.float32)
+            # Asynchronous from page-locked host memory (a GPU job whose base stays on the host).
+            base = None if before is None else before[name].to(tensor.device, torch.float32, non_blocking=True)
             if _numpy_path(tensor):
                 # The delta is written straight into the layer's part of a float32 buffer: no torch
                 # temporary, and no concatenation of the layer's tensors afterwards.

@@ -4,6 +4,7 @@ of whole states under early stopping, and several texts trained side by side."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -136,3 +137,41 @@ def test_layer_stats_from_a_stream_equal_from_a_mapping(load_tiny):
         np.testing.assert_array_equal(whole[name], streamed[name])
     with pytest.raises(ValueError, match="no parameters for layers"):
         deltas.layer_stats(layers, before, iter(list(after.items())[1:]), KS)
+
+
+def test_base_in_host_memory_gives_the_same_runs(load_tiny, chunked, monkeypatch):
+    """With no room on the device beside the training state, the torch engine keeps the base in
+    (page-locked, on a GPU) host memory and restores it from there: the same runs, each text
+    from the exact base."""
+    settings = train.Settings(lr=1e-3)
+    on_device = train.TorchEngine(load_tiny(), settings, CPU)
+    n = sum(p.numel() for p in on_device.params.values())
+    # AdamW: gradients and two moments (12 bytes a parameter) and the base (4) must fit.
+    monkeypatch.setattr(train, "_spare_bytes", lambda device: 16 * n - 1)
+    on_host = train.TorchEngine(load_tiny(), settings, CPU)
+    assert on_device.base_on_device and not on_host.base_on_device and not on_host.copy_on_device
+    for text_id, chunks in chunked[:2] + chunked[:1]:
+        a = train.train_text(on_device, text_id, chunks, "3", settings)
+        b = train.train_text(on_host, text_id, chunks, "3", settings)
+        assert all(torch.equal(a.after[name], b.after[name]) for name in a.after)
+
+
+def test_host_copy_without_pinned_memory_is_pageable():
+    """Page-locked host copies need an accelerator: without one the copy is pageable, with one
+    warning a process, and the same values in fp32, in memory of its own."""
+    source = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    train._PINNING_FAILED = False
+    try:
+        if torch.cuda.is_available():
+            pytest.skip("pinning works here")
+        with pytest.warns(UserWarning, match="pageable"):
+            first = train._host_copy(source, pin=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            second = train._host_copy(source, pin=True)
+        assert not caught  # one warning a process
+    finally:
+        train._PINNING_FAILED = False
+    for copy in (first, second):
+        assert copy.dtype == torch.float32 and copy.device.type == "cpu" and not copy.is_pinned()
+        assert torch.equal(copy, source.float()) and copy.data_ptr() != source.data_ptr()
