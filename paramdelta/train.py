@@ -18,7 +18,6 @@ import datetime
 import json
 import math
 import os
-import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -345,10 +344,9 @@ def init_distributed_single_process() -> None:
     import deepspeed
 
     if "RANK" not in os.environ:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        # Port 0: the one process's store listens on a port the system picks as it binds. A port
+        # found free first and bound later can be taken in between by another job on the node.
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="0", RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
