@@ -101,7 +101,7 @@ DATA_SHEETS = {
     "H100 PCIe": (2.0e12, 756e12, 51e12),
     "H100": (3.35e12, 989e12, 67e12),  # SXM ("H100 80GB HBM3")
 }
-PCIE = 25e9  # host <-> GPU copies, bytes/s (estimate.COST_MODEL's host_bandwidth)
+PCIE = 50e9  # host <-> GPU copies where none is measured (a CPU run), bytes/s: estimate.COST_MODEL's host_bandwidth
 
 
 def data_sheet(name: str) -> tuple[float, float, float] | None:
@@ -110,18 +110,20 @@ def data_sheet(name: str) -> tuple[float, float, float] | None:
 
 def needed_bytes(setup: str, params: int) -> tuple[float, float]:
     """(GPU, host) bytes the engines allocate for a model of `params` parameters, before activations:
-    fp32 weights, gradients and AdamW's two moments (16 B/param); bf16 autocast's weight copies
-    (2); ZeRO-2 in bf16 on one GPU: 16-bit weights and gradients, fp32 master, moments and
-    gradient partition (20); ZeRO-Offload: 16-bit weights and gradients on the GPU (4), the fp32
-    master, moments and gradients in host memory (16) beside the base taken there first (4)."""
+    on the GPU as estimate.gpu_bytes counts them (AdamW, one GPU: the torch engine 16 B/param and
+    2 for bf16 autocast's weight copies, a copy a text side by side; ZeRO-2 in bf16 20; ZeRO-Offload
+    4); on the host the base taken there first (4), and under ZeRO-Offload the fp32 master,
+    moments and gradients (16)."""
+    from paramdelta.estimate import gpu_bytes
+
     engine, precision, ds, _, width = SETUPS[setup]
     if setup == "job-bf16":  # the job loads the checkpoint into host memory first
         return 18 * params, 8 * params
+    offload = bool(ds) and "offload" in ds
+    gpu = gpu_bytes(engine, precision, "adamw", 0.0, 1, 2, offload, width) * params
     if engine == "torch":
-        return (16 * width + (2 if precision == "bf16" else 0)) * params, 4 * params * (width == 1)
-    if "offload" in ds:
-        return 4 * params, 20 * params
-    return 20 * params, 4 * params
+        return gpu, 4 * params * (width == 1)
+    return gpu, (20 if offload else 4) * params
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +156,22 @@ def probe(device_name: str) -> dict:
     source = torch.empty(size, device=device).normal_()
     target = torch.empty_like(source)
     out["copy_bandwidth"] = 2 * 4 * size / _median(lambda: target.copy_(source), 5, device)
+    if device.type == "cuda":
+        # The host link, as the engines use it: the base restored from host memory, page-locked
+        # (train._host_copy) against pageable; a best state copied back.
+        size = min(size, 1 << 28)  # 1 GiB of fp32
+        pageable = torch.empty(size).normal_()
+        pinned = torch.empty(size, pin_memory=True).copy_(pageable)
+        on_device = torch.empty(size, device=device)
+        for name, copy in (
+            ("h2d_pageable", lambda: on_device.copy_(pageable)),
+            ("h2d_pinned", lambda: on_device.copy_(pinned, non_blocking=True)),
+            ("d2h_pinned", lambda: pinned.copy_(on_device)),
+        ):
+            out[f"{name}_bandwidth"] = 4 * size / _median(copy, 5, device)
+        out["host_bandwidth"] = out["h2d_pinned_bandwidth"]
+    else:
+        out["host_bandwidth"] = PCIE
     # The host's fused AdamW (ZeRO-Offload's step without DeepSpeed's op), all the host's threads.
     weight = torch.nn.Parameter(torch.zeros(50_000_000))
     weight.grad = torch.randn_like(weight) * 1e-3
@@ -325,6 +343,8 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     out = {"model": model_name, "setup": setup, "params": params, "build_s": built, "width": width}
+    # Where the engine keeps the exact base: the device, or (page-locked) host memory.
+    out["base_on"] = next(iter(engine.base.values())).device.type
 
     if width > 1:
         # Texts side by side against one at a time, budget 5: seconds per (text, budget).
@@ -392,7 +412,7 @@ def floors(row: dict, machine: dict) -> dict:
     forward_backward = moved["forward_backward"] * p / bandwidth
     flops = 6 * p * TOKENS / (sheet[1] if precision == "bf16" else sheet[2]) if sheet else 0.0
     update = moved["optimizer"] * p / bandwidth
-    update += moved["host"] * p / machine["host_adamw_bandwidth"] + moved["pcie"] * p / PCIE
+    update += moved["host"] * p / machine["host_adamw_bandwidth"] + moved["pcie"] * p / machine["host_bandwidth"]
     return {
         "forward_backward": max(forward_backward, flops),
         "update": update,
@@ -440,6 +460,13 @@ def main() -> None:
         f"copy within the device {machine['copy_bandwidth'] / 1e9:.0f} GB/s (read + write)"
         + (f", data sheet {sheet[0] / 1e12:.2f} TB/s" if sheet else ", not in the data-sheet table")
         + f"; the host's fused AdamW {machine['host_adamw_bandwidth'] / 1e9:.0f} GB/s"
+        + (
+            f"\nhost -> device {machine['h2d_pinned_bandwidth'] / 1e9:.1f} GB/s page-locked, "
+            f"{machine['h2d_pageable_bandwidth'] / 1e9:.1f} GB/s pageable; "
+            f"device -> host {machine['d2h_pinned_bandwidth'] / 1e9:.1f} GB/s page-locked"
+            if "h2d_pinned_bandwidth" in machine
+            else ""
+        )
     )
     runs = [(m, s) for m in args.models for s in SETUPS] if args.models else DEFAULT_RUNS
     if args.setups:
@@ -512,6 +539,8 @@ def _line(row: dict, machine: dict) -> str:
         f"{head} {row['step_s'] * 1e3:9.1f} {floor['step'] * 1e3:9.1f} {row['step_s'] / floor['step']:6.2f}x {peak} "
         f"{' '.join(ms)} {row['text_s'] * 1e3:10.1f} {row['text_s'] / (5 * row['step_s']):8.2f}x"
     )
+    if row.get("base_on") == "cpu" and machine.get("cuda"):
+        line += f"\n{'':<35}the base in host memory (no room beside the training state): restores cross the host link"
     if "optimizer_s" in row:
         line += (
             f"\n{'':<35}forward+backward {row['forward_backward_s'] * 1e3:.1f} ms (floor "
@@ -563,6 +592,7 @@ def _estimate_factors(rows: list[dict], machine: dict) -> list[str]:
         return []
     large = bf16[-1]
     line = f"for estimate.COST_MODEL's entry of this device (torch engine, bf16): copy_bandwidth {machine['copy_bandwidth']:.3g}"
+    line += f", host_bandwidth {machine['host_bandwidth']:.3g}"
     line += f", stats_elements_per_s {large['params'] / large['stats_s']:.3g} (from {large['model']})"
     roof = {r["model"]: floors(r, machine)["step"] for r in bf16}
     if len(bf16) > 1 and roof[large["model"]] > roof[bf16[0]["model"]]:

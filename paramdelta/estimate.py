@@ -75,9 +75,10 @@ COST_MODEL = {
             "unit": "GPU",
             "memory_bandwidth": 3.35e12,  # HBM3, bytes/s
             "flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},  # dense peak FLOP/s (fp32: no TF32)
-            "memory": 80e9,  # bytes: decides where the torch engine keeps the base (train._fits)
+            "memory": 80e9,  # bytes: decides where the torch engine keeps the base (run_overhead)
             "link_bandwidth": 450e9,  # NVLink 4, bytes/s each way between the GPUs of one job
-            "host_bandwidth": 25e9,  # host <-> GPU copies from pageable memory (PCIe 5), bytes/s
+            "host_bandwidth": 50e9,  # host <-> GPU copies from page-locked memory (train._host_copy), bytes/s:
+            # PCIe 5 x16 carries 64 GB/s a direction (placeholder)
             # ZeRO-Offload's AdamW on a job's host cores (8 in config/wikimia.yaml), bytes/s: machine B
             # measured 40 GB/s on its 2 cores (bench_fast_path.py); a GPU node's 8 cores (placeholder)
             "host_optimizer_bandwidth": 80e9,
@@ -99,7 +100,7 @@ COST_MODEL = {
             "flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},
             "memory": 141e9,
             "link_bandwidth": 450e9,
-            "host_bandwidth": 25e9,
+            "host_bandwidth": 50e9,
             "host_optimizer_bandwidth": 80e9,
             "copy_bandwidth": 2.4e12,
             "stats_elements_per_s": 32e9,
@@ -286,6 +287,39 @@ def traffic(
         "host": host,
         "pcie": pcie,
     }
+
+
+def gpu_bytes(
+    engine: str,
+    precision: str,
+    optimizer: str,
+    momentum: float,
+    ranks: int,
+    zero_stage: int,
+    offload: bool = False,
+    side_by_side: int = 1,
+) -> float:
+    """Bytes per parameter each GPU of a job holds before activations, as the engines allocate them.
+
+    torch engine: the fp32 weights (4) and gradients (4), the optimizer's moments (AdamW 8, SGD with
+      momentum 4), and under bf16/fp16 autocast the 16-bit copies of the weights a step keeps (2);
+      for each text trained side by side. The exact base (4) stays there only if room is left
+      (run_overhead).
+    DeepSpeed ZeRO over N ranks (module weights w bytes: 2 in bf16/fp16, 4 in fp32): the module's
+      weights (w; ZeRO-3 a 1/N shard) and 16-bit gradients (w; ZeRO-2 and 3 a shard), each rank's
+      shard of the fp32 master (4), the moments and the fp32 gradient its step makes (4); under
+      ZeRO-Offload the last three are in host memory.
+      -> bf16, ZeRO-2, 2 ranks, AdamW: 2 + 1 + 8 = 11 B/param: 74 GB a GPU for a 6.74B model.
+    """
+    moments = 8.0 if optimizer == "adamw" else (4.0 if momentum > 0 else 0.0)
+    sixteen = precision in ("bf16", "fp16")
+    if engine == "torch":
+        return (8.0 + moments + (2.0 if sixteen else 0.0)) * side_by_side
+    w = 2.0 if sixteen else 4.0
+    weights = w / ranks if zero_stage >= 3 else w
+    gradients = w / ranks if zero_stage >= 2 else w
+    optimizer_state = 0.0 if offload else (4.0 + moments + 4.0) / ranks
+    return weights + gradients + optimizer_state
 
 
 @dataclass
@@ -648,6 +682,24 @@ def base_snapshot_bytes(config: dict, slug: str, info: ModelInfo) -> float:
     return info.params * DTYPE_BYTES[config["models"][slug]["dtype"]] + info.tensors * ARRAY_OVERHEAD + JOB_OVERHEAD
 
 
+def memory_per_gpu(config: dict, slug: str, params: int) -> float:
+    """Bytes each GPU of the model's jobs holds before activations (gpu_bytes)."""
+    train = config["train"]
+    engine, ranks, side_by_side = _engine(config, slug)
+    stage = _zero_stage(config, slug) if engine == "deepspeed" else 0
+    per_param = gpu_bytes(
+        engine,
+        train["precision"],
+        train["optimizer"],
+        train["momentum"],
+        ranks,
+        stage,
+        _offloads(config, slug),
+        side_by_side,
+    )
+    return per_param * params
+
+
 def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int) -> float:
     """Seconds of one optimizer step of one text on a chunk of `tokens` tokens: the roofline of its phases.
 
@@ -714,17 +766,32 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     a fixed budget, and under early stopping the number of epochs that set a new best.
     """
     engine, ranks, side_by_side = _engine(config, slug)
+    offload = engine == "deepspeed" and _offloads(config, slug)
     fp32 = 4 * params
     if engine == "torch":
-        # train._fits at the engine's start: the fp32 weights on the device, two more copies
-        # within three quarters of what is left.
-        local = side_by_side > 1 or device["memory"] is None or 2 * fp32 < 0.75 * (device["memory"] - fp32)
+        # As train.TorchEngine decides at its start: the base stays on the device when the memory
+        # left beside the fp32 weights, less a tenth of the device kept for activations, holds the
+        # gradients, the optimizer's moments and the base; else it is restored from host memory.
+        train = config["train"]
+        moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
+        spare = None if device["memory"] is None else 0.9 * device["memory"] - fp32
+        local = side_by_side > 1 or spare is None or spare > (2 + moments) * fp32
     else:
-        local = False
+        # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
+        # module's weights (2 bytes a parameter in bf16/fp16) and its shard of the fp32 master: the
+        # base moves there if it fits beside the gradient partition and the moments each rank
+        # makes at its first step (train.deepspeed_state_to_come; none under ZeRO-Offload).
+        train = config["train"]
+        moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
+        module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
+        master = 0.0 if offload else fp32 / ranks
+        to_come = 0.0 if offload else (1 + moments) * fp32 / ranks
+        local = device["memory"] is None or 0.9 * device["memory"] - module - master > fp32 + to_come
+    to_device = fp32 / (device["copy_bandwidth"] if local else device["host_bandwidth"])
+    # DeepSpeed writes the base twice: into the module and into the fp32 master, which ZeRO-Offload
+    # keeps in host memory.
     restore = (
-        fp32 / device["copy_bandwidth"]
-        if local
-        else (2 if engine == "deepspeed" else 1) * fp32 / device["host_bandwidth"]
+        to_device if engine == "torch" else to_device + (fp32 / device["host_bandwidth"] if offload else to_device)
     )
     gather = fp32 * (ranks - 1) / ranks / device["link_bandwidth"]  # DeepSpeed: the whole fp32 master, tensor by tensor
     if config["snapshots"]["store"] == "sketch":
@@ -977,15 +1044,24 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
     for device_name in devices:
         device = COST_MODEL["devices"][device_name]
         unit = device["unit"]
-        body, total = [], {"expected": 0.0, "max": 0.0}
+        body, total, over = [], {"expected": 0.0, "max": 0.0}, []
         for r in rows:
             s = r.seconds[device_name]
             hours = {case: s[case] / 3600 for case in total}
+            memory = "-"
+            if device["unit"] == "GPU":
+                needed = memory_per_gpu(config, r.model, r.params)
+                memory = human_bytes(needed)
+                if needed > device["memory"]:
+                    memory += " (over)"
+                    if r.model not in over:
+                        over.append(r.model)
             body.append(
                 [
                     r.model,
                     r.dataset,
                     str(s["units"]),
+                    memory,
                     human_seconds(s["step"]),
                     human_seconds(s["run"]),
                     _range(hours["expected"], hours["max"]),
@@ -994,12 +1070,24 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             )
             for case in total:
                 total[case] += s["units"] * hours[case]
-        body.append(["total", "", "", "", "", "", _range(total["expected"], total["max"])])
-        out += [
-            "",
-            f"Time on {device_name}: {device['description']}",
-            table(["model", "data set", f"{unit}s/job", "s/step", "s/text-run", "job-hours", f"{unit}-hours"], body),
+        body.append(["total", "", "", "", "", "", "", _range(total["expected"], total["max"])])
+        header = [
+            "model",
+            "data set",
+            f"{unit}s/job",
+            "memory/GPU",
+            "s/step",
+            "s/text-run",
+            "job-hours",
+            f"{unit}-hours",
         ]
+        out += ["", f"Time on {device_name}: {device['description']}", table(header, body)]
+        if over:
+            out.append(
+                f"memory/GPU over the {human_bytes(device['memory'])} of one {device_name} GPU ({', '.join(over)}): "
+                "these jobs would run out of memory; more GPUs a job (DeepSpeed ZeRO), ZeRO-Offload "
+                "(config/deepspeed_zero2_offload.json) or a larger GPU"
+            )
         parts = {
             name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
             for name in ("steps", "copies", "keep", "starts")
@@ -1013,6 +1101,7 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             f"{copies} {share['copies']}, job starts {share['starts']}"
         )
     out.append(
+        "memory/GPU: weights, gradients and optimizer state each GPU holds, before activations (estimate.gpu_bytes); "
         "s/text-run: the base restore and the statistics or state around the steps of one text and fixed "
         "budget; hours: expected / with every es run at max_epochs"
     )

@@ -399,3 +399,36 @@ def test_zero_offload_steps_the_optimizer_on_the_host(in_tmp):
     offloaded, on_gpu = steps["deepspeed_zero2_offload.json"], steps["deepspeed_zero2.json"]
     assert offloaded - on_gpu == pytest.approx(7e9 * moved * device["efficiency"])
     assert offloaded > 10 * on_gpu  # the host's memory, not HBM, is what a 7B step waits for
+
+
+def test_the_base_is_restored_from_where_the_engines_keep_it(in_tmp, monkeypatch, tiny_model_dir):
+    """The estimate restores the base from the device or over the host link as the engines
+    decide at their start: the torch engine keeps it on the device where gradients, moments and
+    the base fit beside the weights in nine tenths of it, DeepSpeed where it fits beside each
+    rank's module, master shard and what its first step allocates."""
+    cfg = demo_like(in_tmp)
+    h200 = estimate.COST_MODEL["devices"]["h200"]
+
+    def restore(device, cfg, params):
+        return estimate.run_overhead(device, cfg, "tiny", params, 1)["copies"]
+
+    # The torch engine: 7B in bf16 on an H200 (112 GB of training state beside the 28 GB base
+    # leaves no room) from host memory, 1.4B from the device.
+    assert restore(h200, cfg, 7e9) == pytest.approx(4 * 7e9 / h200["host_bandwidth"])
+    assert restore(h200, cfg, 1.4e9) == pytest.approx(4 * 1.4e9 / h200["copy_bandwidth"])
+    # The same line as train.TorchEngine's, tried on a real engine on both sides of it.
+    model = models.load_causal_lm(str(tiny_model_dir))
+    fp32 = 4 * sum(p.numel() for p in model.parameters())
+    for memory in (fp32 * 5.0 / 0.9 - 1e-3, fp32 * 5.0 / 0.9 + 1e-3):  # 0.9 M - weights = 4 x fp32
+        device = {**h200, "memory": memory}
+        monkeypatch.setattr(train, "_spare_bytes", lambda _, memory=memory: 0.9 * memory - fp32)
+        engine = train.TorchEngine(models.load_causal_lm(str(tiny_model_dir)), train.Settings(), torch.device("cpu"))
+        local = restore(device, cfg, fp32 / 4) == pytest.approx(fp32 / h200["copy_bandwidth"])
+        assert local is engine.base_on_device
+    # DeepSpeed ZeRO-2 in bf16 on one H200: 1.4B on the device (2 + 4 bytes a parameter there, 4 + 12
+    # to come), written twice a restore; 7B from host memory.
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    zero2 = {"engine": "deepspeed", "deepspeed_config": os.path.join(repo, "config", "deepspeed_zero2.json")}
+    cfg = config_checks.validate({**cfg, "train": {**cfg["train"], **zero2, "precision": "bf16"}})
+    assert restore(h200, cfg, 1.4e9) == pytest.approx(2 * 4 * 1.4e9 / h200["copy_bandwidth"])
+    assert restore(h200, cfg, 7e9) == pytest.approx(2 * 4 * 7e9 / h200["host_bandwidth"])
