@@ -75,7 +75,8 @@ COST_MODEL = {
             "unit": "GPU",
             "memory_bandwidth": 3.35e12,  # HBM3, bytes/s
             "flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},  # dense peak FLOP/s (fp32: no TF32)
-            "memory": 80e9,  # bytes: decides where the torch engine keeps the base (run_overhead)
+            "memory": 84e9,  # bytes a program can use (about 78 GiB of the 80 GiB; placeholder until a GPU
+            # run reports it): where the engines keep the base (run_overhead), what fits (gpu_bytes)
             "link_bandwidth": 450e9,  # NVLink 4, bytes/s each way between the GPUs of one job
             "host_bandwidth": 50e9,  # host <-> GPU copies from page-locked memory (train._host_copy), bytes/s:
             # PCIe 5 x16 carries 64 GB/s a direction (placeholder)
@@ -98,7 +99,7 @@ COST_MODEL = {
             "unit": "GPU",
             "memory_bandwidth": 4.8e12,  # HBM3e
             "flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},
-            "memory": 141e9,
+            "memory": 149e9,  # about 139 GiB of the 141 GB
             "link_bandwidth": 450e9,
             "host_bandwidth": 50e9,
             "host_optimizer_bandwidth": 80e9,
