@@ -320,7 +320,12 @@ def main() -> None:
     parser.add_argument("--parallel-texts", type=int, default=1, help="train.parallel_texts of the job's spec")
     # One thread by default: for models this small a second thread mostly adds contention.
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the spec's threads)")
-    parser.add_argument("--repeats", type=int, default=1, help="time each setup this many times, keep the fastest")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds over all setups, the fastest of each kept (a busy machine slows single runs by up to 30%%)",
+    )
     parser.add_argument("--starts", type=int, default=2, help="process starts timed (median)")
     parser.add_argument(
         "--profile",
@@ -480,6 +485,7 @@ def main() -> None:
         cells += [cell.ljust(width) for cell, width in zip(row[5:], widths[5:])]
         print(" | ".join(cells).rstrip())
     print("(process-start rows: seconds once per job, and how many floor (text, budget)s they are worth)")
+    print(f"(each other row: the fastest of {args.repeats} rounds over all the setups, interleaved)")
     print()
     p1_all, p1_one = per["job_all"] / f, per["job_one"] / f
     p2_all, p2_one = per["thesis"] / per["job_all"], per["thesis"] / per["job_one"]
