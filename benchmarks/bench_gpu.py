@@ -233,6 +233,38 @@ def _phases(engine, chunk, settings, steps: int, device) -> tuple[float, float]:
     return statistics.median(first[1:]), statistics.median(second[1:])
 
 
+def _topk_sorted(magnitudes, counts: list[int]):
+    """The top-K% norms as the device path took them before: one sorted topk of the largest count
+    (a sort of half of each layer), a running float64 sum of squares read at each count."""
+    import torch
+
+    largest = torch.topk(magnitudes, max(counts), sorted=True).values
+    cumulative = torch.cumsum(largest.to(torch.float64).square(), 0)
+    return cumulative[torch.tensor([n - 1 for n in counts], device=magnitudes.device)].sqrt()
+
+
+def _topk_seconds(engine, layers, device) -> dict:
+    """Seconds of the top-K% norms of every layer's change, side by side: the sort-free
+    selections of the statistics (deltas._topk_l2_torch) against the sorted topk they replaced,
+    each less a pass that only forms the layers' magnitudes."""
+    import torch
+
+    from paramdelta import deltas
+
+    def over_layers(norms) -> None:
+        for layer in layers:
+            pieces = [(engine.params[n].detach() - engine.base[n].to(device)).flatten() for n in layer.params]
+            magnitudes = torch.cat(pieces).abs_()
+            if norms is not None:
+                norms(magnitudes, deltas.topk_counts(magnitudes.numel(), KS))
+
+    alone = _median(lambda: over_layers(None), 2, device)
+    return {
+        "topk_s": max(0.0, _median(lambda: over_layers(deltas._topk_l2_torch), 2, device) - alone),
+        "topk_sorted_s": max(0.0, _median(lambda: over_layers(_topk_sorted), 2, device) - alone),
+    }
+
+
 def measure_job(model_name: str, device_name: str, texts: int) -> dict:
     """The training job as a workflow rule runs it, `python -m paramdelta.train_job SPEC.json`: the
     model saved as a Hugging Face directory in bf16 (as hub checkpoints are) with a locally trained
@@ -366,6 +398,8 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
         summarise = deltas.Summariser(layers, engine.base, KS)
         summarise(engine.named_fp32())  # ||base||^2 per layer, once a job
         out["stats_s"] = _median(lambda: summarise(engine.named_fp32()), 3, device)
+        if engine_kind == "torch":
+            out.update(_topk_seconds(engine, layers, device))
         # A whole (text, budget 5) as the job runs it: restore, five steps, the statistics.
         runs = [
             _median(lambda chunk=chunk: train.train_text(engine, "t", [chunk], "5", settings, summarise), 1, device)
@@ -539,6 +573,11 @@ def _line(row: dict, machine: dict) -> str:
         f"{head} {row['step_s'] * 1e3:9.1f} {floor['step'] * 1e3:9.1f} {row['step_s'] / floor['step']:6.2f}x {peak} "
         f"{' '.join(ms)} {row['text_s'] * 1e3:10.1f} {row['text_s'] / (5 * row['step_s']):8.2f}x"
     )
+    if "topk_s" in row:
+        line += (
+            f"\n{'':<35}top-K% norms of the statistics {row['topk_s'] * 1e3:.1f} ms without a sort, "
+            f"{row['topk_sorted_s'] * 1e3:.1f} ms with the sorted topk before"
+        )
     if row.get("base_on") == "cpu" and machine.get("cuda"):
         line += f"\n{'':<35}the base in host memory (no room beside the training state): restores cross the host link"
     if "optimizer_s" in row:

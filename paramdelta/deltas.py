@@ -230,9 +230,7 @@ def _one_layer(
     flat = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     counts = topk_counts(flat.numel(), ks)
     tensor_l2 = [torch.linalg.vector_norm(piece, dtype=torch.float64) for piece in pieces]
-    largest = torch.topk(flat.abs(), max(counts), sorted=True).values if counts else flat[:0]
-    cumulative = torch.cumsum(largest.to(torch.float64).square(), 0)
-    topk = cumulative[torch.tensor([n - 1 for n in counts], dtype=torch.long, device=flat.device)].sqrt()
+    topk = _topk_l2_torch(flat.abs(), counts)
     nan = torch.tensor(math.nan, dtype=torch.float64, device=flat.device)
     dot = sum(torch.dot(p.to(torch.float64), b.to(torch.float64)) for p, b in zip(pieces, bases)) if bases else nan
     if not bases:
@@ -242,6 +240,25 @@ def _one_layer(
     else:
         base_sq = torch.tensor(base_sq, dtype=torch.float64, device=flat.device)
     return tensor_l2, torch.sum(flat.to(torch.float64).square()), topk, dot, base_sq
+
+
+def _topk_l2_torch(magnitudes: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """_topk_l2 where the magnitudes are (a GPU): the L2 norm in float64 of the `count` largest,
+    for each of `counts`, with no sort. The largest count is selected from all the magnitudes,
+    each smaller one from what the previous selection kept (torch.topk unsorted: a radix select
+    and a gather), and each selection's norm taken as it is. Sorting the top half of every layer,
+    as one sorted topk and a running sum did, is what a GPU is slowest at."""
+    import torch
+
+    norms = {}
+    kept = magnitudes
+    for count in sorted(set(counts), reverse=True):
+        if count < kept.numel():
+            kept = torch.topk(kept, count, sorted=False).values
+        norms[count] = torch.linalg.vector_norm(kept, dtype=torch.float64)
+    if not counts:
+        return torch.zeros(0, dtype=torch.float64, device=magnitudes.device)
+    return torch.stack([norms[count] for count in counts])
 
 
 def _one_layer_numpy(

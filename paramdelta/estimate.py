@@ -84,8 +84,8 @@ COST_MODEL = {
             # measured 40 GB/s on its 2 cores (bench_fast_path.py); a GPU node's 8 cores (placeholder)
             "host_optimizer_bandwidth": 80e9,
             "copy_bandwidth": 1.6e12,  # bytes/s of a copy within the GPU (read + write: half of HBM)
-            # deltas.layer_stats on the GPU: ~100 B/param of traffic (subtract, abs, a top-k of
-            # half of each layer, float64 sums): HBM / 100 / 1.5 (placeholder)
+            # deltas.layer_stats on the GPU: ~100 B/param of traffic (subtract, abs, radix selections
+            # of half of each layer and of what each kept, float64 norms): HBM / 100 / 1.5 (placeholder)
             "stats_elements_per_s": 22e9,
             "efficiency": 1.5,  # step time / roofline floor (placeholder)
             "step_overhead_s": 0.015,  # kernel launches and the loss's .item() of a batch-1 step (placeholder)

@@ -193,6 +193,10 @@ def test_topk_by_partition_matches_a_full_sort(values):
     largest = np.sort(np.abs(values.astype(np.float64)))[::-1]
     expected = [math.sqrt(np.sum(largest[:count] ** 2)) for count in counts]
     np.testing.assert_allclose(deltas._topk_l2(values.copy(), counts), expected, rtol=1e-12, atol=0)
+    # The device's selections (no sort), run here on the CPU.
+    magnitudes = torch.from_numpy(np.abs(values))
+    np.testing.assert_allclose(deltas._topk_l2_torch(magnitudes, counts).numpy(), expected, rtol=1e-12, atol=0)
+    assert deltas._topk_l2_torch(magnitudes, []).shape == (0,)
 
 
 def test_topk_counts():
