@@ -779,12 +779,14 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
         local = side_by_side > 1 or spare is None or spare > (2 + moments) * fp32
     else:
         # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
-        # module's weights (2 bytes a parameter in bf16/fp16) and its shard of the fp32 master: the
-        # base moves there if it fits beside the gradient partition and the moments each rank
-        # makes at its first step (train.deepspeed_state_to_come; none under ZeRO-Offload).
+        # module's weights (2 bytes a parameter in bf16/fp16; ZeRO-3 a shard) and its shard of the
+        # fp32 master: the base moves there if it fits beside the gradient partition and the
+        # moments each rank makes at its first step (train.deepspeed_state_to_come; none under
+        # ZeRO-Offload).
         train = config["train"]
         moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
         module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
+        module /= ranks if _zero_stage(config, slug) >= 3 else 1
         master = 0.0 if offload else fp32 / ranks
         to_come = 0.0 if offload else (1 + moments) * fp32 / ranks
         local = device["memory"] is None or 0.9 * device["memory"] - module - master > fp32 + to_come

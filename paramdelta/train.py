@@ -319,8 +319,8 @@ _PINNING_FAILED = False
 
 def _host_copy(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
     """An fp32 copy of `tensor` in host memory. With `pin`, page-locked: copies between it and a
-    GPU run at the link's full rate (about twice that of pageable memory) and can be
-    asynchronous. It is allocated page-locked and filled, not copied and then pinned, so a 7B
+    GPU run at the link's full rate (pageable memory goes through CUDA's staging buffers) and
+    can be asynchronous. It is allocated page-locked and filled, not copied and then pinned, so a 7B
     model's 28 GB base never stands twice in host memory. Where pinning fails (no CUDA, a
     memory-lock limit), pageable, with one warning a process."""
     global _PINNING_FAILED
