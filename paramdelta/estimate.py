@@ -767,14 +767,14 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     a fixed budget, and under early stopping the number of epochs that set a new best.
     """
     engine, ranks, side_by_side = _engine(config, slug)
-    offload = engine == "deepspeed" and _offloads(config, slug)
+    offload = _offloads(config, slug)
+    train = config["train"]
+    moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
     fp32 = 4 * params
     if engine == "torch":
         # As train.TorchEngine decides at its start: the base stays on the device when the memory
         # left beside the fp32 weights, less a tenth of the device kept for activations, holds the
         # gradients, the optimizer's moments and the base; else it is restored from host memory.
-        train = config["train"]
-        moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
         spare = None if device["memory"] is None else 0.9 * device["memory"] - fp32
         local = side_by_side > 1 or spare is None or spare > (2 + moments) * fp32
     else:
@@ -783,8 +783,6 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
         # fp32 master: the base moves there if it fits beside the gradient partition and the
         # moments each rank makes at its first step (train.deepspeed_state_to_come; none under
         # ZeRO-Offload).
-        train = config["train"]
-        moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
         module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
         module /= ranks if _zero_stage(config, slug) >= 3 else 1
         master = 0.0 if offload else fp32 / ranks
