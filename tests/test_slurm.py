@@ -90,7 +90,7 @@ def small_config(path: Path) -> Path:
                 "runtime": 20,
             }
         },
-        "budgets": [3],
+        "budgets": [10],  # 10 epochs a text: a training job long enough to be cancelled while it writes
         "texts_per_job": 6,
         "features": {"k": [1, 5]},
         "attacks": ["loss", "mink", "samia", "blind"],
@@ -168,20 +168,22 @@ def test_workflow_through_slurm_equals_local_run_and_survives_scancel(cluster, t
     first = subprocess.Popen(
         command, cwd=workdir, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    # Cancel a training job while it is writing its store.
+    # Cancel a training job while it is writing its store. A job trains its texts in well under a
+    # second here: the store's temporary sibling is looked for every 20 ms, and the scheduler asked
+    # only once one is there.
     cancelled, deadline = [], time.time() + 600
     try:
         while time.time() < deadline and first.poll() is None:
-            partial = list((workdir / "results" / "train").rglob("*.zarr.tmp-*"))
-            running = subprocess.run(
-                ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True, env=cluster
-            ).stdout.split("\n")
-            train_jobs = [line.split()[0] for line in running if "rule_train_" in line]
-            if partial and train_jobs:
-                subprocess.run(["scancel", *train_jobs], check=True, env=cluster)
-                cancelled = train_jobs
-                break
-            time.sleep(0.2)
+            if list((workdir / "results" / "train").rglob("*.zarr.tmp-*")):
+                running = subprocess.run(
+                    ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True, env=cluster
+                ).stdout.split("\n")
+                train_jobs = [line.split()[0] for line in running if "rule_train_" in line]
+                if train_jobs:
+                    subprocess.run(["scancel", *train_jobs], check=True, env=cluster)
+                    cancelled = train_jobs
+                    break
+            time.sleep(0.02)
         output, _ = first.communicate(timeout=900)
     finally:
         if first.poll() is None:
