@@ -343,9 +343,10 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from paramdelta import deltas, models, train
+    from paramdelta import deltas, models, train, train_job
 
     engine_kind, precision, ds, offload_adam, width = SETUPS[setup]
+    train_job.deterministic()  # the kernels the job trains with
     device = torch.device(device_name)
     kind, fields = model_shapes()[model_name]
     config = AutoConfig.for_model(kind, **fields)

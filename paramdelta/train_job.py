@@ -103,6 +103,20 @@ def _refuse_unsharded(engine: str, processes: int) -> None:
         )
 
 
+def deterministic() -> None:
+    """Deterministic kernels where torch has them (a warning where it has none), as the job
+    trains; before the first CUDA call of the process.
+
+    On a GPU cuBLAS is deterministic only with a fixed workspace configuration, read from the
+    environment when torch first calls it: without one, every matrix product of a job warns
+    and a rerun may give other bits. A value already set (the user's) is kept."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN, to expose reads of memory no
+    # op wrote: a debugging aid that costs a fill per allocation, several per step.
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def run(spec: dict) -> None:
     """Train on every text of the job and write its store (rank 0 only, atomically).
 
@@ -121,10 +135,7 @@ def run(spec: dict) -> None:
     settings = train.Settings.from_config(spec["train"])
     budget = spec["budget"]
     torch.set_num_threads(max(1, int(spec["threads"]) // world_size))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    # Deterministic mode also fills every new tensor with NaN, to expose reads of memory no
-    # op wrote: a debugging aid that costs a fill per allocation, several per step.
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    deterministic()
 
     table = pd.read_parquet(spec["dataset_table"]).set_index("text_id")
     missing = [t for t in spec["texts"] if t not in table.index]

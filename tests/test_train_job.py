@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -276,6 +277,19 @@ def test_one_process_store_attributes(tiny_model_dir, dataset, tmp_path):
     table, texts = deltas.read_job_store(output, dataset[1], KS)
     assert (texts.epochs_run == 3).all() and len(table) == len(attrs["layers"]) * len(dataset[1])
     assert torch.get_num_threads() == 1
+
+
+def test_deterministic_sets_the_cublas_workspace_and_keeps_a_users(monkeypatch):
+    """cuBLAS is deterministic only with a fixed workspace, read from the environment at its
+    first call: the job sets one unless the user did."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    train_job.deterministic()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    train_job.deterministic()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
 @pytest.mark.parametrize("policy", ["sketch", "delta"])
