@@ -15,7 +15,11 @@ own engines (train.TorchEngine, train.DeepSpeedEngine, side_by_side.SideBySideEn
 - zero2-bf16: DeepSpeed ZeRO-2 on the one GPU (config/deepspeed_zero2.json);
 - offload-torch, offload-ds: ZeRO-2 with the optimizer in host memory (ZeRO-Offload,
   config/deepspeed_zero2_offload.json), stepped by torch's fused AdamW or DeepSpeed's CPU Adam;
-- side-by-side: N texts trained at once (train.parallel_texts) against one at a time.
+- side-by-side: N texts trained at once (train.parallel_texts) against one at a time;
+- job-bf16: the training job itself, `python -m paramdelta.train_job`, as a workflow rule runs it;
+- thesis-bf16: P2's baseline, a Hugging Face Trainer per text with a checkpoint every epoch
+  (benchmarks/_thesis.py, as bench_training.py runs it on a CPU), against the torch-bf16 row's
+  (text, budget 5) of the same model.
 
 Each (model, set-up) runs in a process of its own (a DeepSpeed engine or an out-of-memory error
 leaves nothing behind for the next) and reports: the median step time against the step's floor,
@@ -34,9 +38,11 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +83,8 @@ SETUPS = {
     "side-by-side": ("torch", "bf16", None, "torch", 8),
     # The training job itself (measure_job): the torch engine in bf16, as a workflow rule runs it.
     "job-bf16": ("torch", "bf16", None, "torch", 1),
+    # P2's baseline (measure_thesis): a Hugging Face Trainer per text, a checkpoint every epoch.
+    "thesis-bf16": (None, "bf16", None, "torch", 1),
 }
 # What a default run measures, most wanted first (a run out of time skips the rest): every set-up
 # at 1.4B, texts side by side at 160M, and at 7B the set-ups that can fit one GPU and this host
@@ -91,6 +99,7 @@ DEFAULT_RUNS = [
     ("pythia-160m", "torch-bf16"),
     ("pythia-160m", "side-by-side"),
     ("pythia-1.4b", "job-bf16"),
+    ("pythia-160m", "thesis-bf16"),
     ("pythia-1.4b", "torch-fp32"),
     ("pythia-1.4b", "offload-torch"),
 ]
@@ -101,6 +110,9 @@ DATA_SHEETS = {
     "H100 PCIe": (2.0e12, 756e12, 51e12),
     "H100": (3.35e12, 989e12, 67e12),  # SXM ("H100 80GB HBM3")
 }
+# Disk of a thesis-style text, bytes a parameter: five epochs' checkpoints (fp32 weights and AdamW's
+# two moments, all kept, as the Trainer keeps them by default) and the .npy state.
+THESIS_DISK = 5 * 12 + 4
 PCIE = 50e9  # host <-> GPU copies where none is measured (a CPU run), bytes/s: estimate.COST_MODEL's host_bandwidth
 
 
@@ -119,6 +131,8 @@ def needed_bytes(setup: str, params: int) -> tuple[float, float]:
     engine, precision, ds, _, width = SETUPS[setup]
     if setup == "job-bf16":  # the job loads the checkpoint into host memory first
         return 18 * params, 8 * params
+    if setup == "thesis-bf16":  # the Trainer: fp32 weights, gradients, AdamW's moments; loaded on the host
+        return 16 * params, 4 * params
     offload = bool(ds) and "offload" in ds
     gpu = gpu_bytes(engine, precision, "adamw", 0.0, 1, 2, offload, width) * params
     if engine == "torch":
@@ -272,25 +286,15 @@ def measure_job(model_name: str, device_name: str, texts: int) -> dict:
     text (twice: the faster, the first pays for cold caches) and of `texts` texts (at least 5),
     each timed whole, give the job's start (process, imports, the checkpoint loaded, the engine)
     and the cost of each further (text, budget 5)."""
-    import tempfile
 
     import pandas as pd
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from paramdelta import config, corpus, data, target
+    from paramdelta import config, data
 
     texts = max(5, texts)
-    kind, fields = model_shapes()[model_name]
-    documents = corpus.generate_corpus(400, 0)
     with tempfile.TemporaryDirectory(prefix="bench-gpu-job-") as scratch:
         root = Path(scratch)
-        torch.manual_seed(0)
-        with torch.device(device_name):
-            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kind, **fields))
-        params = sum(p.numel() for p in model.parameters())
-        target.save(model.to(torch.bfloat16), target.train_tokenizer(documents, 1000), root / "model")
-        del model
+        params, documents = _checkpoint(model_name, device_name, root / "model")
         words = [" ".join(document.split()[:32]) for document in documents[: texts + 1]]
         ids = [data.text_id(text) for text in words]
         table = root / "texts.parquet"
@@ -337,9 +341,61 @@ def measure_job(model_name: str, device_name: str, texts: int) -> dict:
     }
 
 
+def _checkpoint(model_name: str, device_name: str, path: Path) -> tuple[int, list[str]]:
+    """A random-init model of `model_name`'s shape saved at `path` as a Hugging Face directory in
+    bf16 (as hub checkpoints are), with a tokenizer trained on synthetic documents; returns its
+    parameters and the documents."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from paramdelta import corpus, target
+
+    kind, fields = model_shapes()[model_name]
+    documents = corpus.generate_corpus(400, 0)
+    torch.manual_seed(0)
+    with torch.device(device_name):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kind, **fields))
+    params = sum(p.numel() for p in model.parameters())
+    target.save(model.to(torch.bfloat16), target.train_tokenizer(documents, 1000), path)
+    return params, documents
+
+
+def measure_thesis(model_name: str, device_name: str, texts: int) -> dict:
+    """P2's baseline on this device: each text trained the thesis's way (benchmarks/_thesis.py: a
+    Trainer started anew, bf16 autocast over fp32 weights, fused AdamW, a checkpoint of model and
+    optimizer after every epoch, the final state as .npy files), budget 5, in this process (no
+    process start charged). Median seconds a (text, budget 5), the first text (cold caches) apart."""
+    from _thesis import thesis_text
+
+    from paramdelta import train
+
+    settings = train.Settings(lr=3e-5, precision="bf16", fused=True)
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-thesis-") as scratch:
+        root = Path(scratch)
+        params, documents = _checkpoint(model_name, device_name, root / "model")
+        words = [" ".join(document.split()[:32]) for document in documents[: texts + 1]]
+        seconds = []
+        for i, text in enumerate(words):
+            started = time.perf_counter()
+            thesis_text(root / "model", text, 5, settings, 2048, root / f"text-{i}", cpu=device_name == "cpu")
+            seconds.append(time.perf_counter() - started)
+            shutil.rmtree(root / f"text-{i}")  # its checkpoints: 12 bytes a parameter an epoch
+    return {
+        "model": model_name,
+        "setup": "thesis-bf16",
+        "params": params,
+        "width": 1,
+        "texts": texts,
+        "thesis_first_s": seconds[0],
+        "thesis_text_s": statistics.median(seconds[1:]),
+    }
+
+
 def measure(model_name: str, setup: str, device_name: str, steps: int, texts: int) -> dict:
     if setup == "job-bf16":
         return measure_job(model_name, device_name, texts)
+    if setup == "thesis-bf16":
+        return measure_thesis(model_name, device_name, texts)
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -521,6 +577,8 @@ def main() -> None:
             row["skipped"] = f"needs ~{gpu / 1e9:.0f} GB of GPU memory, has {capacity / 1e9:.0f}"
         elif host > 0.85 * machine["host_bytes"]:
             row["skipped"] = f"needs ~{host / 1e9:.0f} GB of host memory, has {machine['host_bytes'] / 1e9:.0f}"
+        elif setup == "thesis-bf16" and THESIS_DISK * params > 0.8 * shutil.disk_usage(tempfile.gettempdir()).free:
+            row["skipped"] = f"needs ~{THESIS_DISK * params / 1e9:.0f} GB of disk for its checkpoints"
         else:
             row.update(child(["--one", model_name, setup, *common], min(args.timeout, left)))
         rows.append(row)
@@ -557,6 +615,11 @@ def _line(row: dict, machine: dict) -> str:
         return f"{head}  skipped: {row['skipped']}"
     if "error" in row:
         return f"{head}  failed: {row['error']}"
+    if "thesis_text_s" in row:
+        return (
+            f"{head}  thesis-style (Trainer per text, checkpoint per epoch, .npy state): "
+            f"{row['thesis_text_s']:.2f} s a (text, budget 5), the first {row['thesis_first_s']:.2f} s"
+        )
     if "job_start_s" in row:
         return (
             f"{head}  python -m paramdelta.train_job: {row['job_start_s']:.1f} s to start (imports, load, engine), "
@@ -602,6 +665,15 @@ def _summary(rows: list[dict], machine: dict, shapes: dict) -> list[str]:
             out.append(
                 f"{r['model']}: {r['width']} texts side by side {1 / r['text_s']:.1f} texts/s against "
                 f"{1 / one:.1f} one at a time ({one / r['text_s']:.2f}x), budget 5"
+            )
+    for r in rows:
+        if "thesis_text_s" in r and r["model"] in alone:
+            job = alone[r["model"]]["text_s"]
+            ratio = r["thesis_text_s"] / job
+            out.append(
+                f"P2 ({r['model']}): thesis-style {r['thesis_text_s']:.2f} s a (text, budget 5) against the job's "
+                f"{job:.3f} s (torch engine, bf16; restore, steps, statistics; its start not counted): {ratio:.1f}x "
+                f"(goal >= 5x: {'met' if ratio >= 5 else 'NOT met'})"
             )
     seven = _count_params(shapes["llama-2-7b"])
     for r in rows:

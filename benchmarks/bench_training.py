@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _machine import cpu_model
+from _thesis import thesis_text
 
 from paramdelta import config, corpus, data, models, store, target, train, train_job
 
@@ -219,61 +220,12 @@ def floor(
         torch.utils.deterministic.fill_uninitialized_memory = previous[1]
 
 
-def thesis_optim(settings: train.Settings, train_section: dict) -> str:
-    if settings.optimizer == "sgd":
-        return "sgd"
-    fused = getattr(settings, "fused", train_section.get("fused", False))
-    return "adamw_torch_fused" if fused else "adamw_torch"
-
-
-def thesis_text(
-    model_dir, text: str, n_epochs: int, settings: train.Settings, optim: str, max_length: int, output: Path
-) -> None:
-    """One text the thesis's way: a Trainer started anew, a checkpoint per epoch, then .npy files."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    chunks = train.chunk(tokenizer(text)["input_ids"], max_length)
-    dataset = [{"input_ids": piece[0], "labels": piece[0]} for piece in chunks]
-    arguments = TrainingArguments(
-        output_dir=str(output / "checkpoints"),
-        per_device_train_batch_size=1,
-        num_train_epochs=n_epochs,
-        learning_rate=settings.lr,
-        weight_decay=settings.weight_decay,
-        adam_beta1=settings.betas[0],
-        adam_beta2=settings.betas[1],
-        adam_epsilon=settings.eps,
-        max_grad_norm=settings.grad_clip,
-        lr_scheduler_type="cosine" if settings.schedule == "cosine" else "constant",
-        warmup_steps=0,
-        optim=optim,
-        save_strategy="epoch",
-        report_to=[],
-        use_cpu=True,
-        seed=settings.seed,
-        bf16=settings.precision == "bf16",
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.train()
-    final = output / "final"
-    final.mkdir(parents=True)
-    for name, tensor in model.state_dict().items():
-        np.save(final / f"{name}.npy", tensor.detach().to("cpu", torch.float32).numpy())
-
-
-def run_thesis(model_dir, texts, epochs, settings, optim, max_length, root: Path) -> float:
+def run_thesis(model_dir, texts, epochs, settings, max_length, root: Path) -> float:
     seconds = 0.0
     for index, (text, n_epochs) in enumerate(zip(texts, epochs)):
         output = root / f"thesis-{index}"
         began = time.perf_counter()
-        thesis_text(model_dir, text, n_epochs, settings, optim, max_length, output)
+        thesis_text(model_dir, text, n_epochs, settings, max_length, output)
         seconds += time.perf_counter() - began
         shutil.rmtree(output)
     return seconds
@@ -399,8 +351,7 @@ def main() -> None:
         print(
             f"epochs per text: {min(epochs)}-{max(epochs)} (mean {np.mean(epochs):.1f}); {steps} optimizer steps in all"
         )
-        optim = thesis_optim(settings, train_section)
-        thesis_text(model_dir, warm_text, 1, settings, optim, max_length, root / "thesis-warm")
+        thesis_text(model_dir, warm_text, 1, settings, max_length, root / "thesis-warm")
         shutil.rmtree(root / "thesis-warm")
 
         n = len(texts)
@@ -410,7 +361,7 @@ def main() -> None:
             "job_all": lambda: run_jobs(args, model_dir, table, text_ids, n, train_section, root),
             "job_traj": lambda: run_jobs(args, model_dir, table, text_ids, n, train_section, root, trajectory=True),
             "job_one": lambda: run_jobs(args, model_dir, table, text_ids, 1, train_section, root),
-            "thesis": lambda: run_thesis(model_dir, texts, epochs, settings, optim, max_length, root),
+            "thesis": lambda: run_thesis(model_dir, texts, epochs, settings, max_length, root),
         }
         # Repeats in rounds over all setups, the fastest kept: a busy machine slows each alike.
         measured = {name: float("inf") for name in setups}

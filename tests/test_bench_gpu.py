@@ -35,7 +35,11 @@ def test_every_setup_runs_on_a_cpu(tmp_path):
         if setup == "job-bf16":  # the training job's entry point, a store written
             assert row["job_start_s"] > 0 and row["job_text_s"] > 0
             continue
+        if setup == "thesis-bf16":  # P2's baseline: a Trainer per text, its checkpoints
+            assert row["thesis_text_s"] > 0 and row["thesis_first_s"] > 0
+            continue
         assert row["text_s"] > 0
         if row["width"] == 1:  # a step, and what a job does around the steps of a text
             assert all(row[key] > 0 for key in ("step_s", "restore_s", "stats_s", "eval_s")), setup
     assert "texts side by side" in done.stdout and "fastest measured for tiny" in done.stdout
+    assert "P2 (tiny): thesis-style" in done.stdout
