@@ -222,20 +222,23 @@ def run(spec: dict) -> None:
             )
         )
         for text_id, result in zip(spec["texts"], results):
-            if records is None:
-                continue
-            records.add(result, data.text_sha256(table.at[text_id, "text"]))
-            if result.ok:
-                log.info(
-                    "text %s: %d epochs (best %d), loss %.4f, %.2f s",
-                    text_id,
-                    result.epochs_run,
-                    result.best_epoch,
-                    result.losses[result.best_epoch - 1],
-                    result.seconds,
-                )
-            else:
-                log.warning("text %s failed at epoch %s: %s", text_id, result.failed_epoch, result.failure)
+            if records is not None:
+                records.add(result, data.text_sha256(table.at[text_id, "text"]))
+                if result.ok:
+                    log.info(
+                        "text %s: %d epochs (best %d), loss %.4f, %.2f s",
+                        text_id,
+                        result.epochs_run,
+                        result.best_epoch,
+                        result.losses[result.best_epoch - 1],
+                        result.seconds,
+                    )
+                else:
+                    log.warning("text %s failed at epoch %s: %s", text_id, result.failed_epoch, result.failure)
+            # The text's state is in the store now: dropped before the next text trains (zip keeps
+            # its last pair until it has the next one), so a state kept on the GPU (early
+            # stopping's best copy) is not held twice.
+            result.after = None
         if records is not None:
             records.close()
 

@@ -279,6 +279,28 @@ def test_one_process_store_attributes(tiny_model_dir, dataset, tmp_path):
     assert torch.get_num_threads() == 1
 
 
+def test_a_texts_state_is_dropped_before_the_next_text_trains(tiny_model_dir, dataset, tmp_path, monkeypatch):
+    """Early stopping's best state (a copy on the device where one fits) must not outlive its
+    text: the next text makes its own, and two would not fit where one just does."""
+    import gc
+    import weakref
+
+    from paramdelta import train
+
+    real, kept = train.run_text, []
+
+    def run_text(*args, **kwargs):
+        gc.collect()
+        assert all(ref() is None for ref in kept), "an earlier text's state is still alive"
+        run = real(*args, **kwargs)
+        kept.append(weakref.ref(next(iter(run.after.values()))))
+        return run
+
+    monkeypatch.setattr(train, "run_text", run_text)
+    train_job.launch(_spec(tiny_model_dir, dataset, tmp_path / "delta.zarr", budget="es", engine="torch"), 1)
+    assert len(kept) == len(dataset[1])
+
+
 def test_deterministic_sets_the_cublas_workspace_and_keeps_a_users(monkeypatch):
     """cuBLAS is deterministic only with a fixed workspace, read from the environment at its
     first call: the job sets one unless the user did."""
