@@ -84,8 +84,7 @@ def layer_stats(
             if name not in owner:
                 continue
             i = owner[name]
-            # Asynchronous from page-locked host memory (a GPU job whose base stays on the host).
-            base = None if before is None else before[name].to(tensor.device, torch.float32, non_blocking=True)
+            base = None if before is None else _to_device(before[name], tensor.device)
             if _numpy_path(tensor):
                 # The delta is written straight into the layer's part of a float32 buffer: no torch
                 # temporary, and no concatenation of the layer's tensors afterwards.
@@ -128,6 +127,15 @@ def layer_stats(
         "layer_dot": stacked(3),
         "layer_base_sq": stacked(4),
     }
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` as float32 on `device`: asynchronous into a GPU (from page-locked host memory, a job
+    whose base stays on the host; queued before the ops that read it), blocking into host memory,
+    which numpy reads at once."""
+    import torch
+
+    return tensor.detach().to(device, torch.float32, non_blocking=device.type != "cpu")
 
 
 def _to_host(values: list) -> np.ndarray:
@@ -179,14 +187,14 @@ def layer_l2(
         if _numpy_path(copies):
             # numpy, a block at a time: several times faster than torch's float64 sum on a CPU,
             # and the squares are summed exactly as layer_stats sums them.
-            base = before[name].detach().to(torch.float32).numpy().reshape(-1)
+            base = _to_device(before[name], copies.device).numpy().reshape(-1)
             rows = copies.to(torch.float32).numpy().reshape(copies.shape[0], -1)
             if host is None:
                 host = np.zeros((copies.shape[0], len(layers)))
             for r, row in enumerate(rows):
                 host[r, owner[name]] += _diff_sq(row, base, block)
         else:
-            difference = copies.to(torch.float32) - before[name].to(copies.device, torch.float32)
+            difference = copies.to(torch.float32) - _to_device(before[name], copies.device)
             if device is None:
                 device = torch.zeros((copies.shape[0], len(layers)), dtype=torch.float64, device=copies.device)
             # Squares of the float32 differences taken in float64, as the CPU path and layer_stats take them.
@@ -231,14 +239,16 @@ def _one_layer(
     counts = topk_counts(flat.numel(), ks)
     tensor_l2 = [torch.linalg.vector_norm(piece, dtype=torch.float64) for piece in pieces]
     topk = _topk_l2_torch(flat.abs(), counts)
-    nan = torch.tensor(math.nan, dtype=torch.float64, device=flat.device)
+    # Scalars made on the device by a fill (torch.tensor(x, device=...) copies from pageable host
+    # memory, a synchronisation of the stream each time).
+    nan = torch.full((), math.nan, dtype=torch.float64, device=flat.device)
     dot = sum(torch.dot(p.to(torch.float64), b.to(torch.float64)) for p, b in zip(pieces, bases)) if bases else nan
     if not bases:
         base_sq = nan
     elif base_sq is None:
         base_sq = sum(torch.sum(b.to(torch.float64).square()) for b in bases)
     else:
-        base_sq = torch.tensor(base_sq, dtype=torch.float64, device=flat.device)
+        base_sq = torch.full((), base_sq, dtype=torch.float64, device=flat.device)
     return tensor_l2, torch.sum(flat.to(torch.float64).square()), topk, dot, base_sq
 
 
