@@ -289,6 +289,24 @@ def offloads_optimizer(deepspeed_config: dict) -> bool:
     return isinstance(offload, dict) and offload.get("device") == "cpu"
 
 
+def deepspeed_first_step_bytes(
+    deepspeed_config: dict, params: int, world_size: int, *, precision: str, moments: int
+) -> float:
+    """GPU bytes a DeepSpeed ZeRO-1/2 rank allocates after deepspeed.initialize, at its first
+    backward and step (deepspeed 0.19): the reduction buckets (reduce_bucket_size values of the
+    module's dtype, two with overlap_comm), and unless the optimizer lives in host memory
+    (ZeRO-Offload) this rank's shard of the gradients in the module's dtype, of the fp32
+    gradients and of the optimizer's `moments` fp32 moments."""
+    zero = deepspeed_config.get("zero_optimization") or {}
+    element = 2 if precision in ("bf16", "fp16") else 4
+    buckets = 0.0
+    if zero.get("contiguous_gradients", True):
+        buckets = (2 if zero.get("overlap_comm", False) else 1) * float(zero.get("reduce_bucket_size", 5e8)) * element
+    if offloads_optimizer(deepspeed_config):
+        return buckets
+    return buckets + (element + (1 + moments) * 4) * params / world_size
+
+
 def budget_epochs(budget: str | int) -> int | None:
     """Epochs of a fixed budget; None for early stopping."""
     return None if str(budget) == "es" else int(budget)

@@ -780,13 +780,17 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     else:
         # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
         # module's weights (2 bytes a parameter in bf16/fp16; ZeRO-3 a shard) and its shard of the
-        # fp32 master: the base moves there if it fits beside the gradient partition and the
-        # moments each rank makes at its first step (train.deepspeed_state_to_come; none under
-        # ZeRO-Offload).
+        # fp32 master: the base moves there if it fits beside what each rank makes at its first
+        # backward and step (train.deepspeed_state_to_come: the reduction buckets, and unless
+        # ZeRO-Offload the gradient partitions and the moments).
+        from paramdelta.config import deepspeed_first_step_bytes
+
         module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
         module /= ranks if _zero_stage(config, slug) >= 3 else 1
         master = 0.0 if offload else fp32 / ranks
-        to_come = 0.0 if offload else (1 + moments) * fp32 / ranks
+        to_come = deepspeed_first_step_bytes(
+            _deepspeed_json(config), params, ranks, precision=train["precision"], moments=moments
+        )
         local = device["memory"] is None or 0.9 * device["memory"] - module - master > fp32 + to_come
     to_device = fp32 / (device["copy_bandwidth"] if local else device["host_bandwidth"])
     # DeepSpeed writes the base twice: into the module and into the fp32 master, which ZeRO-Offload

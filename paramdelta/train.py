@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from paramdelta.config import budget_epochs, defaults, offloads_optimizer
+from paramdelta.config import budget_epochs, deepspeed_first_step_bytes, defaults, offloads_optimizer
 
 BIT16 = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -184,9 +184,11 @@ def _restart(optimizer: torch.optim.Optimizer) -> None:
     # the host), not one call per tensor.
     groups: dict[tuple, list[torch.Tensor]] = {}
     for state in optimizer.state.values():
-        for value in state.values():
+        for key, value in state.items():
             if torch.is_tensor(value):
                 groups.setdefault((value.device, value.dtype), []).append(value)
+            elif key == "step":  # a Python count (DeepSpeed's CPU Adam)
+                state[key] = type(value)(0)
     with torch.no_grad():
         for tensors in groups.values():
             torch._foreach_zero_(tensors)
@@ -377,16 +379,15 @@ def deepspeed_config(path: str, settings: Settings, zero_stage: int | None = Non
 
 
 def deepspeed_state_to_come(settings: Settings, config: dict, fp32_bytes: int, world_size: int) -> float:
-    """Device bytes a DeepSpeed ZeRO optimizer allocates at its first step, after
-    deepspeed.initialize (deepspeed 0.19 makes the moments lazily, and each step this rank's
-    fp32 gradient partition): the gradient partition and the moments (AdamW two, SGD with
-    momentum one) of this rank's shard of `fp32_bytes`; none when they live in host memory
-    (ZeRO-Offload). Without it, a base moved to the device after initialize fits there only
+    """Device bytes a DeepSpeed ZeRO optimizer allocates at its first backward and step, after
+    deepspeed.initialize (config.deepspeed_first_step_bytes: the reduction buckets, and this rank's
+    gradient partitions and moments, AdamW two, SGD with momentum one, unless ZeRO-Offload keeps
+    them in host memory). Without it, a base moved to the device after initialize fits there only
     until the first step: a 7B model under ZeRO-2 on two 80 GB GPUs would run out of memory."""
-    if offloads_optimizer(config):
-        return 0.0
     moments = 2 if settings.optimizer == "adamw" else int(settings.momentum > 0)
-    return (1 + moments) * fp32_bytes / world_size
+    return deepspeed_first_step_bytes(
+        config, fp32_bytes // 4, world_size, precision=settings.precision, moments=moments
+    )
 
 
 class DeepSpeedEngine:
@@ -473,8 +474,10 @@ class DeepSpeedEngine:
                 # master refreshed from it: write the exact fp32 base into the master itself.
                 for name, p in self.params.items():
                     self._set_full_fp32(p, self.base[name])
-        inner = getattr(self.optimizer, "optimizer", self.optimizer)
-        inner.state.clear()
+        # The optimizer's state zeroed in place, as a new one starts: under ZeRO-Offload its
+        # moments are in host memory, which freeing and allocating again for every text would
+        # page-fault anew (54 GB at 7B).
+        _restart(getattr(self.optimizer, "optimizer", self.optimizer))
         if self._scaler_attr:
             setattr(self.optimizer, self._scaler_attr, copy.deepcopy(self._fresh_scaler))
         self.skipped_steps = 0
@@ -496,7 +499,7 @@ class DeepSpeedEngine:
             )
         flat = base.reshape(-1)
         start = min(self.optimizer._get_param_partition_rank(p) * size, flat.numel())
-        piece = torch.zeros(size, dtype=torch.float32)
+        piece = torch.zeros(size, dtype=torch.float32, device=base.device)  # where the base is: no round trip
         piece[: min(size, flat.numel() - start)] = flat[start : start + size]
         p.ds_tensor.copy_(piece.view_as(p.ds_tensor))
         master.copy_(piece.view_as(master))

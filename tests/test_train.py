@@ -416,15 +416,27 @@ def test_settings_from_config():
 
 
 def test_deepspeed_state_to_come_counts_the_first_steps_allocations():
-    """What a DeepSpeed optimizer allocates at its first step, on the device, for a rank's shard."""
-    zero2 = {"zero_optimization": {"stage": 2}}
-    offload = {"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}
+    """What a DeepSpeed rank allocates on the device at its first backward and step: the reduction
+    bucket (of the module's dtype) and its shard of the gradients (module dtype and fp32) and of
+    the moments; under ZeRO-Offload only the bucket."""
+    zero = {"stage": 2, "reduce_bucket_size": 100}
+    zero2 = {"zero_optimization": zero}
+    offload = {"zero_optimization": {**zero, "offload_optimizer": {"device": "cpu"}}}
     adamw, sgd = train.Settings(), train.Settings(optimizer="sgd", momentum=0.9)
-    # The fp32 gradient partition and two moments of half the model: 3 x 4 bytes / 2 ranks.
-    assert train.deepspeed_state_to_come(adamw, zero2, 4_000, 2) == 6_000
-    assert train.deepspeed_state_to_come(sgd, zero2, 4_000, 1) == 8_000
-    assert train.deepspeed_state_to_come(train.Settings(optimizer="sgd", momentum=0.0), zero2, 4_000, 1) == 4_000
-    assert train.deepspeed_state_to_come(adamw, offload, 4_000, 1) == 0  # in host memory
+    # fp32, 1,000 parameters over 2 ranks: a bucket of 100 x 4 bytes, then 500 x (4 + 4 + 8) bytes.
+    assert train.deepspeed_state_to_come(adamw, zero2, 4_000, 2) == 400 + 8_000
+    assert train.deepspeed_state_to_come(sgd, zero2, 4_000, 1) == 400 + 12_000
+    assert train.deepspeed_state_to_come(train.Settings(optimizer="sgd", momentum=0.0), zero2, 4_000, 1) == 8_400
+    assert train.deepspeed_state_to_come(adamw, offload, 4_000, 1) == 400  # the rest in host memory
+    # bf16: a 16-bit bucket and gradient shard; two buckets with overlap_comm, none without contiguous gradients.
+    bf16 = train.Settings(precision="bf16")
+    assert train.deepspeed_state_to_come(bf16, zero2, 4_000, 1) == 200 + 14_000
+    overlap = {"zero_optimization": {**zero, "overlap_comm": True}}
+    assert train.deepspeed_state_to_come(bf16, overlap, 4_000, 1) == 400 + 14_000
+    scattered = {"zero_optimization": {**zero, "contiguous_gradients": False}}
+    assert train.deepspeed_state_to_come(bf16, scattered, 4_000, 1) == 14_000
+    # DeepSpeed's default bucket: 5e8 values.
+    assert train.deepspeed_state_to_come(bf16, {"zero_optimization": {"stage": 2}}, 4_000, 1) == 1e9 + 14_000
 
 
 def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatch):
@@ -482,9 +494,12 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatc
     assert _max_diff(b_offloaded.after, b_torch.after) < 1e-6
 
     # The base goes to the device only where it fits beside what the optimizer makes at its
-    # first step (one rank, AdamW: the gradient partition and two moments, 12 bytes a parameter).
+    # first backward and step (one rank, AdamW: the reduction bucket, the gradient partitions and
+    # two moments).
     n = sum(t.numel() for t in engine.base.values())
-    for spare, fits in ((16 * n - 1, False), (16 * n + 1, True)):
+    need = 4 * n + train.deepspeed_state_to_come(settings, config, 4 * n, 1)
+    assert need == 4 * n + 5e8 * 4 + 16 * n
+    for spare, fits in ((need - 1, False), (need + 1, True)):
         monkeypatch.setattr(train, "_spare_bytes", lambda device, spare=spare: spare)
         assert train.DeepSpeedEngine(load_tiny(), settings, CPU, config).base_on_device is fits
     monkeypatch.undo()
@@ -498,8 +513,11 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatc
     assert isinstance(ds_adam.optimizer.optimizer, DeepSpeedCPUAdam)
     b_adam = train.train_text(ds_adam, "b", texts[1], "3", cpu_adam)
     assert 0 < _max_diff(b_adam.after, b_torch.after) < 1e-6
+    moments = next(iter(ds_adam.optimizer.optimizer.state.values()))["exp_avg"]
     train.train_text(ds_adam, "a", texts[0], "3", cpu_adam)
     assert _equal(train.train_text(ds_adam, "b", texts[1], "3", cpu_adam).after, b_adam.after)
+    # Its moments zeroed in place for every text, not freed and made again (host memory).
+    assert next(iter(ds_adam.optimizer.optimizer.state.values()))["exp_avg"] is moments
     # It steps only an optimizer in host memory.
     with pytest.raises(ValueError, match="offload_adam"):
         train.DeepSpeedEngine(load_tiny(), cpu_adam, CPU, train.deepspeed_config(REPO_DEEPSPEED_CONFIG, cpu_adam))
