@@ -39,6 +39,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -357,6 +358,9 @@ def _checkpoint(model_name: str, device_name: str, path: Path) -> tuple[int, lis
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kind, **fields))
     params = sum(p.numel() for p in model.parameters())
     target.save(model.to(torch.bfloat16), target.train_tokenizer(documents, 1000), path)
+    del model
+    if torch.device(device_name).type == "cuda":
+        torch.cuda.empty_cache()  # the jobs started next find the GPU as a fresh job would
     return params, documents
 
 
@@ -396,6 +400,7 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
         return measure_job(model_name, device_name, texts)
     if setup == "thesis-bf16":
         return measure_thesis(model_name, device_name, texts)
+    import numpy as np
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -455,16 +460,23 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
         summarise = deltas.Summariser(layers, engine.base, KS)
         summarise(engine.named_fp32())  # ||base||^2 per layer, once a job
         out["stats_s"] = _median(lambda: summarise(engine.named_fp32()), 3, device)
-        if engine_kind == "torch":
-            out.update(_topk_seconds(engine, layers, device))
         # A whole (text, budget 5) as the job runs it: restore, five steps, the statistics.
         runs = [
             _median(lambda chunk=chunk: train.train_text(engine, "t", [chunk], "5", settings, summarise), 1, device)
             for chunk in chunks[:texts]
         ]
         out.update(text_s=statistics.median(runs), texts=texts)
-    if device.type == "cuda":
+        # Is training bitwise repeatable here? Two runs of one text of 512 tokens (attention over
+        # several tiles), under the job's deterministic settings: the same statistics bit for bit?
+        length = min(512, config.max_position_embeddings)
+        long = torch.randint(0, config.vocab_size, (1, length), generator=generator)
+        twice = [train.train_text(engine, "t", [long], "5", settings, summarise).stats for _ in range(2)]
+        out["repeatable"] = all(np.array_equal(twice[0][key], twice[1][key]) for key in twice[0])
+    if device.type == "cuda":  # the peak of what the job does, before the benchmark's own top-K timings
         out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
+        out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
+    if width == 1 and engine_kind == "torch":
+        out.update(_topk_seconds(engine, layers, device))
     return out
 
 
@@ -476,15 +488,22 @@ def child(arguments: list[str], timeout: float) -> dict:
     command = [sys.executable, __file__, *arguments]
     path = [str(ROOT), str(ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    # A session of its own: on a timeout the whole group goes, the training jobs a set-up starts
+    # and DeepSpeed's compilers among it, not only the child (they would hold the GPU for the rest).
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True
+    )
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
+        out, err = process.communicate(timeout=timeout)
+        why = "killed (out of host memory?)" if process.returncode in (-9, 137) else f"exit {process.returncode}"
     except subprocess.TimeoutExpired:
-        return {"error": f"over {timeout:.0f} s"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("RESULT "):
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        why = f"over {timeout:.0f} s"
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):  # printed before it hung or failed in its teardown: kept
             return json.loads(line[len("RESULT ") :])
-    tail = [line for line in done.stderr.splitlines() if line.strip()][-3:]
-    why = "killed (out of host memory?)" if done.returncode in (-9, 137) else f"exit {done.returncode}"
+    tail = [line for line in err.splitlines() if line.strip()][-3:]
     return {"error": f"{why}: {' | '.join(tail)[-300:]}"}
 
 
@@ -536,6 +555,10 @@ def main() -> None:
     if args.probe or args.one:
         result = probe(args.device) if args.probe else measure(*args.one, args.device, args.steps, args.texts)
         print("RESULT " + json.dumps(result), flush=True)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # DeepSpeed's group: NCCL torn down in order
+            dist.destroy_process_group()
         return
 
     started = time.perf_counter()
@@ -583,12 +606,18 @@ def main() -> None:
             row.update(child(["--one", model_name, setup, *common], min(args.timeout, left)))
         rows.append(row)
         print(_line(row, machine), flush=True)
+        if args.out:  # after every row: a run cut short keeps what it measured
+            _write(args.out, machine, rows)
 
     print("\n".join(_summary(rows, machine, shapes)))
     print(f"wall time {time.perf_counter() - started:.0f} s")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+        _write(args.out, machine, rows)
+
+
+def _write(path: str, machine: dict, rows: list[dict]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
 
 
 def _count_params(shape: tuple[str, dict]) -> int:
@@ -641,6 +670,10 @@ def _line(row: dict, machine: dict) -> str:
         line += (
             f"\n{'':<35}top-K% norms of the statistics {row['topk_s'] * 1e3:.1f} ms without a sort, "
             f"{row['topk_sorted_s'] * 1e3:.1f} ms with the sorted topk before"
+        )
+    if "repeatable" in row:
+        line += f"\n{'':<35}two runs of a text of up to 512 tokens, budget 5: " + (
+            "the same statistics bit for bit" if row["repeatable"] else "statistics NOT bit for bit the same"
         )
     if row.get("base_on") == "cpu" and machine.get("cuda"):
         line += f"\n{'':<35}the base in host memory (no room beside the training state): restores cross the host link"
