@@ -20,7 +20,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -215,7 +215,10 @@ class TorchEngine:
         if self.base_on_device:
             self.base = {name: p.detach().clone() for name, p in self.params.items()}
         else:  # in page-locked host memory: restores cross the host link at its full rate
-            self.base = {name: _host_copy(p.detach(), pin=device.type == "cuda") for name, p in self.params.items()}
+            slabs = HostSlabs()
+            self.base = {
+                name: _host_copy(p.detach(), pin=device.type == "cuda", slabs=slabs) for name, p in self.params.items()
+            }
         # Asked again now that the base is allocated: room for one more copy beside it.
         self.copy_on_device = self.base_on_device and _spare_bytes(device) > state + copy
         self.scaler: torch.amp.GradScaler | None = None
@@ -310,7 +313,8 @@ def _cpu_state(
     # Taken one tensor at a time, so that a tensor gathered whole on the accelerator (DeepSpeed)
     # is freed before the next is gathered.
     if into is None:
-        return {name: _host_copy(t, pin=t.is_cuda) for name, t in tensors}
+        slabs = HostSlabs()
+        return {name: _host_copy(t, pin=t.is_cuda, slabs=slabs) for name, t in tensors}
     for name, t in tensors:
         into[name].copy_(t)
     return into
@@ -319,16 +323,51 @@ def _cpu_state(
 _PINNING_FAILED = False
 
 
-def _host_copy(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
+def _pinned_bytes(n: int) -> torch.Tensor:
+    return torch.empty(n, dtype=torch.uint8, pin_memory=True)
+
+
+class HostSlabs:
+    """Page-locked host memory for the fp32 tensors of one state, carved from slabs whose sizes are
+    powers of two. torch's pinned allocator rounds every allocation up to a power of two, so
+    tensors pinned one by one would take up to twice their size (Llama-2-7B's 172 MiB MLP
+    weights take 256 MiB each: a third more for the whole base); packed first fit into 1 GiB
+    slabs they take a few percent more. A tensor handed out is a view: its slab lives as long as
+    any of them. `allocate(n)`: n bytes of uint8 (page-locked; tests pass another)."""
+
+    SLAB = 1 << 30
+    ALIGN = 512  # bytes: each tensor starts on a boundary that copies to a GPU like
+
+    def __init__(self, allocate: Callable[[int], torch.Tensor] = _pinned_bytes):
+        self._allocate = allocate
+        self.slabs: list[list] = []  # [uint8 tensor, bytes used]
+
+    def empty(self, shape: Sequence[int]) -> torch.Tensor:
+        numel = math.prod(shape)
+        size = -(-4 * numel // self.ALIGN) * self.ALIGN
+        slab = next((slab for slab in self.slabs if slab[0].numel() - slab[1] >= size), None)
+        if slab is None:
+            slab = [self._allocate(max(self.SLAB, 1 << max(0, size - 1).bit_length())), 0]
+            self.slabs.append(slab)
+        start = slab[1]
+        slab[1] += size
+        return slab[0][start : start + 4 * numel].view(torch.float32).view(tuple(shape))
+
+
+def _host_copy(tensor: torch.Tensor, pin: bool, slabs: HostSlabs | None = None) -> torch.Tensor:
     """An fp32 copy of `tensor` in host memory. With `pin`, page-locked: copies between it and a
     GPU run at the link's full rate (pageable memory goes through CUDA's staging buffers) and
-    can be asynchronous. It is allocated page-locked and filled, not copied and then pinned, so a 7B
-    model's 28 GB base never stands twice in host memory. Where pinning fails (no CUDA, a
-    memory-lock limit), pageable, with one warning a process."""
+    can be asynchronous; carved from `slabs` when given (a state's many tensors: HostSlabs). It
+    is allocated page-locked and filled, not copied and then pinned, so a 7B model's 28 GB base
+    never stands twice in host memory. Where pinning fails (no CUDA, a memory-lock limit),
+    pageable, with one warning a process."""
     global _PINNING_FAILED
     if pin and not _PINNING_FAILED:
         try:
-            host = torch.empty(tensor.shape, dtype=torch.float32, pin_memory=True)
+            if slabs is not None:
+                host = slabs.empty(tensor.shape)
+            else:
+                host = torch.empty(tensor.shape, dtype=torch.float32, pin_memory=True)
         except RuntimeError as error:
             _PINNING_FAILED = True
             warnings.warn(f"host copies of the weights are pageable (pinning failed: {error})", stacklevel=2)
@@ -439,8 +478,9 @@ class DeepSpeedEngine:
             self.base = {name: t.to(self.device) for name, t in self.base.items()}
         elif self.device.type == "cuda":
             # Page-locked, one tensor at a time: each pageable tensor is freed as its copy is made.
+            slabs = HostSlabs()
             for name in list(self.base):
-                self.base[name] = _host_copy(self.base[name], pin=True)
+                self.base[name] = _host_copy(self.base[name], pin=True, slabs=slabs)
         self.copy_on_device = False
         # The loss scaler as it starts (fp16: scale, hysteresis, overflow counters; a fixed
         # scale of 1 otherwise), put back for every text so that no text's skipped steps
@@ -543,8 +583,13 @@ class DeepSpeedEngine:
         return value.item()
 
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The fp32 master weights, gathered whole on every rank, on the CPU; copied into `into`
-        when given (no new allocation)."""
+        """The fp32 master weights, gathered whole, on the CPU; copied into `into` when given (no
+        new allocation). Only rank 0 writes the store: the other ranks take part in the gathers
+        (collectives) and keep nothing, so a node does not hold a host copy of every state per rank."""
+        if self.rank != 0:
+            for _ in self.named_fp32():
+                pass
+            return {}
         return _cpu_state(self.named_fp32(), into)
 
     # The gathered master weights are the engine's to reuse: a best state is kept on the host.

@@ -175,3 +175,39 @@ def test_host_copy_without_pinned_memory_is_pageable():
     for copy in (first, second):
         assert copy.dtype == torch.float32 and copy.device.type == "cpu" and not copy.is_pinned()
         assert torch.equal(copy, source.float()) and copy.data_ptr() != source.data_ptr()
+
+
+def test_host_slabs_pack_a_states_tensors_without_power_of_two_rounding():
+    """A state's host copies carved from slabs (torch's pinned allocator rounds each allocation up
+    to a power of two): every tensor its own bytes, the values exact, and little left over. Here
+    with pageable slabs, which is all a CPU has."""
+    allocated = []
+
+    def allocate(n):
+        allocated.append(n)
+        return torch.empty(n, dtype=torch.uint8)
+
+    slabs = train.HostSlabs(allocate)
+    slabs.SLAB = 1 << 20  # 1 MiB slabs for tensors of tens of KiB: about the proportions of 1 GiB and 7B
+    generator = torch.Generator().manual_seed(0)
+    # Llama-like: an embedding, then per layer four square matrices, three MLP matrices 2.7 times
+    # as large and a norm, then the head and a scalar.
+    layer = [(64, 64)] * 4 + [(172, 64)] * 3 + [(64,)]
+    shapes = [(600, 256)] + layer * 32 + [(600, 256), ()]
+    sources = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in shapes]
+    copies = [train._host_copy(source, pin=True, slabs=slabs) for source in sources]
+    for source, copy in zip(sources, copies):
+        assert copy.dtype == torch.float32 and copy.shape == source.shape and torch.equal(copy, source.float())
+    spans = sorted((c.data_ptr(), c.data_ptr() + 4 * c.numel()) for c in copies if c.numel())
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))  # no two overlap
+    assert all(4 * c.storage_offset() % slabs.ALIGN == 0 for c in copies)  # from its slab's start
+    assert set(allocated) == {slabs.SLAB}
+    held = 4 * sum(c.numel() for c in copies)
+    one_by_one = sum(1 << max(0, 4 * c.numel() - 1).bit_length() for c in copies)
+    assert sum(allocated) < held + slabs.SLAB and sum(allocated) < 0.85 * one_by_one
+    # A tensor larger than a slab takes a slab of its own, the next power of two, whose rest
+    # serves the tensors after it.
+    large = slabs.empty((1200, 256))
+    assert allocated[-1] == 2 << 20 and large.shape == (1200, 256)
+    assert slabs.empty((800, 256)).untyped_storage().data_ptr() == large.untyped_storage().data_ptr()
+    assert allocated[-1] == 2 << 20  # no new slab for it
