@@ -115,12 +115,13 @@ class SideBySideEngine:
         best: list = [None] * n
         step = 0
         for epoch in range(1, epochs + 1):
-            losses = torch.zeros(n, dtype=torch.float64)
+            # Summed where they are computed and read once an epoch: a read waits for the device.
+            losses = torch.zeros(n, dtype=torch.float64, device=self.device)
             for input_ids, labels in inputs:
                 lr = lr_at(step, total_steps, settings)
                 grads, loss = self._grad(params, input_ids, labels)
                 optimizer.step(params, grads, lr)
-                losses += loss.detach().to("cpu", torch.float64)
+                losses += loss.detach().to(torch.float64)
                 step += 1
             losses = (losses / n_chunks).tolist()
             end_losses = self._evaluate(params, inputs) if early_stopping else None

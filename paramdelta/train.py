@@ -244,7 +244,9 @@ class TorchEngine:
             return torch.autocast(self.device.type, dtype=BIT16[self.settings.precision])
         return nullcontext()
 
-    def step(self, input_ids: torch.Tensor, lr: float) -> float:
+    def step(self, input_ids: torch.Tensor, lr: float) -> torch.Tensor:
+        """One optimizer step on a chunk; returns its loss, a 0-dim tensor where it was computed
+        (reading it waits for the device: train_text reads an epoch's losses at once)."""
         input_ids = input_ids.to(self.device)
         with self._autocast():
             loss = self.model(input_ids=input_ids, labels=input_ids).loss
@@ -261,7 +263,7 @@ class TorchEngine:
         if scale is not None and self.scaler.get_scale() < scale:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
+        return loss.detach()
 
     def evaluate(self, chunks: list[torch.Tensor]) -> float:
         """Mean loss of the current parameters over the chunks, in eval mode, no gradients."""
@@ -546,7 +548,9 @@ class DeepSpeedEngine:
         if p.numel() == p.ds_numel:
             p.copy_(base)
 
-    def step(self, input_ids: torch.Tensor, lr: float) -> float:
+    def step(self, input_ids: torch.Tensor, lr: float) -> torch.Tensor:
+        """One optimizer step on a chunk on every rank; returns rank 0's loss, a 0-dim tensor on
+        the device (as TorchEngine.step)."""
         input_ids = input_ids.to(self.device)
         loss = self.engine(input_ids=input_ids, labels=input_ids).loss
         self.engine.backward(loss)
@@ -564,23 +568,23 @@ class DeepSpeedEngine:
         try:
             with torch.no_grad():
                 losses = [
-                    self._rank0(self.engine(input_ids=c.to(self.device), labels=c.to(self.device)).loss.detach())
+                    self._rank0(self.engine(input_ids=c.to(self.device), labels=c.to(self.device)).loss.detach()).item()
                     for c in chunks
                 ]
         finally:
             self.engine.train()
         return sum(losses) / len(losses)
 
-    def _rank0(self, loss: torch.Tensor) -> float:
+    def _rank0(self, loss: torch.Tensor) -> torch.Tensor:
         """Rank 0's loss, on every rank (the ranks compute the same loss, but early stopping
-        must not depend on whether they agree to the last bit)."""
+        must not depend on whether they agree to the last bit); a 0-dim tensor on the device."""
         if self.world_size == 1:
-            return loss.item()
+            return loss
         import torch.distributed as dist
 
         value = loss.to(self.device, torch.float64).reshape(1)
         dist.broadcast(value, src=0)
-        return value.item()
+        return value.reshape(())
 
     def state(self, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The fp32 master weights, gathered whole, on the CPU; copied into `into` when given (no
@@ -632,6 +636,11 @@ def train_text(
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     engine.reset()
+    # The chunks go to the device once, not at every step: a copy from pageable host memory
+    # waits for the device, and so would every step.
+    device = getattr(engine, "device", None)
+    if device is not None:
+        chunks = [c.to(device) for c in chunks]
     early_stopping = budget_epochs(budget) is None
     # The best state is kept as a copy on the device when one fits there (the cheapest), else,
     # when statistics are all the job keeps, as the statistics themselves: never a copy of
@@ -649,6 +658,7 @@ def train_text(
             lr = lr_at(step, total_steps, settings)
             losses.append(engine.step(input_ids, lr))
             step += 1
+        losses = _floats(losses)  # the epoch's one wait for the device
         loss = sum(losses) / len(losses)
         run.losses.append(loss)
         run.lrs.append(lr)
@@ -690,6 +700,15 @@ def train_text(
         _fail_if_not_finite(run)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _floats(values: list) -> list[float]:
+    """Losses as Python floats: tensors (on a device) read in one transfer, numbers as they are."""
+    tensors = [value.reshape(()) for value in values if torch.is_tensor(value)]
+    if not tensors:
+        return [float(value) for value in values]
+    read = iter(torch.stack(tensors).tolist())
+    return [next(read) if torch.is_tensor(value) else float(value) for value in values]
 
 
 def _fail_if_not_finite(run: TextRun) -> None:
