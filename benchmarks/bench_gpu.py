@@ -35,6 +35,7 @@ and the set-up that trains a 7B (text, budget) fastest on this GPU; --out keeps 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -600,6 +601,10 @@ def main() -> None:
             row["skipped"] = f"needs ~{gpu / 1e9:.0f} GB of GPU memory, has {capacity / 1e9:.0f}"
         elif host > 0.85 * machine["host_bytes"]:
             row["skipped"] = f"needs ~{host / 1e9:.0f} GB of host memory, has {machine['host_bytes'] / 1e9:.0f}"
+        elif setup == "thesis-bf16" and importlib.util.find_spec("accelerate") is None:
+            row["skipped"] = (
+                "the Trainer needs accelerate (make bench installs envs/bench.txt; gpu_wheels.sh brings it)"
+            )
         elif setup == "thesis-bf16" and THESIS_DISK * params > 0.8 * shutil.disk_usage(tempfile.gettempdir()).free:
             row["skipped"] = f"needs ~{THESIS_DISK * params / 1e9:.0f} GB of disk for its checkpoints"
         else:
