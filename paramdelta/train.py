@@ -723,11 +723,24 @@ def _fail_if_not_finite(run: TextRun) -> None:
         run.failed_epoch, run.after, run.stats = run.best_epoch, None, None
 
 
+def job_device(configured: str, gpus: int) -> str:
+    """The device a training job asks for: train.device, except that `auto` in a job given GPUs
+    (the model's `gpus`) is `cuda`, so a node whose GPUs the job cannot see fails at once, saying
+    so, instead of training a large model on its CPUs for hours."""
+    return "cuda" if configured == "auto" and gpus > 0 else configured
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible to this job")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise RuntimeError(
+            "this training job trains on a GPU (train.device 'cuda', or 'auto' with the model's gpus >= 1) but no "
+            "CUDA device is visible to it"
+            + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+            + ": run it where its GPUs are (the model's partition), or set the model's gpus: 0"
+        )
     return torch.device(name)
 
 

@@ -239,6 +239,11 @@ def run(spec: dict) -> None:
             # its last pair until it has the next one), so a state kept on the GPU (early
             # stopping's best copy) is not held twice.
             result.after = None
+            if world_size > 1:
+                # While rank 0 writes (a 7B delta: minutes), the others wait here, in the world
+                # group, whose timeout is DEEPSPEED_TIMEOUT, not in the next text's gradient
+                # reduction on the group ZeRO makes for itself, which NCCL gives up on after 10.
+                torch.distributed.barrier()
         if records is not None:
             records.close()
 
@@ -275,6 +280,12 @@ def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
     if processes == 1:
         run(spec)
         return
+    if spec["device"] != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() < processes:
+        raise RuntimeError(
+            f"training job {spec['output']}: {processes} processes, one a GPU, but this job sees "
+            f"{torch.cuda.device_count()} GPU(s) (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): "
+            f"a job's GPUs must all be on its node"
+        )
 
     output = Path(spec["output"])
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -286,6 +297,9 @@ def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
         "-m",
         "torch.distributed.run",
         "--standalone",
+        # The ranks reach the launcher's store on this node by the loopback address, not by the
+        # node's fully qualified name (which a cluster node may not resolve to itself).
+        "--local-addr=127.0.0.1",
         f"--nproc_per_node={processes}",
         "-m",
         "paramdelta.train_job",

@@ -240,6 +240,8 @@ def model_resources(*, gpus="one"):
         resources["constraint"] = per_model(lambda model: entries[model].get("constraint"))
         resources["gpu"] = per_model(gpu)
         resources["gpu_model"] = per_model(lambda model: entries[model].get("gpu_model") if gpu(model) else None)
+        # --gpus counts a job's GPUs over all its nodes: one node, so that every rank sees them all.
+        resources["nodes"] = per_model(lambda model: 1 if gpu(model) else None)
     return {name: value for name, value in resources.items() if value is not None}
 
 

@@ -297,13 +297,14 @@ def test_sbatch_lines_of_the_cluster_config(cluster, tmp_path):
         assert second == 2 * first
     for model, spec in config["models"].items():
         train = by_job[f"rule_train_wildcards_wikimia32_{model}_default_5_{shard}"]
-        assert f"--gpus={spec['gpu_model']}:{spec['gpus']}" in train
+        assert f"--gpus={spec['gpu_model']}:{spec['gpus']}" in train and "--nodes=1" in train
         assert f"-p {spec['partition']}" in train and f"--mem {spec['mem_mb']}" in train
         assert f"--cpus-per-task={spec['cpus']}" in train and f"-t {spec['runtime']}" in train
         logprob = by_job[f"rule_logprob_scores_wildcards_wikimia32_{model}"]
         assert f"--gpus={spec['gpu_model']}:1" in logprob and f"-p {spec['partition']}" in logprob
         snapshot = by_job[f"rule_base_snapshot_wildcards_{model}"]
         assert "--gpus" not in snapshot and "-p gpu" not in snapshot and f"--mem {spec['mem_mb']}" in snapshot
+        assert "--nodes" not in snapshot
     assert (
         "Invalid generic resource" in result.stdout + result.stderr
         or "invalid partition" in (result.stdout + result.stderr).lower()

@@ -521,3 +521,15 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatc
     # It steps only an optimizer in host memory.
     with pytest.raises(ValueError, match="offload_adam"):
         train.DeepSpeedEngine(load_tiny(), cpu_adam, CPU, train.deepspeed_config(REPO_DEEPSPEED_CONFIG, cpu_adam))
+
+
+def test_a_job_given_gpus_trains_on_them_or_fails_saying_so(monkeypatch):
+    """train.device 'auto' means the GPU in a job given GPUs: never a silent fall back to its CPUs."""
+    assert train.job_device("auto", 2) == "cuda" and train.job_device("auto", 0) == "auto"
+    assert train.job_device("cpu", 1) == "cpu" and train.job_device("cuda", 0) == "cuda"
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(RuntimeError, match=r"no CUDA device is visible to it \(CUDA_VISIBLE_DEVICES=''\)"):
+        train.pick_device(train.job_device("auto", 1))
+    assert train.pick_device("auto").type == "cpu"

@@ -240,6 +240,17 @@ def test_torch_engine_refuses_several_processes(tiny_model_dir, dataset, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_launch_with_fewer_gpus_than_processes_says_so(tiny_model_dir, dataset, tmp_path, monkeypatch):
+    """Two ranks, one a GPU, on a node where the job sees one GPU (SLURM split its GPUs): refused
+    before any rank starts, naming the count."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    spec = _spec(tiny_model_dir, dataset, tmp_path / "two.zarr", deepspeed_config="zero2.json")
+    with pytest.raises(RuntimeError, match=r"2 processes, one a GPU, but this job sees 1 GPU"):
+        train_job.launch({**spec, "device": "cuda"}, 2)
+    assert not (tmp_path / "two.zarr").exists()
+
+
 def test_spec_keys_are_checked(tiny_model_dir, dataset, tmp_path):
     spec = _spec(tiny_model_dir, dataset, tmp_path / "out.zarr", deepspeed_config="zero2.json")
     with pytest.raises(ValueError, match=r"missing keys \['texts'\], unknown keys \['text'\]"):

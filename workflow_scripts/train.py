@@ -5,7 +5,7 @@ The job is paramdelta.train_job; this script turns the rule into its spec and ru
 this process, or, when the job has several GPUs, as one DeepSpeed process per GPU.
 """
 
-from paramdelta import train_job
+from paramdelta import train, train_job
 from paramdelta.job import setup
 
 log = setup(snakemake)
@@ -29,7 +29,7 @@ spec = {
     "budget": snakemake.wildcards.budget,
     "output": str(snakemake.output[0]),
     "threads": snakemake.threads,
-    "device": params.train["device"],
+    "device": train.job_device(params.train["device"], int(snakemake.resources.get("gpu", 0) or 0)),
 }
 processes = max(1, int(snakemake.resources.get("gpu", 0) or 0))
 train_job.launch(spec, processes, log_path=snakemake.log[0] if snakemake.log else None)
