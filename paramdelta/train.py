@@ -716,8 +716,8 @@ def _fail_if_not_finite(run: TextRun) -> None:
     from is still finite: such a state would give NaN/inf deltas, so the text fails."""
     if run.stats is not None:
         finite = all(np.isfinite(values).all() for values in run.stats.values())
-    else:
-        finite = all(torch.isfinite(t).all() for t in run.after.values())
+    else:  # one answer read from the device, not one a tensor
+        finite = bool(torch.stack([torch.isfinite(t).all() for t in run.after.values()]).all()) if run.after else True
     if not finite:
         run.failure = f"non-finite parameters after epoch {run.best_epoch}"
         run.failed_epoch, run.after, run.stats = run.best_epoch, None, None

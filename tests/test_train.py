@@ -533,3 +533,15 @@ def test_a_job_given_gpus_trains_on_them_or_fails_saying_so(monkeypatch):
     with pytest.raises(RuntimeError, match=r"no CUDA device is visible to it \(CUDA_VISIBLE_DEVICES=''\)"):
         train.pick_device(train.job_device("auto", 1))
     assert train.pick_device("auto").type == "cpu"
+
+
+def test_a_state_with_a_non_finite_weight_fails_its_text():
+    """The last step can blow a weight up while the loss it came from is finite: the text fails."""
+    finite = {"a": torch.ones(3), "b": torch.zeros(2, 2)}
+    run = train.TextRun(text_id="t", n_tokens=4, n_chunks=1, budget="2", losses=[1.0, 0.5], best_epoch=2, after=finite)
+    train._fail_if_not_finite(run)
+    assert run.ok and run.after is finite
+    run.after = {**finite, "b": torch.tensor([[0.0, float("inf")], [1.0, 2.0]])}
+    train._fail_if_not_finite(run)
+    assert not run.ok and run.after is None and run.failed_epoch == 2
+    assert run.failure == "non-finite parameters after epoch 2"
