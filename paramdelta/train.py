@@ -134,6 +134,33 @@ def lr_at(step: int, total_steps: int, settings: Settings) -> float:
     return 0.5 * settings.lr * (1.0 + math.cos(math.pi * step / total_steps))
 
 
+def extensions_dir_for_this_cpu() -> None:
+    """Where TORCH_EXTENSIONS_DIR is not set, point it at a directory of this CPU type's own.
+
+    DeepSpeed compiles its CPU Adam with -march=native into torch's extensions directory, by
+    default one a Python and CUDA version in the home directory, which a cluster's nodes share: a
+    build made on one CPU type and found there by a job on another would die of an illegal
+    instruction. The CPU's instruction set (its flags) names the directory."""
+    if "TORCH_EXTENSIONS_DIR" in os.environ:
+        return
+    import hashlib
+    import platform
+    import sys
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    try:
+        with open("/proc/cpuinfo") as stream:
+            cpu = next((line for line in stream if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        cpu = ""
+    cpu = cpu or platform.processor() or platform.machine()
+    accelerator = f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu"
+    versions = f"py{sys.version_info.major}{sys.version_info.minor}_{accelerator}"
+    tag = hashlib.sha1(cpu.encode()).hexdigest()[:12]
+    os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(get_default_build_root(), versions, f"cpu-{tag}")
+
+
 def _make_optimizer(
     params, settings: Settings, *, stacked: bool = False, deepspeed_cpu_adam: bool = False
 ) -> torch.optim.Optimizer:
@@ -156,6 +183,7 @@ def _make_optimizer(
     if deepspeed_cpu_adam and settings.optimizer == "adamw":
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
+        extensions_dir_for_this_cpu()
         return DeepSpeedCPUAdam(
             groups,
             lr=settings.lr,

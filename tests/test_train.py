@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import random
 from pathlib import Path
 
@@ -545,3 +546,15 @@ def test_a_state_with_a_non_finite_weight_fails_its_text():
     train._fail_if_not_finite(run)
     assert not run.ok and run.after is None and run.failed_epoch == 2
     assert run.failure == "non-finite parameters after epoch 2"
+
+
+def test_deepspeeds_cpu_adam_builds_per_cpu_type_unless_told_where(monkeypatch):
+    """CPU Adam is compiled for the CPU it builds on: without TORCH_EXTENSIONS_DIR each CPU type
+    gets a directory of its own under torch's default; a directory the user set is kept."""
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    train.extensions_dir_for_this_cpu()
+    chosen = Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    assert chosen.name.startswith("cpu-") and len(chosen.name) == 16 and chosen.parent.name.startswith("py")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/somewhere/shared")
+    train.extensions_dir_for_this_cpu()
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == "/somewhere/shared"
