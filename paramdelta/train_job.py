@@ -280,10 +280,11 @@ def launch(spec: dict, processes: int, log_path: str | None = None) -> None:
     if processes == 1:
         run(spec)
         return
-    if spec["device"] != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() < processes:
+    visible = torch.cuda.device_count() if spec["device"] != "cpu" and torch.cuda.is_available() else processes
+    if visible < processes:
         raise RuntimeError(
             f"training job {spec['output']}: {processes} processes, one a GPU, but this job sees "
-            f"{torch.cuda.device_count()} GPU(s) (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): "
+            f"{visible} GPU(s) (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): "
             f"a job's GPUs must all be on its node"
         )
 

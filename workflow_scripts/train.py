@@ -10,6 +10,7 @@ from paramdelta.job import setup
 
 log = setup(snakemake)
 params = snakemake.params
+gpus = int(snakemake.resources.get("gpu", 0) or 0)
 engine = params.engine
 spec = {
     "texts": list(params.texts),
@@ -29,7 +30,6 @@ spec = {
     "budget": snakemake.wildcards.budget,
     "output": str(snakemake.output[0]),
     "threads": snakemake.threads,
-    "device": train.job_device(params.train["device"], int(snakemake.resources.get("gpu", 0) or 0)),
+    "device": train.job_device(params.train["device"], gpus),
 }
-processes = max(1, int(snakemake.resources.get("gpu", 0) or 0))
-train_job.launch(spec, processes, log_path=snakemake.log[0] if snakemake.log else None)
+train_job.launch(spec, max(1, gpus), log_path=snakemake.log[0] if snakemake.log else None)
