@@ -158,22 +158,25 @@ def _replace(source: Path, destination: Path) -> None:
 
 def write_tensors(
     group: zarr.Group,
-    tensors: Mapping[str, torch.Tensor | np.ndarray],
+    tensors: Mapping[str, torch.Tensor | np.ndarray] | Iterable[tuple[str, torch.Tensor | np.ndarray]],
     *,
     chunk_bytes: int = 4 << 20,
 ) -> None:
     """Write each tensor as its own array in ``group``, chunked along the first axis.
 
     Tensors are converted one at a time (to CPU, contiguous, sharing memory where
-    possible) so that a 28 GB model is never held twice.  Chunks of at most
-    ``chunk_bytes`` keep the file count of a 7B model in the thousands while letting a
-    reader fetch a slice without decompressing the whole tensor.
+    possible) so that a 28 GB model is never held twice; given as an iterable of (name,
+    tensor) pairs, each is made only when the previous one is written (a delta computed
+    tensor by tensor, say).  Chunks of at most ``chunk_bytes`` keep the file count of a
+    7B model in the thousands while letting a reader fetch a slice without decompressing
+    the whole tensor.
     """
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
-    for name, tensor in tensors.items():
+    for name, tensor in tensors.items() if isinstance(tensors, Mapping) else tensors:
         data, dtype_name = _to_numpy(name, tensor)
         _create(group, name, data, dtype_name, _chunk_shape(data.shape, data.itemsize, chunk_bytes))
+        del tensor, data  # written: not kept alive while the next one is made
 
 
 def read_tensors(

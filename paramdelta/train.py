@@ -20,7 +20,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -841,11 +841,18 @@ class JobRecords:
                 stats = self.summarise(run.after)
             self.stats.append(stats if run.ok else None)
         elif run.ok:
-            after = {name: t.to("cpu") for name, t in run.after.items()}
-            if self.policy == "delta":
-                after = {name: t - self.base[name].to("cpu") for name, t in after.items()}
             params = self.root.require_group(f"texts/{run.text_id}/params")
-            store.write_tensors(params, {name: t.to(self.snapshot_dtype) for name, t in after.items()})
+            store.write_tensors(params, self._snapshot(run.after))
+
+    def _snapshot(self, after: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
+        """The tensors a delta/full record stores, made one at a time as the store takes them: the
+        host holds the state and one tensor's delta and cast, never a second copy of the model
+        (28 GB at 7B), and a state kept on the GPU crosses to the host a tensor at a time."""
+        for name, tensor in after.items():
+            tensor = tensor.to("cpu")
+            if self.policy == "delta":
+                tensor = tensor - self.base[name].to("cpu")
+            yield name, tensor.to(self.snapshot_dtype)
 
     def close(self) -> None:
         from paramdelta import store

@@ -312,6 +312,37 @@ def test_a_texts_state_is_dropped_before_the_next_text_trains(tiny_model_dir, da
     assert len(kept) == len(dataset[1])
 
 
+def test_a_delta_record_is_made_one_tensor_at_a_time(tiny_model_dir, dataset, tmp_path, monkeypatch):
+    """The delta a record stores is computed tensor by tensor as the store writes it: at 7B a
+    whole second copy beside the state would be 28 GB more of the job's host memory."""
+    import gc
+    import weakref
+
+    from paramdelta import store
+
+    real, seen = store.write_tensors, []
+
+    def write_tensors(group, tensors, **kwargs):
+        def watched():
+            previous = None
+            for name, tensor in tensors.items() if isinstance(tensors, dict) else tensors:
+                gc.collect()
+                assert previous is None or previous() is None, "the previous tensor's delta is still alive"
+                seen.append(name)
+                yield name, tensor
+                previous = weakref.ref(tensor)
+                del tensor
+
+        real(group, watched(), **kwargs)
+
+    monkeypatch.setattr(store, "write_tensors", write_tensors)
+    output = tmp_path / "delta.zarr"
+    train_job.launch(_spec(tiny_model_dir, dataset, output, budget="2", engine="torch"), 1)
+    assert len(seen) > len(dataset[1])
+    table, texts = deltas.read_job_store(output, dataset[1], KS)
+    assert (texts.status == "ok").all() and table["l2"].gt(0).all()
+
+
 def test_deterministic_sets_the_cublas_workspace_and_keeps_a_users(monkeypatch):
     """cuBLAS is deterministic only with a fixed workspace, read from the environment at its
     first call: the job sets one unless the user did."""
