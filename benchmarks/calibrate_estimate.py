@@ -13,7 +13,8 @@ Prints the rates the estimate's CPU entry is made of, each from the code the tra
   stopping's evaluation (TorchEngine.evaluate, a forward pass without gradients);
 - host copies (restoring the base, taking a state), the sketch statistics (deltas.layer_stats) and
   a delta/full store write (store.write_tensors, zstd), in bytes or elements per second;
-- the start of a training job: importing paramdelta.train_job and loading a tiny model, in a fresh process.
+- the start of a training job: importing paramdelta.train_job and loading a tiny model, in a fresh process;
+- the host memory of a whole training job (peak RSS of a fresh process) beside estimate.host_memory's count.
 
 Times are CPU time of this process (time.process_time; the job start: the child's user + system
 time), the best of a few repeats, so that other work on a shared machine inflates them little; with
@@ -147,6 +148,78 @@ def main() -> None:
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             starts.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     print(f"job start (imports, load a tiny model): {min(starts):.1f} s")
+
+    # Host memory: a whole training job in a fresh process, its peak RSS against estimate.host_memory.
+    host_memory(args.threads)
+
+
+def host_memory(threads: int) -> None:
+    """Peak RSS of a training job of a 29M-parameter model on the CPU (sketch and delta, one text,
+    two epochs), each in a fresh process, beside what estimate.host_memory counts for it."""
+    import json
+
+    import pandas as pd
+
+    from paramdelta import config as config_checks
+    from paramdelta import corpus
+    from paramdelta import target as target_mod
+
+    device = estimate.COST_MODEL["devices"]["cpu-2core"]
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        tokenizer = target_mod.train_tokenizer(corpus.generate_corpus(200, 0), 4096)
+        shape = models.tiny_config(
+            "gpt-neox", 4096, hidden_size=512, num_layers=8, num_heads=8, max_positions=512
+        )
+        model = models.build_model(shape, 0)
+        params = sum(p.numel() for p in model.parameters())
+        target_mod.save(model, tokenizer, root / "m")
+        del model
+        table = root / "texts.parquet"
+        pd.DataFrame({"text_id": ["t0"], "text": [" ".join(corpus.generate_corpus(1, 1)[0].split()[:32])]}).to_parquet(
+            table
+        )
+        train_section = config_checks.fill_defaults({"train": {"device": "cpu"}})["train"]
+        for policy in ("sketch", "delta"):
+            spec = {
+                "texts": ["t0"],
+                "dataset_table": str(table),
+                "model_path": str(root / "m"),
+                "engine": "torch",
+                "train": train_section,
+                "policy": policy,
+                "snapshot_dtype": "float32",
+                "ks": defaults("features", "k"),
+                "model": "m",
+                "dataset": "d",
+                "budget": "2",
+                "output": str(root / f"{policy}.zarr"),
+                "threads": threads,
+                "device": "cpu",
+            }
+            (root / "spec.json").write_text(json.dumps(spec))
+            code = (
+                "import resource, sys; from paramdelta import train_job; train_job.main([sys.argv[1]]); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(root / "spec.json")], capture_output=True, text=True, check=True
+            )
+            measured = float(done.stdout.split()[-1])
+            cfg = config_checks.validate(
+                {
+                    "datasets": {"d": {"path": str(table)}},
+                    "models": {"m": {"path": str(root / "m")}},
+                    "snapshots": {"store": policy},
+                    "train": {"device": "cpu"},
+                }
+            )
+            counted = estimate.host_memory(device, cfg, "m", params)
+            print(
+                f"host memory of a training job ({params / 1e6:.1f} M parameters, {policy}): peak RSS "
+                f"{measured / 2**20:,.0f} MiB, estimate.host_memory {counted / 2**20:,.0f} MiB "
+                f"({counted / measured:.2f}x)"
+            )
 
 
 if __name__ == "__main__":

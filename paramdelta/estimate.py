@@ -93,6 +93,9 @@ COST_MODEL = {
             "side_by_side_shares_overhead": True,  # one launch per operator for all the texts (placeholder)
             "job_start_s": 90.0,  # imports, process group, DeepSpeed set-up (placeholder)
             "load_bandwidth": 1.0e9,  # reading the checkpoint from a shared filesystem, bytes/s (placeholder)
+            # Host memory of one process of a job besides the model's tensors: the interpreter, the
+            # libraries and the CUDA context (placeholder; host_memory)
+            "process_host_bytes": 3.0e9,
         },
         "h200": {
             "description": "NVIDIA H200 SXM 141 GB (data-sheet peaks; factors are placeholders)",
@@ -111,6 +114,7 @@ COST_MODEL = {
             "side_by_side_shares_overhead": True,
             "job_start_s": 90.0,
             "load_bandwidth": 1.0e9,
+            "process_host_bytes": 3.0e9,
         },
         "cpu-2core": {
             "description": "this project's 2-core Xeon (machine B), 1 torch thread a job (measured)",
@@ -132,6 +136,10 @@ COST_MODEL = {
             "side_by_side_shares_overhead": False,
             "job_start_s": 4.2,
             "load_bandwidth": 0.5e9,  # placeholder: a local disk
+            # A training job's process besides the tensors host_memory counts: 481-509 MiB (machine B,
+            # CPU-only torch: the peak RSS of a 29.4M-parameter job, sketch and delta, less its count;
+            # the imports alone take 465 MiB). calibrate_estimate.py prints the two side by side.
+            "process_host_bytes": 0.53e9,
         },
     },
     # A delta/full store write on the host (store.write_tensors, zstd level 3), per job; measured
@@ -757,6 +765,34 @@ def eval_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
     return forward * device["efficiency"] + device["eval_overhead_s"] / shared_by
 
 
+def base_on_device(device: dict, config: dict, slug: str, params: int) -> bool:
+    """Whether the model's engine keeps the exact base on the device (else in host memory)."""
+    engine, ranks, side_by_side = _engine(config, slug)
+    train = config["train"]
+    moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
+    fp32 = 4 * params
+    if engine == "torch":
+        # As train.TorchEngine decides at its start: the base stays on the device when the memory
+        # left beside the fp32 weights, less a tenth of the device kept for activations, holds the
+        # gradients, the optimizer's moments and the base; else it is restored from host memory.
+        spare = None if device["memory"] is None else 0.9 * device["memory"] - fp32
+        return side_by_side > 1 or spare is None or spare > (2 + moments) * fp32
+    # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
+    # module's weights (2 bytes a parameter in bf16/fp16; ZeRO-3 a shard) and its shard of the
+    # fp32 master: the base moves there if it fits beside what each rank makes at its first
+    # backward and step (train.deepspeed_state_to_come: the reduction buckets, and unless
+    # ZeRO-Offload the gradient partitions and the moments).
+    from paramdelta.config import deepspeed_first_step_bytes
+
+    module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
+    module /= ranks if _zero_stage(config, slug) >= 3 else 1
+    master = 0.0 if _offloads(config, slug) else fp32 / ranks
+    to_come = deepspeed_first_step_bytes(
+        _deepspeed_json(config), params, ranks, precision=train["precision"], moments=moments
+    )
+    return device["memory"] is None or 0.9 * device["memory"] - module - master > fp32 + to_come
+
+
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
     """Seconds around the steps of one (text, budget), by what they do.
 
@@ -766,32 +802,10 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     gathered whole under DeepSpeed) or the store write on the host (delta/full). `keeps` is 1 for
     a fixed budget, and under early stopping the number of epochs that set a new best.
     """
-    engine, ranks, side_by_side = _engine(config, slug)
+    engine, ranks, _ = _engine(config, slug)
     offload = _offloads(config, slug)
-    train = config["train"]
-    moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
     fp32 = 4 * params
-    if engine == "torch":
-        # As train.TorchEngine decides at its start: the base stays on the device when the memory
-        # left beside the fp32 weights, less a tenth of the device kept for activations, holds the
-        # gradients, the optimizer's moments and the base; else it is restored from host memory.
-        spare = None if device["memory"] is None else 0.9 * device["memory"] - fp32
-        local = side_by_side > 1 or spare is None or spare > (2 + moments) * fp32
-    else:
-        # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
-        # module's weights (2 bytes a parameter in bf16/fp16; ZeRO-3 a shard) and its shard of the
-        # fp32 master: the base moves there if it fits beside what each rank makes at its first
-        # backward and step (train.deepspeed_state_to_come: the reduction buckets, and unless
-        # ZeRO-Offload the gradient partitions and the moments).
-        from paramdelta.config import deepspeed_first_step_bytes
-
-        module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
-        module /= ranks if _zero_stage(config, slug) >= 3 else 1
-        master = 0.0 if offload else fp32 / ranks
-        to_come = deepspeed_first_step_bytes(
-            _deepspeed_json(config), params, ranks, precision=train["precision"], moments=moments
-        )
-        local = device["memory"] is None or 0.9 * device["memory"] - module - master > fp32 + to_come
+    local = base_on_device(device, config, slug, params)
     to_device = fp32 / (device["copy_bandwidth"] if local else device["host_bandwidth"])
     # DeepSpeed writes the base twice: into the module and into the fp32 master, which ZeRO-Offload
     # keeps in host memory.
@@ -812,6 +826,59 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
 def run_overhead_seconds(device: dict, config: dict, slug: str, params: int, keeps: int) -> float:
     """Seconds around the steps of one (text, budget): see run_overhead."""
     return sum(run_overhead(device, config, slug, params, keeps).values())
+
+
+def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
+    """Peak bytes of host memory of one training job, all its processes together: what the
+    model's mem_mb must hold (SLURM kills a job that goes over).
+
+    Counted for the code in paramdelta.train_job and paramdelta.train, in bytes a parameter (fp32
+    is 4), before the `process_host_bytes` of each process:
+    - every process loads the model in fp32 (4) on the host;
+    - torch engine on a GPU: the model moves there; the exact base stays in page-locked host
+      memory (4) where it does not fit on the device (base_on_device), in 1 GiB slabs
+      (train.HostSlabs: the last one part-empty);
+    - torch engine on a CPU, where the host is the device: the weights (4), gradients (4), the
+      optimizer's moments (AdamW 8, SGD with momentum 4) and the base (4); texts side by side
+      (train.parallel_texts) each have their own weights, gradients and moments beside the model's;
+    - DeepSpeed, N ranks: each rank copies the base while its fp32 model is still on the host
+      (8 a rank, the peak of a job that keeps nothing else there), and keeps it (4 a rank) unless
+      it moves to the device; ZeRO-Offload keeps the fp32 master, its gradient and the moments
+      in host memory, over all the ranks together (16 with AdamW);
+    - delta/full: the state taken to the host for the store (4, rank 0).
+    Activations of a few hundred tokens and the page cache of the checkpoint are not counted.
+    """
+    engine, ranks, side_by_side = _engine(config, slug)
+    train = config["train"]
+    moments = 8.0 if train["optimizer"] == "adamw" else (4.0 if train["momentum"] > 0 else 0.0)
+    fp32 = 4.0 * params
+    state = 0.0 if config["snapshots"]["store"] == "sketch" else fp32
+    on_gpu = device["unit"] == "GPU"
+    local = base_on_device(device, config, slug, params)
+    slab = float(1 << 30)
+    if engine == "torch":
+        if not on_gpu:
+            training = (8.0 + moments) * params * side_by_side + (fp32 if side_by_side > 1 else 0.0)
+            peak = training + fp32 + state * side_by_side
+        else:
+            peak = max(fp32, (0.0 if local else fp32 + slab) + state * side_by_side)
+    else:
+        offload = (8.0 + moments) * params if _offloads(config, slug) else 0.0
+        if on_gpu:
+            kept = ranks * (0.0 if local else fp32 + slab) + offload
+        else:  # the host is the device: each rank's share of the training state, and its base
+            per_param = gpu_bytes(
+                engine, train["precision"], train["optimizer"], train["momentum"], ranks, _zero_stage(config, slug)
+            )
+            kept = ranks * (per_param * params + fp32) + offload
+        peak = max(ranks * 2.0 * fp32, kept + state)
+    return peak + ranks * device["process_host_bytes"]
+
+
+def mem_mb_bytes(config: dict, slug: str) -> float:
+    """The host memory a model's jobs ask SLURM for (models.<slug>.mem_mb: megabytes as SLURM
+    counts them, 2^20 bytes), at the first attempt."""
+    return config["models"][slug]["mem_mb"] * float(1 << 20)
 
 
 def estimate(
@@ -1049,7 +1116,7 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
     for device_name in devices:
         device = COST_MODEL["devices"][device_name]
         unit = device["unit"]
-        body, total, over = [], {"expected": 0.0, "max": 0.0}, []
+        body, total, over, host_over = [], {"expected": 0.0, "max": 0.0}, [], {}
         for r in rows:
             s = r.seconds[device_name]
             hours = {case: s[case] / 3600 for case in total}
@@ -1061,12 +1128,18 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
                     memory += " (over)"
                     if r.model not in over:
                         over.append(r.model)
+            host = host_memory(device, config, r.model, r.params)
+            host_cell = human_bytes(host)
+            if host > mem_mb_bytes(config, r.model):
+                host_cell += " (over)"
+                host_over[r.model] = host
             body.append(
                 [
                     r.model,
                     r.dataset,
                     str(s["units"]),
                     memory,
+                    host_cell,
                     human_seconds(s["step"]),
                     human_seconds(s["run"]),
                     _range(hours["expected"], hours["max"]),
@@ -1075,12 +1148,13 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             )
             for case in total:
                 total[case] += s["units"] * hours[case]
-        body.append(["total", "", "", "", "", "", "", _range(total["expected"], total["max"])])
+        body.append(["total", "", "", "", "", "", "", "", _range(total["expected"], total["max"])])
         header = [
             "model",
             "data set",
             f"{unit}s/job",
             "memory/GPU",
+            "host/job",
             "s/step",
             "s/text-run",
             "job-hours",
@@ -1092,6 +1166,15 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
                 f"memory/GPU over the {human_bytes(device['memory'])} of one {device_name} GPU ({', '.join(over)}): "
                 "these jobs would run out of memory; more GPUs a job (DeepSpeed ZeRO), ZeRO-Offload "
                 "(config/deepspeed_zero2_offload.json) or a larger GPU"
+            )
+        if host_over:
+            out.append(
+                "host/job over the job's mem_mb ("
+                + "; ".join(
+                    f"{slug}: mem_mb {config['models'][slug]['mem_mb']:,}, needs about {math.ceil(need / (1 << 20)):,}"
+                    for slug, need in host_over.items()
+                )
+                + "): SLURM would kill these jobs for going over their memory; raise models.<name>.mem_mb"
             )
         parts = {
             name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
@@ -1107,6 +1190,8 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
         )
     out.append(
         "memory/GPU: weights, gradients and optimizer state each GPU holds, before activations (estimate.gpu_bytes); "
+        "host/job: the peak host memory of a training job, all its processes (estimate.host_memory), "
+        "against its models.<name>.mem_mb; "
         "s/text-run: the base restore and the statistics or state around the steps of one text and fixed "
         "budget; hours: expected / with every es run at max_epochs"
     )

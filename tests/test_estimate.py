@@ -432,3 +432,58 @@ def test_the_base_is_restored_from_where_the_engines_keep_it(in_tmp, monkeypatch
     cfg = config_checks.validate({**cfg, "train": {**cfg["train"], **zero2, "precision": "bf16"}})
     assert restore(h200, cfg, 1.4e9) == pytest.approx(2 * 4 * 1.4e9 / h200["copy_bandwidth"])
     assert restore(h200, cfg, 7e9) == pytest.approx(2 * 4 * 7e9 / h200["host_bandwidth"])
+
+
+def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
+    """The peak host memory of a training job, counted as the engines hold it (bytes a parameter,
+    fp32 = 4), and the estimate's warning where a model's mem_mb is below it."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = demo_like(in_tmp)
+    h100, h200, cpu = (estimate.COST_MODEL["devices"][d] for d in ("h100", "h200", "cpu-2core"))
+    gib = float(1 << 30)
+
+    def host(device, cfg, params, slug="tiny"):
+        return estimate.host_memory(device, cfg, slug, params) - device["process_host_bytes"] * (
+            max(1, cfg["models"][slug]["gpus"]) if (cfg["train"]["engine"] == "deepspeed") else 1
+        )
+
+    # torch engine: 1.4B keeps its base on an H100, so only the fp32 load is on the host; 7B's base
+    # stays on the host (page-locked, in 1 GiB slabs); delta adds the state taken for the store.
+    assert host(h100, cfg, 1.4e9) == 4 * 1.4e9
+    assert host(h100, cfg, 7e9) == 4 * 7e9 + gib
+    delta = config_checks.validate({**cfg, "snapshots": {**cfg["snapshots"], "store": "delta"}})
+    assert host(h100, delta, 7e9) == 8 * 7e9 + gib
+    # On a CPU the host is the device: weights, gradients, AdamW's moments and the base.
+    assert host(cpu, cfg, 1e6) == 20e6
+    assert host(cpu, delta, 1e6) == 24e6
+    # DeepSpeed ZeRO-2 over 2 GPUs: each rank holds its fp32 model and the base copied from it at once.
+    zero2 = {"engine": "deepspeed", "deepspeed_config": os.path.join(repo, "config", "deepspeed_zero2.json")}
+    two = config_checks.validate(
+        {
+            **cfg,
+            "models": {"tiny": {**cfg["models"]["tiny"], "gpus": 2}},
+            "train": {**cfg["train"], **zero2, "precision": "bf16"},
+        }
+    )
+    assert host(h100, two, 7e9) == 2 * 8 * 7e9
+    assert estimate.host_memory(h100, two, "tiny", 7e9) == 2 * 8 * 7e9 + 2 * h100["process_host_bytes"]
+    # ZeRO-Offload on one H100: the fp32 master, its gradient and the moments on the host; 7B's base
+    # fits on the GPU beside the bf16 module, 13B's stays on the host too.
+    offload = {"engine": "deepspeed", "deepspeed_config": os.path.join(repo, "config", "deepspeed_zero2_offload.json")}
+    one = config_checks.validate({**cfg, "train": {**cfg["train"], **offload, "precision": "bf16"}})
+    assert estimate.base_on_device(h100, one, "tiny", 7e9) is True
+    assert host(h100, one, 7e9) == 16 * 7e9
+    assert estimate.base_on_device(h100, one, "tiny", 13e9) is False
+    assert host(h100, one, 13e9) == (4 + 16) * 13e9 + gib
+
+    # The estimate says which jobs SLURM would kill, and what mem_mb they need.
+    path = in_tmp / "texts.jsonl"
+    path.write_text('{"text": "one text", "label": 1}\n{"text": "another text", "label": 0}\n')
+    configfile = in_tmp / "c.yaml"
+    models_ = {"small": {"path": "someone/small", "mem_mb": 20000}, "big": {"path": "someone/big", "mem_mb": 20000}}
+    configfile.write_text(json.dumps({"datasets": {"mine": {"path": str(path)}}, "models": models_}))
+    estimate.main(["--configfile", str(configfile), "--params", "small=1.4e9", "--params", "big=7e9", "--gpu", "h100"])
+    out = capsys.readouterr().out
+    need = math.ceil((4 * 7e9 + gib + h100["process_host_bytes"]) / (1 << 20))
+    assert f"big: mem_mb 20,000, needs about {need:,}" in out and "small: mem_mb" not in out
+    assert "(over)" in out and "raise models.<name>.mem_mb" in out
