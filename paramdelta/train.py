@@ -161,6 +161,38 @@ def extensions_dir_for_this_cpu() -> None:
     os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(get_default_build_root(), versions, f"cpu-{tag}")
 
 
+# A build of DeepSpeed's CPU Adam takes minutes; its lock file this much older is a build's that died.
+STALE_BUILD_LOCK_S = 30 * 60
+
+
+def clear_stale_build_lock(name: str) -> None:
+    """Remove the lock file a killed build of torch extension `name` left in TORCH_EXTENSIONS_DIR.
+
+    torch builds an extension under a lock file in its build directory and removes it when the
+    build ends; a job killed while it built (cancelled, preempted, out of time) leaves the file,
+    and every later job that loads the extension from there waits on it forever, without a
+    message. A lock older than any build takes (STALE_BUILD_LOCK_S) is removed, with a warning
+    that names it; a younger one is a build under way, which the job waits for as torch does."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if not root:
+        return
+    lock = os.path.join(root, name, "lock")
+    try:
+        age = time.time() - os.stat(lock).st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_BUILD_LOCK_S:
+        warnings.warn(
+            f"removing {lock}: left {age / 60:.0f} minutes ago by a build of {name} that never finished "
+            "(a job killed while it compiled); the build starts again",
+            stacklevel=2,
+        )
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:  # another job removed it first
+            pass
+
+
 def _make_optimizer(
     params, settings: Settings, *, stacked: bool = False, deepspeed_cpu_adam: bool = False
 ) -> torch.optim.Optimizer:
@@ -184,6 +216,7 @@ def _make_optimizer(
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         extensions_dir_for_this_cpu()
+        clear_stale_build_lock("cpu_adam")
         return DeepSpeedCPUAdam(
             groups,
             lr=settings.lr,

@@ -6,6 +6,7 @@ import functools
 import math
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -558,3 +559,25 @@ def test_deepspeeds_cpu_adam_builds_per_cpu_type_unless_told_where(monkeypatch):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/somewhere/shared")
     train.extensions_dir_for_this_cpu()
     assert os.environ["TORCH_EXTENSIONS_DIR"] == "/somewhere/shared"
+
+
+def test_a_lock_left_by_a_killed_cpu_adam_build_is_removed(monkeypatch, tmp_path):
+    """torch builds an extension under a lock file that a killed build leaves behind, and a later
+    build waits on it forever: one older than any build takes is removed, with a warning; a
+    younger one is a build under way and stays."""
+    from deepspeed.ops.op_builder import CPUAdamBuilder
+    from torch.utils.cpp_extension import _get_build_directory
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    # The lock torch's build of DeepSpeed's CPU Adam waits on (FileBaton in its build directory).
+    lock = Path(_get_build_directory(CPUAdamBuilder().name, False)) / "lock"
+    assert lock == tmp_path / "cpu_adam" / "lock"
+    lock.touch()
+    train.clear_stale_build_lock("cpu_adam")
+    assert lock.exists()  # a build under way
+    old = time.time() - train.STALE_BUILD_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match=r"removing .*cpu_adam/lock: left 31 minutes ago"):
+        train.clear_stale_build_lock("cpu_adam")
+    assert not lock.exists()
+    train.clear_stale_build_lock("cpu_adam")  # nothing there: nothing to do
