@@ -41,6 +41,7 @@ import math
 import os
 import shutil
 import signal
+import resource
 import statistics
 import subprocess
 import sys
@@ -330,6 +331,10 @@ def measure_job(model_name: str, device_name: str, texts: int) -> dict:
             seconds[n] = min(seconds.get(n, math.inf), time.perf_counter() - started)
             if done.returncode != 0:
                 raise RuntimeError(f"the training job of {n} text(s) failed: {done.stderr[-1500:]}")
+        # The jobs' peak host memory (the largest child's RSS: the jobs are this process's only
+        # children) beside what estimate.host_memory counts for the tensors of such a job.
+        peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        counted = _host_memory_counted(model_name, device_name, root, table, params)
     per_text = (seconds[texts] - seconds[1]) / (texts - 1)
     return {
         "model": model_name,
@@ -340,7 +345,31 @@ def measure_job(model_name: str, device_name: str, texts: int) -> dict:
         "job_s": seconds[texts],
         "job_start_s": seconds[1] - per_text,
         "job_text_s": per_text,
+        "job_peak_rss_bytes": peak_rss,
+        "host_counted_bytes": counted,
     }
+
+
+def _host_memory_counted(model_name: str, device_name: str, root: Path, table: Path, params: int) -> float:
+    """estimate.host_memory of the job measure_job runs, on this device and without the fixed
+    amount a process: what the job's peak RSS less it calibrates (the entry's process_host_bytes)."""
+    import torch
+
+    from paramdelta import config, estimate
+
+    cfg = config.validate(
+        {
+            "datasets": {"bench": {"path": str(table)}},
+            "models": {"bench": {"path": str(root / "model"), "gpus": int(device_name != "cpu")}},
+            "train": {"precision": "bf16", "device": device_name},
+        }
+    )
+    if device_name == "cpu":
+        entry = estimate.COST_MODEL["devices"]["cpu-2core"]
+    else:
+        memory = torch.cuda.get_device_properties(torch.device(device_name)).total_memory
+        entry = {**estimate.COST_MODEL["devices"]["h100"], "memory": memory}
+    return estimate.host_memory({**entry, "process_host_bytes": 0.0}, cfg, "bench", params)
 
 
 def _checkpoint(model_name: str, device_name: str, path: Path) -> tuple[int, list[str]]:
@@ -658,6 +687,13 @@ def _line(row: dict, machine: dict) -> str:
         return (
             f"{head}  python -m paramdelta.train_job: {row['job_start_s']:.1f} s to start (imports, load, engine), "
             f"then {row['job_text_s'] * 1e3:.0f} ms a (text, budget 5); {row['texts']} texts in {row['job_s']:.1f} s"
+            + (
+                f"\n{'':<35}host memory: peak RSS {row['job_peak_rss_bytes'] / 1e9:.2f} GB, of which "
+                f"estimate.host_memory counts {row['host_counted_bytes'] / 1e9:.2f} GB of tensors: "
+                f"{(row['job_peak_rss_bytes'] - row['host_counted_bytes']) / 1e9:.2f} GB a process besides"
+                if "job_peak_rss_bytes" in row
+                else ""
+            )
         )
     peak = f"{row['peak_gpu_bytes'] / 1e9:8.1f}" if "peak_gpu_bytes" in row else f"{'-':>8}"
     if row["width"] > 1:
@@ -756,6 +792,9 @@ def _estimate_factors(rows: list[dict], machine: dict) -> list[str]:
     jobs = [r for r in rows if "job_start_s" in r]
     if jobs:
         line += f", job_start_s {jobs[0]['job_start_s']:.3g} ({jobs[0]['model']}'s bf16 checkpoint from local disk)"
+        if "job_peak_rss_bytes" in jobs[0]:
+            extra = jobs[0]["job_peak_rss_bytes"] - jobs[0]["host_counted_bytes"]
+            line += f", process_host_bytes {extra:.3g}"
     return [line]
 
 

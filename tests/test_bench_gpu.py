@@ -40,6 +40,8 @@ def test_every_setup_runs_on_a_cpu(tmp_path):
         assert "error" not in row and "skipped" not in row, (setup, row)
         if setup == "job-bf16":  # the training job's entry point, a store written
             assert row["job_start_s"] > 0 and row["job_text_s"] > 0
+            # its peak host memory beside estimate.host_memory's count of its tensors
+            assert row["job_peak_rss_bytes"] > row["host_counted_bytes"] > 0
             continue
         if setup == "thesis-bf16":  # P2's baseline: a Trainer per text, its checkpoints
             assert row["thesis_text_s"] > 0 and row["thesis_first_s"] > 0
@@ -49,4 +51,5 @@ def test_every_setup_runs_on_a_cpu(tmp_path):
             assert all(row[key] > 0 for key in ("step_s", "restore_s", "stats_s", "eval_s")), setup
             assert row["repeatable"] is True, setup  # a CPU trains bit for bit alike
     assert "texts side by side" in done.stdout and "fastest measured for tiny" in done.stdout
+    assert "host memory: peak RSS" in done.stdout and "process_host_bytes" in done.stdout
     assert ("P2 (tiny): thesis-style" in done.stdout) is trainer
