@@ -445,8 +445,10 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
     started = time.perf_counter()
     # Made on the device (random init there takes seconds, on the host of a 7B model minutes);
     # DeepSpeed takes a module already there.
+    # Its weights rounded to bf16, as a 16-bit hub checkpoint's are once loaded in fp32: the
+    # engines keep such a base in 16 bits (train.base_dtype), as they will for the real models.
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config).float()
+        model = AutoModelForCausalLM.from_config(config).to(torch.bfloat16).float()
     params = sum(p.numel() for p in model.parameters())
     layers = models.model_layers(model)
     settings = train.Settings(lr=3e-5, precision=precision, offload_adam=offload_adam, fused=True)
@@ -469,6 +471,7 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
     out = {"model": model_name, "setup": setup, "params": params, "build_s": built, "width": width}
     # Where the engine keeps the exact base: the device, or (page-locked) host memory.
     out["base_on"] = next(iter(engine.base.values())).device.type
+    out["base_bytes"] = sum(t.numel() * t.element_size() for t in engine.base.values())
 
     if width > 1:
         # Texts side by side against one at a time, budget 5: seconds per (text, budget).
@@ -717,7 +720,10 @@ def _line(row: dict, machine: dict) -> str:
             "the same statistics bit for bit" if row["repeatable"] else "statistics NOT bit for bit the same"
         )
     if row.get("base_on") == "cpu" and machine.get("cuda"):
-        line += f"\n{'':<35}the base in host memory (no room beside the training state): restores cross the host link"
+        line += (
+            f"\n{'':<35}the base ({row['base_bytes'] / 1e9:.1f} GB) in host memory (no room beside the training "
+            "state): restores cross the host link"
+        )
     if "optimizer_s" in row:
         line += (
             f"\n{'':<35}forward+backward {row['forward_backward_s'] * 1e3:.1f} ms (floor "

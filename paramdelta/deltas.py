@@ -132,10 +132,11 @@ def layer_stats(
 def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """`tensor` as float32 on `device`: asynchronous into a GPU (from page-locked host memory, a job
     whose base stays on the host; queued before the ops that read it), blocking into host memory,
-    which numpy reads at once."""
+    which numpy reads at once. A 16-bit base (train.base_dtype) crosses as it is and is widened
+    where it arrives: half the bytes over the link."""
     import torch
 
-    return tensor.detach().to(device, torch.float32, non_blocking=device.type != "cpu")
+    return tensor.detach().to(device, non_blocking=device.type != "cpu").to(torch.float32)
 
 
 def _to_host(values: list) -> np.ndarray:

@@ -766,18 +766,28 @@ def eval_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
     return forward * device["efficiency"] + device["eval_overhead_s"] / shared_by
 
 
+def base_bytes(config: dict, slug: str, params: int) -> float:
+    """Bytes of the exact base the engines keep: in the narrowest dtype that holds it exactly
+    (train.base_dtype), which for weights loaded from a checkpoint is the checkpoint's
+    (models.<slug>.dtype: 2 bytes a parameter for the 16-bit hub models, 4 for fp32 ones and for
+    the models the workflow builds). Texts side by side keep it in fp32."""
+    _, _, side_by_side = _engine(config, slug)
+    return params * (4 if side_by_side > 1 else DTYPE_BYTES[config["models"][slug]["dtype"]])
+
+
 def base_on_device(device: dict, config: dict, slug: str, params: int) -> bool:
     """Whether the model's engine keeps the exact base on the device (else in host memory)."""
     engine, ranks, side_by_side = _engine(config, slug)
     train = config["train"]
     moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
     fp32 = 4 * params
+    base = base_bytes(config, slug, params)
     if engine == "torch":
         # As train.TorchEngine decides at its start: the base stays on the device when the memory
         # left beside the fp32 weights, less a tenth of the device kept for activations, holds the
         # gradients, the optimizer's moments and the base; else it is restored from host memory.
         spare = None if device["memory"] is None else 0.9 * device["memory"] - fp32
-        return side_by_side > 1 or spare is None or spare > (2 + moments) * fp32
+        return side_by_side > 1 or spare is None or spare > (1 + moments) * fp32 + base
     # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
     # module's weights (2 bytes a parameter in bf16/fp16; ZeRO-3 a shard) and its shard of the
     # fp32 master: the base moves there if it fits beside what each rank makes at its first
@@ -791,7 +801,7 @@ def base_on_device(device: dict, config: dict, slug: str, params: int) -> bool:
     to_come = deepspeed_first_step_bytes(
         _deepspeed_json(config), params, ranks, precision=train["precision"], moments=moments
     )
-    return device["memory"] is None or 0.9 * device["memory"] - module - master > fp32 + to_come
+    return device["memory"] is None or 0.9 * device["memory"] - module - master > base + to_come
 
 
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
@@ -806,8 +816,10 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     engine, ranks, _ = _engine(config, slug)
     offload = _offloads(config, slug)
     fp32 = 4 * params
+    base = base_bytes(config, slug, params)
     local = base_on_device(device, config, slug, params)
-    to_device = fp32 / (device["copy_bandwidth"] if local else device["host_bandwidth"])
+    # Within the device a copy that writes the fp32 weights; from host memory the base's own bytes.
+    to_device = fp32 / device["copy_bandwidth"] if local else base / device["host_bandwidth"]
     # DeepSpeed writes the base twice: into the module and into the fp32 master, which ZeRO-Offload
     # keeps in host memory.
     restore = (
@@ -815,7 +827,7 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     )
     gather = fp32 * (ranks - 1) / ranks / device["link_bandwidth"]  # DeepSpeed: the whole fp32 master, tensor by tensor
     if config["snapshots"]["store"] == "sketch":
-        summary = params / device["stats_elements_per_s"] + (0.0 if local else fp32 / device["host_bandwidth"]) + gather
+        summary = params / device["stats_elements_per_s"] + (0.0 if local else base / device["host_bandwidth"]) + gather
         return {"copies": restore, "keep": keeps * summary}
     # delta / full: a best state per new best epoch under es (to host memory, at most), the final state,
     # and its store write.
@@ -836,16 +848,17 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
     Counted for the code in paramdelta.train_job and paramdelta.train, in bytes a parameter (fp32
     is 4), before the `process_host_bytes` of each process:
     - every process loads the model in fp32 (4) on the host;
-    - torch engine on a GPU: the model moves there; the exact base stays in page-locked host
-      memory (4) where it does not fit on the device (base_on_device), in 1 GiB slabs
-      (train.HostSlabs: the last one part-empty);
+    - the exact base takes b (base_bytes: 2 from a 16-bit checkpoint, else 4);
+    - torch engine on a GPU: the model moves there; the base stays in page-locked host memory
+      (b) where it does not fit on the device (base_on_device), in 1 GiB slabs (train.HostSlabs:
+      the last one part-empty);
     - torch engine on a CPU, where the host is the device: the weights (4), gradients (4), the
-      optimizer's moments (AdamW 8, SGD with momentum 4) and the base (4); texts side by side
+      optimizer's moments (AdamW 8, SGD with momentum 4) and the base (b); texts side by side
       (train.parallel_texts) each have their own weights, gradients and moments beside the model's;
     - DeepSpeed, N ranks: each rank copies the base while its fp32 model is still on the host
-      (8 a rank, the peak of a job that keeps nothing else there), and keeps it (4 a rank) unless
-      it moves to the device; ZeRO-Offload keeps the fp32 master, its gradient and the moments
-      in host memory, over all the ranks together (16 with AdamW);
+      (4 + b a rank, the peak of a job that keeps nothing else there), and keeps it (b a rank)
+      unless it moves to the device; ZeRO-Offload keeps the fp32 master, its gradient and the
+      moments in host memory, over all the ranks together (16 with AdamW);
     - delta/full: the state taken to the host for the store (4, rank 0).
     Activations of a few hundred tokens and the page cache of the checkpoint are not counted.
     """
@@ -853,6 +866,7 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
     train = config["train"]
     moments = 8.0 if train["optimizer"] == "adamw" else (4.0 if train["momentum"] > 0 else 0.0)
     fp32 = 4.0 * params
+    base = base_bytes(config, slug, params)
     state = 0.0 if config["snapshots"]["store"] == "sketch" else fp32
     on_gpu = device["unit"] == "GPU"
     local = base_on_device(device, config, slug, params)
@@ -860,19 +874,19 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
     if engine == "torch":
         if not on_gpu:
             training = (8.0 + moments) * params * side_by_side + (fp32 if side_by_side > 1 else 0.0)
-            peak = training + fp32 + state * side_by_side
+            peak = training + base + state * side_by_side
         else:
-            peak = max(fp32, (0.0 if local else fp32 + slab) + state * side_by_side)
+            peak = max(fp32, (0.0 if local else base + slab) + state * side_by_side)
     else:
         offload = (8.0 + moments) * params if _offloads(config, slug) else 0.0
         if on_gpu:
-            kept = ranks * (0.0 if local else fp32 + slab) + offload
+            kept = ranks * (0.0 if local else base + slab) + offload
         else:  # the host is the device: each rank's share of the training state, and its base
             per_param = gpu_bytes(
                 engine, train["precision"], train["optimizer"], train["momentum"], ranks, _zero_stage(config, slug)
             )
-            kept = ranks * (per_param * params + fp32) + offload
-        peak = max(ranks * 2.0 * fp32, kept + state)
+            kept = ranks * (per_param * params + base) + offload
+        peak = max(ranks * (fp32 + base), kept + state)
     return peak + ranks * device["process_host_bytes"]
 
 

@@ -268,18 +268,22 @@ class TorchEngine:
         # two, SGD with momentum one) in fp32, beside the weights already there.
         moments = 2 if settings.optimizer == "adamw" else int(settings.momentum > 0)
         state = (1 + moments) * _fp32_bytes(self.params.values())
-        # The exact base, restored bit for bit before every text: on the device when it fits
-        # beside the training state (a device-to-device copy), else in host memory. So is
-        # early stopping's best state (`keep`), when one more copy fits.
-        copy = _fp32_bytes(self.params.values())
-        self.base_on_device = _spare_bytes(device) > state + copy
+        # The exact base, restored bit for bit before every text, in the narrowest dtype that
+        # holds it exactly (base_dtype: the checkpoint's 16 bits for a model loaded from one): on
+        # the device when it fits beside the training state (a device-to-device copy), else in
+        # host memory. So is early stopping's best state (`keep`), when one more copy fits.
+        dtypes = {name: base_dtype(p.detach()) for name, p in self.params.items()}
+        base_bytes = sum(p.numel() * dtypes[name].itemsize for name, p in self.params.items())
+        self.base_on_device = _spare_bytes(device) > state + base_bytes
         if self.base_on_device:
-            self.base = {name: p.detach().clone() for name, p in self.params.items()}
+            self.base = {name: p.detach().to(dtypes[name], copy=True) for name, p in self.params.items()}
         else:  # in page-locked host memory: restores cross the host link at its full rate
             slabs = HostSlabs()
             self.base = {
-                name: _host_copy(p.detach(), pin=device.type == "cuda", slabs=slabs) for name, p in self.params.items()
+                name: _host_copy(p.detach(), pin=device.type == "cuda", slabs=slabs, dtype=dtypes[name])
+                for name, p in self.params.items()
             }
+        copy = _fp32_bytes(self.params.values())
         # Asked again now that the base is allocated: room for one more copy beside it.
         self.copy_on_device = self.base_on_device and _spare_bytes(device) > state + copy
         self.scaler: torch.amp.GradScaler | None = None
@@ -291,7 +295,7 @@ class TorchEngine:
             for name, p in self.params.items():
                 # Asynchronous from page-locked host memory: the steps that follow are queued
                 # behind the copies on the same stream, and the base is never written.
-                p.copy_(self.base[name], non_blocking=True)
+                p.copy_(_widened_on(self.base[name], p.device), non_blocking=True)
         if self.optimizer is None:
             self.optimizer = _make_optimizer(self.params.values(), self.settings)
         else:
@@ -369,6 +373,28 @@ def _spare_bytes(device: torch.device) -> float:
     return free - 0.1 * total
 
 
+def base_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The narrowest of bfloat16, float16 and float32 that holds every value of the fp32 `tensor`
+    exactly: 16 bits for a weight loaded from a 16-bit checkpoint (its fp32 values are an exact
+    upcast), float32 otherwise (a randomly initialised or an fp32 model, a NaN). The base kept
+    in it is the fp32 base bit for bit, at half the memory and half the traffic of every
+    restore and every statistic that reads it from host memory."""
+    for dtype in (torch.bfloat16, torch.float16):
+        if torch.equal(tensor.to(dtype).to(tensor.dtype), tensor):
+            return dtype
+    return torch.float32
+
+
+def _widened_on(base: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`base` ready to be copied into fp32 weights on `device`: a 16-bit base held elsewhere (host
+    memory) crosses as it is, asynchronously and at half the bytes of fp32, to be widened there
+    by the copy that reads it; torch would widen it on the host in a blocking copy through
+    pageable memory. An fp32 base, or one already there, as it is."""
+    if base.dtype == torch.float32 or base.device == device:
+        return base
+    return base.to(device, non_blocking=True)
+
+
 def _cpu_state(
     tensors: Iterable[tuple[str, torch.Tensor]], into: dict[str, torch.Tensor] | None
 ) -> dict[str, torch.Tensor]:
@@ -405,20 +431,23 @@ class HostSlabs:
         self._allocate = allocate
         self.slabs: list[list] = []  # [uint8 tensor, bytes used]
 
-    def empty(self, shape: Sequence[int]) -> torch.Tensor:
+    def empty(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         numel = math.prod(shape)
-        size = -(-4 * numel // self.ALIGN) * self.ALIGN
+        size = -(-dtype.itemsize * numel // self.ALIGN) * self.ALIGN
         slab = next((slab for slab in self.slabs if slab[0].numel() - slab[1] >= size), None)
         if slab is None:
             slab = [self._allocate(max(self.SLAB, 1 << max(0, size - 1).bit_length())), 0]
             self.slabs.append(slab)
         start = slab[1]
         slab[1] += size
-        return slab[0][start : start + 4 * numel].view(torch.float32).view(tuple(shape))
+        return slab[0][start : start + dtype.itemsize * numel].view(dtype).view(tuple(shape))
 
 
-def _host_copy(tensor: torch.Tensor, pin: bool, slabs: HostSlabs | None = None) -> torch.Tensor:
-    """An fp32 copy of `tensor` in host memory. With `pin`, page-locked: copies between it and a
+def _host_copy(
+    tensor: torch.Tensor, pin: bool, slabs: HostSlabs | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """A copy of `tensor` in host memory, as `dtype` (fp32 unless told; cast where `tensor` is, so
+    only the copy's bytes cross the link). With `pin`, page-locked: copies between it and a
     GPU run at the link's full rate (pageable memory goes through CUDA's staging buffers) and
     can be asynchronous; carved from `slabs` when given (a state's many tensors: HostSlabs). It
     is allocated page-locked and filled, not copied and then pinned, so a 7B model's 28 GB base
@@ -428,15 +457,15 @@ def _host_copy(tensor: torch.Tensor, pin: bool, slabs: HostSlabs | None = None) 
     if pin and not _PINNING_FAILED:
         try:
             if slabs is not None:
-                host = slabs.empty(tensor.shape)
+                host = slabs.empty(tensor.shape, dtype)
             else:
-                host = torch.empty(tensor.shape, dtype=torch.float32, pin_memory=True)
+                host = torch.empty(tensor.shape, dtype=dtype, pin_memory=True)
         except RuntimeError as error:
             _PINNING_FAILED = True
             warnings.warn(f"host copies of the weights are pageable (pinning failed: {error})", stacklevel=2)
         else:
-            return host.copy_(tensor)
-    return tensor.detach().to("cpu", torch.float32, copy=True)
+            return host.copy_(tensor.detach().to(dtype))
+    return tensor.detach().to("cpu", dtype, copy=True)
 
 
 def init_distributed_single_process() -> None:
@@ -516,9 +545,12 @@ class DeepSpeedEngine:
         self.settings = settings
         model = model.to(dtype=torch.float32)
         model.train()
-        # The base is taken in fp32 before DeepSpeed casts the module to bf16/fp16 (and, under
-        # ZeRO-3, partitions it): every rank keeps the whole of it, on the CPU.
-        self.base = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
+        # The base is taken before DeepSpeed casts the module to bf16/fp16 (and, under ZeRO-3,
+        # partitions it), exactly, in the narrowest dtype that holds it (base_dtype): every rank
+        # keeps the whole of it, on the CPU.
+        self.base = {
+            name: p.detach().to("cpu", base_dtype(p.detach()), copy=True) for name, p in model.named_parameters()
+        }
         if settings.offload_adam == "deepspeed" and not offloads_optimizer(config):
             raise ValueError(
                 "train.offload_adam 'deepspeed' (DeepSpeed's CPU Adam) needs a DeepSpeed config that offloads "
@@ -529,13 +561,14 @@ class DeepSpeedEngine:
         )
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         self.zero_stage = self.engine.zero_optimization_stage()
+        self._master_device = torch.device("cpu") if offloads_optimizer(config) else None
         self.params = dict(self.engine.module.named_parameters())
         self.device = self.engine.device
         # The base moves to the device if it fits there beside the training state (restores
         # and statistics then never cross PCIe), counting what the optimizer allocates only
         # at its first step. A best state is kept on the host (`keep`), or only its statistics.
-        base_bytes = _fp32_bytes(self.base.values())
-        to_come = deepspeed_state_to_come(settings, config, base_bytes, self.world_size)
+        base_bytes = sum(t.numel() * t.element_size() for t in self.base.values())
+        to_come = deepspeed_state_to_come(settings, config, _fp32_bytes(self.base.values()), self.world_size)
         self.base_on_device = _spare_bytes(self.device) > base_bytes + to_come
         if self.base_on_device:
             self.base = {name: t.to(self.device) for name, t in self.base.items()}
@@ -543,7 +576,7 @@ class DeepSpeedEngine:
             # Page-locked, one tensor at a time: each pageable tensor is freed as its copy is made.
             slabs = HostSlabs()
             for name in list(self.base):
-                self.base[name] = _host_copy(self.base[name], pin=True, slabs=slabs)
+                self.base[name] = _host_copy(self.base[name], pin=True, slabs=slabs, dtype=self.base[name].dtype)
         self.copy_on_device = False
         # The loss scaler as it starts (fp16: scale, hysteresis, overflow counters; a fixed
         # scale of 1 otherwise), put back for every text so that no text's skipped steps
@@ -569,14 +602,15 @@ class DeepSpeedEngine:
                 self.optimizer.invalidate_secondary_tensor()
             else:
                 for name, p in self.params.items():
-                    p.copy_(self.base[name], non_blocking=True)
+                    p.copy_(_widened_on(self.base[name], p.device), non_blocking=True)
                 master = getattr(self.optimizer, "refresh_fp32_params", None)
                 if master is not None:
                     master()
                 # With bf16/fp16 the module holds the base rounded to 16 bits, and so does the
-                # master refreshed from it: write the exact fp32 base into the master itself.
+                # master refreshed from it: write the exact fp32 base into the master itself,
+                # which ZeRO-Offload keeps in host memory.
                 for name, p in self.params.items():
-                    self._set_full_fp32(p, self.base[name])
+                    self._set_full_fp32(p, _widened_on(self.base[name], self._master_device or p.device))
         # The optimizer's state zeroed in place, as a new one starts: under ZeRO-Offload its
         # moments are in host memory, which freeing and allocating again for every text would
         # page-fault anew (54 GB at 7B).
@@ -884,7 +918,7 @@ class JobRecords:
         for name, tensor in after.items():
             tensor = tensor.to("cpu")
             if self.policy == "delta":
-                tensor = tensor - self.base[name].to("cpu")
+                tensor = tensor - self.base[name].to("cpu", torch.float32)
             yield name, tensor.to(self.snapshot_dtype)
 
     def close(self) -> None:

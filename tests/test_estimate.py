@@ -416,7 +416,10 @@ def test_the_base_is_restored_from_where_the_engines_keep_it(in_tmp, monkeypatch
     # leaves no room) from host memory, 1.4B from the device.
     assert restore(h200, cfg, 7e9) == pytest.approx(4 * 7e9 / h200["host_bandwidth"])
     assert restore(h200, cfg, 1.4e9) == pytest.approx(4 * 1.4e9 / h200["copy_bandwidth"])
-    # The same line as train.TorchEngine's, tried on a real engine on both sides of it.
+    # The same line as train.TorchEngine's, tried on a real engine on both sides of it (its base
+    # all fp32, as the estimate counts an fp32 model's: a random initialisation's LayerNorm ones
+    # and zeros would be kept in 16 bits).
+    monkeypatch.setattr(train, "base_dtype", lambda tensor: torch.float32)
     model = models.load_causal_lm(str(tiny_model_dir))
     fp32 = 4 * sum(p.numel() for p in model.parameters())
     for memory in (fp32 * 5.0 / 0.9 - 1e-3, fp32 * 5.0 / 0.9 + 1e-3):  # 0.9 M - weights = 4 x fp32
@@ -453,6 +456,14 @@ def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
     assert host(h100, cfg, 7e9) == 4 * 7e9 + gib
     delta = config_checks.validate({**cfg, "snapshots": {**cfg["snapshots"], "store": "delta"}})
     assert host(h100, delta, 7e9) == 8 * 7e9 + gib
+    # From a 16-bit checkpoint the base is kept in 16 bits (train.base_dtype): half of it on the
+    # host, and half the bytes of every restore from there.
+    half = config_checks.validate({**cfg, "models": {"tiny": {**cfg["models"]["tiny"], "dtype": "float16"}}})
+    assert estimate.base_bytes(half, "tiny", 7e9) == 2 * 7e9
+    assert host(h100, half, 7e9) == 4 * 7e9  # the fp32 load is the peak
+    assert host(h100, {**half, "snapshots": delta["snapshots"]}, 7e9) == 6 * 7e9 + gib
+    restore = estimate.run_overhead(h100, half, "tiny", 7e9, 1)["copies"]
+    assert restore == pytest.approx(2 * 7e9 / h100["host_bandwidth"])
     # On a CPU the host is the device: weights, gradients, AdamW's moments and the base.
     assert host(cpu, cfg, 1e6) == 20e6
     assert host(cpu, delta, 1e6) == 24e6

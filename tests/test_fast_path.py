@@ -146,8 +146,9 @@ def test_base_in_host_memory_gives_the_same_runs(load_tiny, chunked, monkeypatch
     settings = train.Settings(lr=1e-3)
     on_device = train.TorchEngine(load_tiny(), settings, CPU)
     n = sum(p.numel() for p in on_device.params.values())
-    # AdamW: gradients and two moments (12 bytes a parameter) and the base (4) must fit.
-    monkeypatch.setattr(train, "_spare_bytes", lambda device: 16 * n - 1)
+    base = sum(t.numel() * t.element_size() for t in on_device.base.values())
+    # AdamW: gradients and two moments (12 bytes a parameter) and the base must fit.
+    monkeypatch.setattr(train, "_spare_bytes", lambda device: 12 * n + base - 1)
     on_host = train.TorchEngine(load_tiny(), settings, CPU)
     assert on_device.base_on_device and not on_host.base_on_device and not on_host.copy_on_device
     for text_id, chunks in chunked[:2] + chunked[:1]:
@@ -211,3 +212,87 @@ def test_host_slabs_pack_a_states_tensors_without_power_of_two_rounding():
     assert allocated[-1] == 2 << 20 and large.shape == (1200, 256)
     assert slabs.empty((800, 256)).untyped_storage().data_ptr() == large.untyped_storage().data_ptr()
     assert allocated[-1] == 2 << 20  # no new slab for it
+
+
+@pytest.fixture(scope="module")
+def half_checkpoints(tiny_model_dir, tmp_path_factory):
+    """The tiny model saved as a bfloat16 and as a float16 checkpoint (as hub models are)."""
+    from transformers import AutoTokenizer
+
+    from paramdelta import target
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    paths = {}
+    for dtype in (torch.bfloat16, torch.float16):
+        model = models.load_causal_lm(str(tiny_model_dir)).to(dtype)
+        paths[dtype] = tmp_path_factory.mktemp("half") / str(dtype).split(".")[-1]
+        target.save(model, tokenizer, paths[dtype])
+    return paths
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_base_of_a_16_bit_checkpoint_is_kept_in_16_bits_and_gives_the_same_runs(
+    half_checkpoints, chunked, monkeypatch, dtype
+):
+    """A model loaded from a 16-bit checkpoint is trained in fp32 from the exact upcast of its
+    weights; the base kept in the checkpoint's 16 bits (train.base_dtype) is that base bit for
+    bit, at half the memory: the same runs as an fp32 base, on the device or in host memory,
+    under the torch engine and DeepSpeed ZeRO-2 (fp32 and bf16 module, optimizer offloaded)."""
+    path = str(half_checkpoints[dtype])
+    settings = train.Settings(lr=1e-3)
+    half = train.TorchEngine(models.load_causal_lm(path), settings, CPU)
+    # 16 bits each (a float16 checkpoint's ones and zeros are bfloat16 as well: whichever holds them)
+    assert all(t.element_size() == 2 for t in half.base.values())
+    assert any(t.dtype == dtype for t in half.base.values())
+    assert all(p.dtype == torch.float32 for p in half.params.values())
+    n = sum(p.numel() for p in half.params.values())
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "_spare_bytes", lambda device: 12 * n + 2 * n - 1)  # no room for it
+        on_host = train.TorchEngine(models.load_causal_lm(path), settings, CPU)
+        patch.setattr(train, "base_dtype", lambda tensor: torch.float32)
+        full = train.TorchEngine(models.load_causal_lm(path), settings, CPU)
+    assert not on_host.base_on_device and all(t.element_size() == 2 for t in on_host.base.values())
+    assert all(t.dtype == torch.float32 for t in full.base.values())
+    assert all(torch.equal(half.base[name].float(), full.base[name]) for name in full.base)
+    layers = models.model_layers(half.model)
+    for text_id, chunks in chunked[:2] + chunked[:1]:
+        runs = [train.train_text(engine, text_id, chunks, "3", settings) for engine in (half, on_host, full)]
+        for run in runs[:2]:
+            assert all(torch.equal(run.after[name], runs[2].after[name]) for name in run.after)
+        # The statistics against the 16-bit base are those against the fp32 one.
+        stats = [deltas.layer_stats(layers, engine.base, runs[2].after, KS) for engine in (half, full)]
+        for key in stats[0]:
+            np.testing.assert_array_equal(stats[0][key], stats[1][key])
+
+    # DeepSpeed ZeRO-2 (one process, gloo): its master weights restored from the 16-bit base.
+    import os
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    setups = [("deepspeed_zero2.json", "fp32"), ("deepspeed_zero2.json", "bf16"), ("deepspeed_zero2_offload.json", "fp32")]
+    for name, precision in setups:
+        ds_settings = dataclasses.replace(settings, precision=precision)
+        config = train.deepspeed_config(os.path.join(repo, "config", name), ds_settings)
+        engines = []
+        for narrow in (True, False):
+            with monkeypatch.context() as patch:
+                if not narrow:
+                    patch.setattr(train, "base_dtype", lambda tensor: torch.float32)
+                engines.append(train.DeepSpeedEngine(models.load_causal_lm(path), ds_settings, CPU, config))
+        assert all(t.element_size() == 2 for t in engines[0].base.values())
+        for text_id, chunks in chunked[:2]:
+            a, b = (train.train_text(engine, text_id, chunks, "2", ds_settings) for engine in engines)
+            assert all(torch.equal(a.after[key], b.after[key]) for key in a.after), (name, precision)
+        engines[0].reset()
+        assert all(torch.equal(engines[0].state()[key], full.base[key]) for key in full.base)
+
+
+def test_a_16_bit_base_crosses_to_the_device_before_it_is_widened():
+    """A 16-bit base in host memory is sent as it is and widened on the device (half the bytes
+    over the link); an fp32 one, or one already there, is used as it is."""
+    half = torch.ones(3, dtype=torch.bfloat16)
+    meta = torch.device("meta")
+    assert train._widened_on(half, meta).device == meta and train._widened_on(half, meta).dtype == torch.bfloat16
+    assert train._widened_on(half, CPU) is half
+    single = torch.ones(3)
+    assert train._widened_on(single, meta) is single
+    assert deltas._to_device(half, CPU).dtype == torch.float32
