@@ -39,9 +39,9 @@ import importlib.util
 import json
 import math
 import os
+import resource
 import shutil
 import signal
-import resource
 import statistics
 import subprocess
 import sys

@@ -168,9 +168,7 @@ def host_memory(threads: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         tokenizer = target_mod.train_tokenizer(corpus.generate_corpus(200, 0), 4096)
-        shape = models.tiny_config(
-            "gpt-neox", 4096, hidden_size=512, num_layers=8, num_heads=8, max_positions=512
-        )
+        shape = models.tiny_config("gpt-neox", 4096, hidden_size=512, num_layers=8, num_heads=8, max_positions=512)
         model = models.build_model(shape, 0)
         params = sum(p.numel() for p in model.parameters())
         target_mod.save(model, tokenizer, root / "m")

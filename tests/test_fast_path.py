@@ -268,7 +268,11 @@ def test_the_base_of_a_16_bit_checkpoint_is_kept_in_16_bits_and_gives_the_same_r
     import os
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    setups = [("deepspeed_zero2.json", "fp32"), ("deepspeed_zero2.json", "bf16"), ("deepspeed_zero2_offload.json", "fp32")]
+    setups = [
+        ("deepspeed_zero2.json", "fp32"),
+        ("deepspeed_zero2.json", "bf16"),
+        ("deepspeed_zero2_offload.json", "fp32"),
+    ]
     for name, precision in setups:
         ds_settings = dataclasses.replace(settings, precision=precision)
         config = train.deepspeed_config(os.path.join(repo, "config", name), ds_settings)
