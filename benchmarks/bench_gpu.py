@@ -360,7 +360,7 @@ def _host_memory_counted(model_name: str, device_name: str, root: Path, table: P
     cfg = config.validate(
         {
             "datasets": {"bench": {"path": str(table)}},
-            "models": {"bench": {"path": str(root / "model"), "gpus": int(device_name != "cpu")}},
+            "models": {"bench": {"path": str(root / "model"), "dtype": "bfloat16", "gpus": int(device_name != "cpu")}},
             "train": {"precision": "bf16", "device": device_name},
         }
     )

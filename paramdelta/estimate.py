@@ -768,9 +768,10 @@ def eval_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
 
 def base_bytes(config: dict, slug: str, params: int) -> float:
     """Bytes of the exact base the engines keep: in the narrowest dtype that holds it exactly
-    (train.base_dtype), which for weights loaded from a checkpoint is the checkpoint's
-    (models.<slug>.dtype: 2 bytes a parameter for the 16-bit hub models, 4 for fp32 ones and for
-    the models the workflow builds). Texts side by side keep it in fp32."""
+    (train.base_dtype), which for weights loaded from a checkpoint is the checkpoint's,
+    models.<slug>.dtype (2 bytes a parameter for the 16-bit hub models, 4 for fp32 ones and for
+    the models the workflow builds, float32 unless told otherwise). Texts side by side keep it
+    in fp32."""
     _, _, side_by_side = _engine(config, slug)
     return params * (4 if side_by_side > 1 else DTYPE_BYTES[config["models"][slug]["dtype"]])
 
@@ -857,10 +858,13 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
       (train.parallel_texts) each have their own weights, gradients and moments beside the model's;
     - DeepSpeed, N ranks: each rank copies the base while its fp32 model is still on the host
       (4 + b a rank, the peak of a job that keeps nothing else there), and keeps it (b a rank)
-      unless it moves to the device; ZeRO-Offload keeps the fp32 master, its gradient and the
-      moments in host memory, over all the ranks together (16 with AdamW);
-    - delta/full: the state taken to the host for the store (4, rank 0).
-    Activations of a few hundred tokens and the page cache of the checkpoint are not counted.
+      unless it moves to the device; ZeRO-Offload keeps each rank's partition of the fp32
+      master, of its fp32 gradient and a 16-bit copy of it page-locked, each one allocation that
+      torch's pinned allocator rounds up to a power of two, and the moments (AdamW 8) beside them;
+    - delta/full: the state taken to the host for the store (4, rank 0; on a GPU page-locked,
+      in 1 GiB slabs).
+    Not counted: activations of a few hundred tokens, the page cache of the checkpoint, and the
+    few copies of the largest tensor that loading and a delta record make in passing.
     """
     engine, ranks, side_by_side = _engine(config, slug)
     train = config["train"]
@@ -871,6 +875,8 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
     on_gpu = device["unit"] == "GPU"
     local = base_on_device(device, config, slug, params)
     slab = float(1 << 30)
+    if on_gpu and state:
+        state += slab
     if engine == "torch":
         if not on_gpu:
             training = (8.0 + moments) * params * side_by_side + (fp32 if side_by_side > 1 else 0.0)
@@ -878,7 +884,10 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
         else:
             peak = max(fp32, (0.0 if local else base + slab) + state * side_by_side)
     else:
-        offload = (8.0 + moments) * params if _offloads(config, slug) else 0.0
+        offload = 0.0
+        if _offloads(config, slug):
+            share = params / ranks
+            offload = ranks * (2 * _pinned(4 * share) + _pinned(2 * share) + moments * share)
         if on_gpu:
             kept = ranks * (0.0 if local else base + slab) + offload
         else:  # the host is the device: each rank's share of the training state, and its base
@@ -888,6 +897,11 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
             kept = ranks * (per_param * params + base) + offload
         peak = max(ranks * (fp32 + base), kept + state)
     return peak + ranks * device["process_host_bytes"]
+
+
+def _pinned(size: float) -> float:
+    """Bytes torch's page-locked allocator takes for one allocation of `size`: a power of two."""
+    return float(2 ** math.ceil(math.log2(size))) if size > 0 else 0.0
 
 
 def mem_mb_bytes(config: dict, slug: str) -> float:

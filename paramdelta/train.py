@@ -181,16 +181,29 @@ def clear_stale_build_lock(name: str) -> None:
         age = time.time() - os.stat(lock).st_mtime
     except FileNotFoundError:
         return
-    if age > STALE_BUILD_LOCK_S:
-        warnings.warn(
-            f"removing {lock}: left {age / 60:.0f} minutes ago by a build of {name} that never finished "
-            "(a job killed while it compiled); the build starts again",
-            stacklevel=2,
-        )
+    if age <= STALE_BUILD_LOCK_S:
+        return
+    # Moved aside first, atomically: of several jobs that found it stale, one takes it. What it
+    # took is checked again, so that a fresh lock made in between (another job's build) goes back.
+    aside = f"{lock}.stale-{os.getpid()}"
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:  # another job took it first
+        return
+    age = time.time() - os.stat(aside).st_mtime
+    if age <= STALE_BUILD_LOCK_S:
         try:
-            os.unlink(lock)
-        except FileNotFoundError:  # another job removed it first
+            os.link(aside, lock)  # back where it was, unless a newer one is there already
+        except FileExistsError:
             pass
+        os.unlink(aside)
+        return
+    os.unlink(aside)
+    warnings.warn(
+        f"removed {lock}: left {age / 60:.0f} minutes ago by a build of {name} that never finished "
+        "(a job killed while it compiled); the build starts again",
+        stacklevel=2,
+    )
 
 
 def _make_optimizer(
@@ -378,19 +391,24 @@ def base_dtype(tensor: torch.Tensor) -> torch.dtype:
     exactly: 16 bits for a weight loaded from a 16-bit checkpoint (its fp32 values are an exact
     upcast), float32 otherwise (a randomly initialised or an fp32 model, a NaN). The base kept
     in it is the fp32 base bit for bit, at half the memory and half the traffic of every
-    restore and every statistic that reads it from host memory."""
+    restore and every statistic that reads it from host memory. Checked a block at a time (a
+    7B model's embedding whole would take 6 bytes a value more at the job's peak), its first
+    values alone first: most tensors that are not exact show it there."""
+    flat = tensor.reshape(-1)
     for dtype in (torch.bfloat16, torch.float16):
-        if torch.equal(tensor.to(dtype).to(tensor.dtype), tensor):
+        if all(torch.equal(part.to(dtype).to(tensor.dtype), part) for part in (flat[:4096], *flat.split(1 << 22))):
             return dtype
     return torch.float32
 
 
 def _widened_on(base: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`base` ready to be copied into fp32 weights on `device`: a 16-bit base held elsewhere (host
-    memory) crosses as it is, asynchronously and at half the bytes of fp32, to be widened there
-    by the copy that reads it; torch would widen it on the host in a blocking copy through
-    pageable memory. An fp32 base, or one already there, as it is."""
-    if base.dtype == torch.float32 or base.device == device:
+    """`base` ready to be copied into fp32 weights on `device`: a 16-bit base in host memory
+    bound for a GPU crosses as it is, asynchronously and at half the bytes of fp32, to be widened
+    there by the copy that reads it (DeepSpeed's write of its master is a blocking copy, which
+    torch would widen on the host, through pageable memory). Anything else as it is: an fp32
+    base, one already there, and one bound for host memory (a ZeRO-Offload master), which a
+    blocking copy moves and widens exactly where an asynchronous one would not have landed yet."""
+    if base.dtype == torch.float32 or base.device == device or device.type != "cuda":
         return base
     return base.to(device, non_blocking=True)
 

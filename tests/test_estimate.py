@@ -455,13 +455,13 @@ def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
     assert host(h100, cfg, 1.4e9) == 4 * 1.4e9
     assert host(h100, cfg, 7e9) == 4 * 7e9 + gib
     delta = config_checks.validate({**cfg, "snapshots": {**cfg["snapshots"], "store": "delta"}})
-    assert host(h100, delta, 7e9) == 8 * 7e9 + gib
+    assert host(h100, delta, 7e9) == 8 * 7e9 + 2 * gib  # the state page-locked in slabs too
     # From a 16-bit checkpoint the base is kept in 16 bits (train.base_dtype): half of it on the
     # host, and half the bytes of every restore from there.
     half = config_checks.validate({**cfg, "models": {"tiny": {**cfg["models"]["tiny"], "dtype": "float16"}}})
     assert estimate.base_bytes(half, "tiny", 7e9) == 2 * 7e9
     assert host(h100, half, 7e9) == 4 * 7e9  # the fp32 load is the peak
-    assert host(h100, {**half, "snapshots": delta["snapshots"]}, 7e9) == 6 * 7e9 + gib
+    assert host(h100, {**half, "snapshots": delta["snapshots"]}, 7e9) == 6 * 7e9 + 2 * gib
     restore = estimate.run_overhead(h100, half, "tiny", 7e9, 1)["copies"]
     assert restore == pytest.approx(2 * 7e9 / h100["host_bandwidth"])
     # On a CPU the host is the device: weights, gradients, AdamW's moments and the base.
@@ -478,14 +478,16 @@ def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
     )
     assert host(h100, two, 7e9) == 2 * 8 * 7e9
     assert estimate.host_memory(h100, two, "tiny", 7e9) == 2 * 8 * 7e9 + 2 * h100["process_host_bytes"]
-    # ZeRO-Offload on one H100: the fp32 master, its gradient and the moments on the host; 7B's base
-    # fits on the GPU beside the bf16 module, 13B's stays on the host too.
+    # ZeRO-Offload on one H100: the fp32 master, its gradient and a 16-bit copy page-locked (each
+    # rounded up to a power of two by torch's pinned allocator) and the moments on the host; 7B's
+    # base fits on the GPU beside the bf16 module, 13B's stays on the host too.
     offload = {"engine": "deepspeed", "deepspeed_config": os.path.join(repo, "config", "deepspeed_zero2_offload.json")}
     one = config_checks.validate({**cfg, "train": {**cfg["train"], **offload, "precision": "bf16"}})
     assert estimate.base_on_device(h100, one, "tiny", 7e9) is True
-    assert host(h100, one, 7e9) == 16 * 7e9
+    pinned = 2 * 2.0**35 + 2.0**34  # 28 GB twice and 14 GB, rounded up
+    assert host(h100, one, 7e9) == pinned + 8 * 7e9
     assert estimate.base_on_device(h100, one, "tiny", 13e9) is False
-    assert host(h100, one, 13e9) == (4 + 16) * 13e9 + gib
+    assert host(h100, one, 13e9) == 4 * 13e9 + gib + 2 * 2.0**36 + 2.0**35 + 8 * 13e9
 
     # The estimate says which jobs SLURM would kill, and what mem_mb they need.
     path = in_tmp / "texts.jsonl"

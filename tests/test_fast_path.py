@@ -290,13 +290,15 @@ def test_the_base_of_a_16_bit_checkpoint_is_kept_in_16_bits_and_gives_the_same_r
         assert all(torch.equal(engines[0].state()[key], full.base[key]) for key in full.base)
 
 
-def test_a_16_bit_base_crosses_to_the_device_before_it_is_widened():
-    """A 16-bit base in host memory is sent as it is and widened on the device (half the bytes
-    over the link); an fp32 one, or one already there, is used as it is."""
+def test_a_16_bit_base_is_widened_where_it_is_written():
+    """A 16-bit base is sent to a GPU as it is and widened there (half the bytes over the link: not
+    run here, no GPU); bound for host memory (a ZeRO-Offload master) it is not moved ahead, so the
+    blocking copy that writes it widens it exactly, never an asynchronous copy not yet landed; an
+    fp32 base, or one already where it goes, is used as it is."""
     half = torch.ones(3, dtype=torch.bfloat16)
-    meta = torch.device("meta")
-    assert train._widened_on(half, meta).device == meta and train._widened_on(half, meta).dtype == torch.bfloat16
+    on_meta = half.to("meta")
+    assert train._widened_on(on_meta, CPU) is on_meta  # device to host: not moved ahead
     assert train._widened_on(half, CPU) is half
     single = torch.ones(3)
-    assert train._widened_on(single, meta) is single
+    assert train._widened_on(single, torch.device("meta")) is single
     assert deltas._to_device(half, CPU).dtype == torch.float32

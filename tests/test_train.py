@@ -7,6 +7,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -581,7 +582,23 @@ def test_a_lock_left_by_a_killed_cpu_adam_build_is_removed(monkeypatch, tmp_path
     assert lock.exists()  # a build under way
     old = time.time() - train.STALE_BUILD_LOCK_S - 60
     os.utime(lock, (old, old))
-    with pytest.warns(UserWarning, match=r"removing .*cpu_adam/lock: left 31 minutes ago"):
+    with pytest.warns(UserWarning, match=r"removed .*cpu_adam/lock: left 31 minutes ago"):
         train.clear_stale_build_lock("cpu_adam")
-    assert not lock.exists()
+    assert not lock.exists() and not list(lock.parent.glob("lock.stale-*"))
     train.clear_stale_build_lock("cpu_adam")  # nothing there: nothing to do
+    # Another job's build made a fresh lock between this job's look and its taking the old one:
+    # the fresh one goes back, and its build is waited for.
+    lock.touch()
+    os.utime(lock, (old, old))
+    rename = os.rename
+
+    def rename_a_fresh_one(source, target):
+        rename(source, target)
+        os.utime(target)  # what was taken is a lock made just now
+
+    monkeypatch.setattr(train.os, "rename", rename_a_fresh_one)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.clear_stale_build_lock("cpu_adam")
+    assert lock.exists() and time.time() - lock.stat().st_mtime < 60
+    assert not list(lock.parent.glob("lock.stale-*"))
