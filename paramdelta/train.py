@@ -194,7 +194,7 @@ def clear_stale_build_lock(name: str) -> None:
     if age <= STALE_BUILD_LOCK_S:
         try:
             os.link(aside, lock)  # back where it was, unless a newer one is there already
-        except FileExistsError:
+        except OSError:  # a newer one is (or the filesystem has no hard links): that one stands
             pass
         os.unlink(aside)
         return
