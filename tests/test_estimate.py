@@ -500,3 +500,31 @@ def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
     need = math.ceil((4 * 7e9 + gib + h100["process_host_bytes"]) / (1 << 20))
     assert f"big: mem_mb 20,000, needs about {need:,}" in out and "small: mem_mb" not in out
     assert "(over)" in out and "raise models.<name>.mem_mb" in out
+
+
+def test_the_h200_overlay_fits_one_141_gb_gpu_a_job(in_tmp, capsys):
+    """config/wikimia_h200.yaml merged after config/wikimia.yaml: the torch engine on one GPU a
+    job, which fits a 141 GB GPU (and is marked over on an 80 GB one), with host memory to spare
+    in its mem_mb; by the estimate it costs fewer GPU-hours than ZeRO-2 over two GPUs."""
+    from paramdelta import hub
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wikimia, overlay = (os.path.join(repo, "config", name) for name in ("wikimia.yaml", "wikimia_h200.yaml"))
+    merged = hub.load_config([wikimia, overlay])
+    assert merged["train"]["engine"] == "torch" and merged["train"]["precision"] == "bf16"
+    assert {spec["gpus"] for spec in merged["models"].values()} == {1}
+    h200, h100 = (estimate.COST_MODEL["devices"][d] for d in ("h200", "h100"))
+    for slug in merged["models"]:
+        params = estimate.model_info(merged, slug).params
+        assert h100["memory"] < estimate.memory_per_gpu(merged, slug, params) < 0.9 * h200["memory"]
+        assert estimate.base_on_device(h200, merged, slug, params)
+        assert estimate.host_memory(h200, merged, slug, params) < estimate.mem_mb_bytes(merged, slug)
+    texts = ["--texts", "776", "--words-per-text", "32", "--gpu", "h200"]
+    hours = {}
+    for files in ([wikimia], [wikimia, overlay]):
+        estimate.main([arg for path in files for arg in ("--configfile", path)] + texts)
+        out = capsys.readouterr().out
+        assert "(over)" not in out
+        total = next(line for line in out.splitlines() if line.startswith("total") and "/" in line)
+        hours[len(files)] = float(total.split()[-3])
+    assert hours[2] < hours[1]
