@@ -821,11 +821,14 @@ def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int)
     local = base_on_device(device, config, slug, params)
     # Within the device a copy that writes the fp32 weights; from host memory the base's own bytes.
     to_device = fp32 / device["copy_bandwidth"] if local else base / device["host_bandwidth"]
-    # DeepSpeed writes the base twice: into the module and into the fp32 master, which ZeRO-Offload
-    # keeps in host memory.
-    restore = (
-        to_device if engine == "torch" else to_device + (fp32 / device["host_bandwidth"] if offload else to_device)
-    )
+    # DeepSpeed writes the base twice: into the module, and into the fp32 master from where the
+    # module's copy came (within the device), or under ZeRO-Offload from host memory.
+    if engine == "torch":
+        restore = to_device
+    elif offload:
+        restore = to_device + fp32 / device["host_bandwidth"]
+    else:
+        restore = to_device + fp32 / device["copy_bandwidth"]
     gather = fp32 * (ranks - 1) / ranks / device["link_bandwidth"]  # DeepSpeed: the whole fp32 master, tensor by tensor
     if config["snapshots"]["store"] == "sketch":
         summary = params / device["stats_elements_per_s"] + (0.0 if local else base / device["host_bandwidth"]) + gather
@@ -860,7 +863,9 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
       (4 + b a rank, the peak of a job that keeps nothing else there), and keeps it (b a rank)
       unless it moves to the device; ZeRO-Offload keeps each rank's partition of the fp32
       master, of its fp32 gradient and a 16-bit copy of it page-locked, each one allocation that
-      torch's pinned allocator rounds up to a power of two, and the moments (AdamW 8) beside them;
+      torch's pinned allocator rounds up to a power of two, a page-locked 16-bit buffer of the
+      largest parameter's gradient (counted as 1 GiB), and the moments (AdamW 8) beside them; it
+      makes each master as a pageable copy (4) before pinning it, while the base is on the host;
     - delta/full: the state taken to the host for the store (4, rank 0; on a GPU page-locked,
       in 1 GiB slabs).
     Not counted: activations of a few hundred tokens, the page cache of the checkpoint, and the
@@ -884,10 +889,13 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
         else:
             peak = max(fp32, (0.0 if local else base + slab) + state * side_by_side)
     else:
-        offload = 0.0
+        offload, start = 0.0, 0.0
         if _offloads(config, slug):
             share = params / ranks
-            offload = ranks * (2 * _pinned(4 * share) + _pinned(2 * share) + moments * share)
+            # and a page-locked buffer of the largest parameter's gradient, in 16 bits (about 0.5 GB at 7B)
+            offload = ranks * (2 * _pinned(4 * share) + _pinned(2 * share) + moments * share + slab)
+            # DeepSpeed makes each rank's master as a pageable copy first, beside the base
+            start = ranks * (base + 4 * share) + offload
         if on_gpu:
             kept = ranks * (0.0 if local else base + slab) + offload
         else:  # the host is the device: each rank's share of the training state, and its base
@@ -895,7 +903,7 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
                 engine, train["precision"], train["optimizer"], train["momentum"], ranks, _zero_stage(config, slug)
             )
             kept = ranks * (per_param * params + base) + offload
-        peak = max(ranks * (fp32 + base), kept + state)
+        peak = max(ranks * (fp32 + base), start, kept + state)
     return peak + ranks * device["process_host_bytes"]
 
 

@@ -18,6 +18,8 @@ import datetime
 import json
 import math
 import os
+import secrets
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -183,22 +185,38 @@ def clear_stale_build_lock(name: str) -> None:
         return
     if age <= STALE_BUILD_LOCK_S:
         return
-    # Moved aside first, atomically: of several jobs that found it stale, one takes it. What it
-    # took is checked again, so that a fresh lock made in between (another job's build) goes back.
-    aside = f"{lock}.stale-{os.getpid()}"
+    # Moved aside first, atomically: of several jobs that found it stale, one takes it (a name of
+    # its own on a filesystem the nodes share). What it took is checked again, so that a fresh
+    # lock made in between (another job's build) goes back.
+    aside = f"{lock}.stale-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         os.rename(lock, aside)
     except FileNotFoundError:  # another job took it first
         return
-    age = time.time() - os.stat(aside).st_mtime
+    except OSError as error:
+        raise RuntimeError(
+            f"{lock} was left {age / 60:.0f} minutes ago by a build of {name} that never finished, and "
+            f"this job cannot remove it ({error}); every build would wait on it: remove it by hand"
+        ) from error
+    try:
+        age = time.time() - os.stat(aside).st_mtime
+    except FileNotFoundError:  # gone already: nothing of it is left to remove
+        return
     if age <= STALE_BUILD_LOCK_S:
         try:
             os.link(aside, lock)  # back where it was, unless a newer one is there already
-        except OSError:  # a newer one is (or the filesystem has no hard links): that one stands
+        except FileExistsError:
             pass
+        except OSError:  # no hard links here: renamed back, unless a newer one is there
+            if not os.path.lexists(lock):
+                os.rename(aside, lock)
+                return
         os.unlink(aside)
         return
-    os.unlink(aside)
+    try:
+        os.unlink(aside)
+    except FileNotFoundError:
+        pass
     warnings.warn(
         f"removed {lock}: left {age / 60:.0f} minutes ago by a build of {name} that never finished "
         "(a job killed while it compiled); the build starts again",
@@ -619,16 +637,20 @@ class DeepSpeedEngine:
                 # ZeRO++'s secondary copies of the slices (hpZ), if any, are rebuilt from them.
                 self.optimizer.invalidate_secondary_tensor()
             else:
-                for name, p in self.params.items():
-                    p.copy_(_widened_on(self.base[name], p.device), non_blocking=True)
+                # The master refreshed from the module first (any part of it no parameter's
+                # fragment covers), then every fragment overwritten: with bf16/fp16 the module
+                # holds the base rounded to 16 bits, the master the exact fp32 base. Each tensor
+                # of a base in host memory crosses to the GPU once, for both writes; a master in
+                # host memory (ZeRO-Offload) is written from the host copy, by a blocking copy.
                 master = getattr(self.optimizer, "refresh_fp32_params", None)
                 if master is not None:
                     master()
-                # With bf16/fp16 the module holds the base rounded to 16 bits, and so does the
-                # master refreshed from it: write the exact fp32 base into the master itself,
-                # which ZeRO-Offload keeps in host memory.
                 for name, p in self.params.items():
-                    self._set_full_fp32(p, _widened_on(self.base[name], self._master_device or p.device))
+                    base = self.base[name]
+                    if base.device != p.device and p.device.type == "cuda":
+                        base = base.to(p.device, non_blocking=True)
+                    p.copy_(base, non_blocking=True)
+                    self._set_full_fp32(p, self.base[name] if self._master_device is not None else base)
         # The optimizer's state zeroed in place, as a new one starts: under ZeRO-Offload its
         # moments are in host memory, which freeing and allocating again for every text would
         # page-fault anew (54 GB at 7B).

@@ -596,9 +596,30 @@ def test_a_lock_left_by_a_killed_cpu_adam_build_is_removed(monkeypatch, tmp_path
         rename(source, target)
         os.utime(target)  # what was taken is a lock made just now
 
-    monkeypatch.setattr(train.os, "rename", rename_a_fresh_one)
-    with warnings.catch_warnings():
+    with monkeypatch.context() as patch, warnings.catch_warnings():
+        patch.setattr(train.os, "rename", rename_a_fresh_one)
         warnings.simplefilter("error")
         train.clear_stale_build_lock("cpu_adam")
     assert lock.exists() and time.time() - lock.stat().st_mtime < 60
     assert not list(lock.parent.glob("lock.stale-*"))
+    # The same where the filesystem has no hard links: renamed back.
+    os.utime(lock, (old, old))
+
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.os, "rename", rename_a_fresh_one)
+        patch.setattr(train.os, "link", no_links)
+        train.clear_stale_build_lock("cpu_adam")
+    assert lock.exists() and not list(lock.parent.glob("lock.stale-*"))
+    # A stale lock this job may not remove: a message that says so and what to do, before any build.
+    os.utime(lock, (old, old))
+
+    def refused(source, target):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.os, "rename", refused)
+        with pytest.raises(RuntimeError, match=r"cpu_adam/lock was left 31 minutes ago .* remove it by hand"):
+            train.clear_stale_build_lock("cpu_adam")
