@@ -419,16 +419,21 @@ def base_dtype(tensor: torch.Tensor) -> torch.dtype:
     return torch.float32
 
 
-def _widened_on(base: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`base` ready to be copied into fp32 weights on `device`: a 16-bit base in host memory
-    bound for a GPU crosses as it is, asynchronously and at half the bytes of fp32, to be widened
-    there by the copy that reads it (DeepSpeed's write of its master is a blocking copy, which
-    torch would widen on the host, through pageable memory). Anything else as it is: an fp32
-    base, one already there, and one bound for host memory (a ZeRO-Offload master), which a
-    blocking copy moves and widens exactly where an asynchronous one would not have landed yet."""
-    if base.dtype == torch.float32 or base.device == device or device.type != "cuda":
+def _on_gpu(base: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`base` sent to `device` where that is a GPU and it is elsewhere (asynchronously, from
+    page-locked host memory), else as it is: never device to host ahead of a copy that would
+    read it on the host before it landed."""
+    if base.device == device or device.type != "cuda":
         return base
     return base.to(device, non_blocking=True)
+
+
+def _widened_on(base: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`base` ready to be copied into fp32 weights on `device`: a 16-bit base in host memory
+    bound for a GPU crosses as it is, at half the bytes of fp32, to be widened there by the copy
+    that reads it (a blocking copy torch would widen on the host, through pageable memory). An
+    fp32 base as it is: the copy into the weights moves it."""
+    return base if base.dtype == torch.float32 else _on_gpu(base, device)
 
 
 def _cpu_state(
@@ -597,7 +602,7 @@ class DeepSpeedEngine:
         )
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         self.zero_stage = self.engine.zero_optimization_stage()
-        self._master_device = torch.device("cpu") if offloads_optimizer(config) else None
+        self._master_on_host = offloads_optimizer(config)  # ZeRO-Offload
         self.params = dict(self.engine.module.named_parameters())
         self.device = self.engine.device
         # The base moves to the device if it fits there beside the training state (restores
@@ -646,11 +651,9 @@ class DeepSpeedEngine:
                 if master is not None:
                     master()
                 for name, p in self.params.items():
-                    base = self.base[name]
-                    if base.device != p.device and p.device.type == "cuda":
-                        base = base.to(p.device, non_blocking=True)
+                    base = _on_gpu(self.base[name], p.device)
                     p.copy_(base, non_blocking=True)
-                    self._set_full_fp32(p, self.base[name] if self._master_device is not None else base)
+                    self._set_full_fp32(p, self.base[name] if self._master_on_host else base)
         # The optimizer's state zeroed in place, as a new one starts: under ZeRO-Offload its
         # moments are in host memory, which freeing and allocating again for every text would
         # page-fault anew (54 GB at 7B).
