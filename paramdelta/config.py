@@ -179,6 +179,11 @@ def check_references(config: dict) -> None:
                 raise ConfigError(
                     f"config field 'datasets.{name}.controlled.candidates': {n_candidates} candidates but the corpus has only {n_docs} documents"
                 )
+    if config["train"]["parallel_texts"] > 1 and config["train"]["best_state"] == "replay":
+        raise ConfigError(
+            "config field 'train.best_state': texts side by side keep their best states on the device and cannot "
+            "replay one text; use best_state: auto or keep, or parallel_texts: 1"
+        )
     if config["train"]["parallel_texts"] > 1 and config["train"]["precision"] == "fp16":
         raise ConfigError(
             "config field 'train.parallel_texts': texts side by side train in fp32 or bf16, not fp16 (its loss "

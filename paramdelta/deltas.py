@@ -464,6 +464,7 @@ TEXT_COLUMNS = [
     "final_loss",
     "best_loss",
     "skipped_steps",
+    "replay_exact",
     "seconds",
     "losses",
 ]

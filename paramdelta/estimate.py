@@ -805,6 +805,31 @@ def base_on_device(device: dict, config: dict, slug: str, params: int) -> bool:
     return device["memory"] is None or 0.9 * device["memory"] - module - master > base + to_come
 
 
+def replays(device: dict, config: dict, slug: str, params: int) -> bool:
+    """Whether early stopping trains again to its best epoch instead of keeping its state at every
+    new best (train.best_state; `auto` decided as train.replays decides it: on a GPU with no room
+    for a copy of the state, where keeping it would cross the host link or gather it from
+    several GPUs)."""
+    setting = config["train"].get("best_state", "auto")
+    if setting != "auto":
+        return setting == "replay"
+    engine, ranks, side_by_side = _engine(config, slug)
+    if side_by_side > 1 or device["unit"] != "GPU":
+        return False
+    local = base_on_device(device, config, slug, params)
+    if engine == "torch" and local:
+        # As train.TorchEngine: one more fp32 copy beside the training state and the base.
+        train = config["train"]
+        moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
+        fp32 = 4 * params
+        if device["memory"] is None or 0.9 * device["memory"] - fp32 > (2 + moments) * fp32 + base_bytes(
+            config, slug, params
+        ):
+            return False
+    sketch = config["snapshots"]["store"] == "sketch"
+    return not sketch or not local or ranks > 1
+
+
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
     """Seconds around the steps of one (text, budget), by what they do.
 
@@ -1054,17 +1079,23 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
         # Under es, every epoch ends with a forward pass over each chunk (the loss early stopping compares).
         evaluation = sum(eval_seconds(device, config, slug, info.params, t) for sizes_ in per_text for t in sizes_)
         job = device["job_start_s"] + info.params * DTYPE_BYTES[spec["dtype"]] / device["load_bandwidth"]
+        replay = "es" in budgets and replays(device, config, slug, info.params)
         seconds = {}
         for case in ("expected", "max"):
-            parts = {"steps": 0.0, "copies": 0.0, "keep": 0.0, "starts": jobs * job}
+            parts = {"steps": 0.0, "replays": 0.0, "copies": 0.0, "keep": 0.0, "starts": jobs * job}
             for b in budgets:
                 e = epochs[b]
                 if b == "es" and (case == "max" or side_by_side > 1):
                     e = es_max  # side by side, a group is stepped until its longest run stops
                 # Under es, a summary (or a best state) at every new best epoch: all but the last
-                # `patience` epochs expected, every epoch at most.
-                keeps = 1 if b != "es" else (e if case == "max" else max(1, epochs[b] - train["patience"]))
+                # `patience` epochs expected, every epoch at most. Or, replaying, one, after
+                # training again to the best epoch (at most the one before the last) and its
+                # evaluation.
+                best = max(1, epochs[b] - train["patience"]) if case == "expected" else e - 1
+                keeps = 1 if b != "es" or replay else (e if case == "max" else best)
                 parts["steps"] += runs[b] * e * (epoch + (evaluation if b == "es" else 0.0))
+                if b == "es" and replay:
+                    parts["replays"] += runs[b] * (best * epoch + evaluation)
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
                     parts[part] += runs[b] * trained * value
             seconds[case] = sum(parts.values())
@@ -1215,14 +1246,15 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             )
         parts = {
             name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
-            for name in ("steps", "copies", "keep", "starts")
+            for name in ("steps", "replays", "copies", "keep", "starts")
         }
         share = {name: f"{100 * value / (sum(parts.values()) or 1.0):.0f}%" for name, value in parts.items()}
         sketch = config["snapshots"]["store"] == "sketch"
         keep = "statistics (summaries)" if sketch else "store writes on the host"
         copies = "base restores" if sketch else "base restores and state copies"
+        replayed = f"early stopping's replays of its best epoch {share['replays']}, " if parts["replays"] else ""
         out.append(
-            f"of the expected {unit}-hours: optimizer steps {share['steps']}, {keep} {share['keep']}, "
+            f"of the expected {unit}-hours: optimizer steps {share['steps']}, {replayed}{keep} {share['keep']}, "
             f"{copies} {share['copies']}, job starts {share['starts']}"
         )
     out.append(

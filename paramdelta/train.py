@@ -55,6 +55,7 @@ class Settings:
     patience: int = _TRAIN["patience"]
     min_delta: float = _TRAIN["min_delta"]
     max_epochs: int = _TRAIN["max_epochs"]
+    best_state: str = _TRAIN["best_state"]  # early stopping's best state: auto, keep or replay
     precision: str = _TRAIN["precision"]
     seed: int = _TRAIN["seed"]
 
@@ -91,6 +92,9 @@ class TextRun:
     stats: dict[str, np.ndarray] | None = None
     # With a trace (snapshots.trajectory): each layer's ||theta - theta_base|| after every epoch.
     trajectory: list[np.ndarray] = field(default_factory=list)
+    # Early stopping that replayed its best epoch (Settings.best_state): whether the replay ended
+    # with the loss the first pass measured there, bit for bit; None where nothing was replayed.
+    replay_exact: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,6 +118,7 @@ class TextRun:
             "final_loss": self.losses[self.best_epoch - 1] if self.ok and self.losses else None,
             "best_loss": self.end_losses[self.best_epoch - 1] if self.ok and self.end_losses else None,
             "skipped_steps": self.skipped_steps,
+            "replay_exact": self.replay_exact,
             "seconds": round(self.seconds, 4),
         }
 
@@ -767,8 +772,10 @@ def train_text(
     With `summarise` (a job that keeps only per-layer statistics), the run hands back
     `summarise` of the parameters instead, computed where they are; early stopping keeps a
     copy of the best state on the device when one fits (engine.copy_on_device), else only
-    the best epoch's statistics. With `trace`, each layer's change from the base after every
-    epoch goes into `run.trajectory` (early stopping: every epoch run, past the best one too).
+    the best epoch's statistics. Or, where `replays` says so, it keeps nothing: once the run
+    stops, the text is trained again from the base to its best epoch (see _replay). With
+    `trace`, each layer's change from the base after every epoch goes into `run.trajectory`
+    (early stopping: every epoch run, past the best one too).
     """
     run = TextRun(text_id=text_id, n_tokens=sum(c.shape[1] for c in chunks), n_chunks=len(chunks), budget=budget)
     started = time.perf_counter()
@@ -780,6 +787,7 @@ def train_text(
     if device is not None:
         chunks = [c.to(device) for c in chunks]
     early_stopping = budget_epochs(budget) is None
+    replay = early_stopping and replays(engine, settings, sketch=summarise is not None)
     # The best state is kept as a copy on the device when one fits there (the cheapest), else,
     # when statistics are all the job keeps, as the statistics themselves: never a copy of
     # the whole state sent to the host at every improvement.
@@ -816,7 +824,8 @@ def train_text(
             run.failure, run.failed_epoch = f"non-finite loss after the epoch ({loss})", epoch
             break
         if loss < best_loss:
-            best_state = summarise(engine.named_fp32()) if summarise_each else engine.keep(into=best_state)
+            if not replay:
+                best_state = summarise(engine.named_fp32()) if summarise_each else engine.keep(into=best_state)
             best_loss, run.best_epoch = loss, epoch
         if loss < reference - settings.min_delta:
             reference, waited = loss, 0
@@ -825,10 +834,12 @@ def train_text(
             if waited >= settings.patience:
                 break
 
+    if run.ok and replay and run.best_epoch < run.epochs_run:  # else the engine holds the best state
+        _replay(engine, run, chunks, settings, total_steps)
     if run.ok:
-        if not early_stopping:
+        if not early_stopping or replay:
             best_state = summarise(engine.named_fp32()) if summarise else engine.state()
-            run.best_epoch = run.epochs_run
+            run.best_epoch = run.best_epoch if replay else run.epochs_run
         elif summarise and not summarise_each:
             best_state = summarise(best_state.items())
         if summarise:
@@ -838,6 +849,54 @@ def train_text(
         _fail_if_not_finite(run)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def replays(engine, settings: Settings, *, sketch: bool) -> bool:
+    """Whether early stopping replays its best epoch instead of keeping its state (Settings.best_state).
+
+    `auto` replays on a GPU where no copy of the state fits on the device and keeping it would
+    cross the host link at every new best epoch: the state itself (full, delta: 14-28 GB at 7B),
+    the base brought to the GPU for the statistics (sketch with the base in host memory), or
+    DeepSpeed's master gathered from several GPUs. An epoch of a 32-word text is a step or two,
+    where such a copy costs several steps' time, and the expected run sets a new best at most of
+    its epochs. Elsewhere (a CPU, where a copy is a copy in memory; a GPU that summarises where
+    the base is) it keeps.
+    """
+    if settings.best_state != "auto":
+        return settings.best_state == "replay"
+    device = getattr(engine, "device", None)
+    if device is None or device.type != "cuda" or engine.copy_on_device:
+        return False
+    return not sketch or not engine.base_on_device or getattr(engine, "world_size", 1) > 1
+
+
+def _replay(engine, run: TextRun, chunks: list[torch.Tensor], settings: Settings, total_steps: int) -> None:
+    """Train the text again from the exact base to its best epoch, as the first pass trained it
+    (the same seed, chunks and learning rates), leaving that epoch's state in the engine.
+
+    Where training is reproducible bit for bit (a CPU; a GPU under the job's deterministic
+    settings) this is the state the first pass had at its best epoch. The replay checks it: its
+    loss after the last epoch must be the one early stopping measured there, to the last bit.
+    Where it is not (a kernel without a deterministic implementation), the state is still one
+    of the best epoch's, trained the same way, and the run records replay_exact False.
+    """
+    torch.manual_seed(settings.seed)
+    engine.reset()
+    skipped, step = run.skipped_steps, 0
+    for _ in range(run.best_epoch):
+        for input_ids in chunks:
+            engine.step(input_ids, lr_at(step, total_steps, settings))
+            step += 1
+    run.skipped_steps = skipped  # the first pass's: the run's record describes it
+    run.replay_exact = engine.evaluate(chunks) == run.end_losses[run.best_epoch - 1]
+    if not run.replay_exact:
+        warnings.warn(
+            f"text {run.text_id}: training again to its best epoch ({run.best_epoch}) ended with another loss "
+            "than the first pass measured there, so training is not reproducible bit for bit on this device; "
+            "the state taken is the replay's (its record says replay_exact: false). train.best_state: keep "
+            "keeps the first pass's state instead",
+            stacklevel=2,
+        )
 
 
 def _floats(values: list) -> list[float]:

@@ -491,6 +491,16 @@ def test_texts_side_by_side_need_the_torch_engine_and_no_fp16(demo):
     assert "train.parallel_texts" in error_of(demo)
 
 
+def test_replaying_the_best_epoch_is_one_text_at_a_time(demo):
+    demo["train"].update(parallel_texts=8, best_state="replay")
+    message = error_of(demo)
+    assert "train.best_state" in message and "side by side" in message
+    demo["train"]["parallel_texts"] = 1
+    assert config.validate(copy.deepcopy(demo))["train"]["best_state"] == "replay"
+    demo["train"]["best_state"] = "later"
+    assert "train.best_state" in error_of(demo)
+
+
 @pytest.mark.parametrize("field, value", [("gpu_model", "h100 'x'"), ("partition", ""), ("cpus", 0)])
 def test_bad_scheduler_fields(demo, field, value):
     demo["models"]["pythia-tiny"][field] = value

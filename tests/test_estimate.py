@@ -128,6 +128,19 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
         2 * epoch + 10 * around + 5 * (epoch + evaluation) + 10 * best + row.jobs * start
     )
 
+    # Replaying the best epoch (train.best_state): one summary a run, after training again to the
+    # best epoch (expected 5 - patience 2; at most the one before the cap) and one evaluation.
+    replaying = config_checks.validate({**cfg, "train": {**cfg["train"], "best_state": "replay"}})
+    [replayed] = estimate.estimate(replaying, ["cpu-2core"])
+    seconds = replayed.seconds["cpu-2core"]
+    assert seconds["expected_replays"] == pytest.approx(3 * epoch + evaluation)
+    assert seconds["expected"] == pytest.approx(
+        2 * epoch + 10 * around + 5 * (epoch + evaluation) + 10 * around + 3 * epoch + evaluation + row.jobs * start
+    )
+    assert seconds["max"] == pytest.approx(
+        2 * epoch + 10 * around + 6 * (epoch + evaluation) + 10 * around + 5 * epoch + evaluation + row.jobs * start
+    )
+
 
 def test_texts_side_by_side_share_a_steps_fixed_cost_only_where_measured_to(in_tmp):
     """train.parallel_texts divides a step's fixed cost among the texts on the GPU entries (a
@@ -531,3 +544,32 @@ def test_the_h200_overlay_fits_one_141_gb_gpu_a_job(in_tmp, capsys):
         total = next(line for line in out.splitlines() if line.startswith("total") and "/" in line)
         hours[len(files)] = float(total.split()[-3])
     assert hours[2] < hours[1]
+
+
+def test_early_stopping_replays_where_keeping_would_cross_the_host_link(in_tmp):
+    """train.best_state auto, as train.replays decides it: replay on a GPU where each new best
+    would bring the base or the state across the host link (config/wikimia.yaml on an H100: the
+    base in host memory, ZeRO-2 over two GPUs), keep where the statistics are taken on the
+    device (the H200 overlay) or on a CPU; the setting by hand either way."""
+    from paramdelta import hub
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wikimia, overlay = (os.path.join(repo, "config", name) for name in ("wikimia.yaml", "wikimia_h200.yaml"))
+    devices = estimate.COST_MODEL["devices"]
+    config = hub.load_config([wikimia])
+    merged = hub.load_config([wikimia, overlay])
+    for slug in config["models"]:
+        params = estimate.model_info(config, slug).params
+        assert estimate.replays(devices["h100"], config, slug, params)
+        assert not estimate.base_on_device(devices["h100"], config, slug, params)
+        assert estimate.replays(devices["h200"], config, slug, params)  # two ranks gather the master
+        assert not estimate.replays(devices["cpu-2core"], config, slug, params)
+        assert not estimate.replays(devices["h200"], merged, slug, params)  # summarised where the base is
+        kept = {**config, "train": {**config["train"], "best_state": "keep"}}
+        assert not estimate.replays(devices["h100"], kept, slug, params)
+        full = {**merged, "snapshots": {**merged["snapshots"], "store": "delta"}}
+        assert estimate.replays(devices["h200"], full, slug, params)  # no room for a copy of the state
+    cfg = demo_like(in_tmp)
+    assert not estimate.replays(devices["h100"], cfg, "tiny", TINY_PARAMS)  # a copy fits beside it
+    forced = {**cfg, "train": {**cfg["train"], "best_state": "replay"}}
+    assert estimate.replays(devices["cpu-2core"], forced, "tiny", TINY_PARAMS)

@@ -891,6 +891,24 @@ def test_fp16_skipped_steps_are_listed(run):
     assert "Steps skipped by the fp16 loss scaler" not in quiet
 
 
+def test_replays_that_ended_elsewhere_are_counted(run):
+    """Early-stopping runs whose replay of the best epoch ended with another loss (replay_exact
+    False) are counted by model and budget; runs that replayed exactly, or replayed nothing, are not."""
+    (metrics, scores, ttest, correlation, texts, meta), extra = run
+    texts = texts.assign(status="ok", replay_exact=None)
+    texts["replay_exact"] = texts["replay_exact"].astype(object)
+    texts.loc[texts.index[:3], "replay_exact"] = False
+    texts.loc[texts.index[3:5], "replay_exact"] = True
+    fragment = section(report.render(metrics, scores, ttest, correlation, texts, meta, **extra), "failed")
+    assert "replay of the best epoch ended with another loss" in fragment and ": 3 runs" in fragment
+    (table,) = parse(fragment).tables
+    row = texts.iloc[0]
+    assert texts_of(table)[1] == [row["model"], budget_heading(row["budget"]), "3"]
+    for quiet in (texts.assign(replay_exact=True), texts.assign(replay_exact=None), texts.drop(columns="replay_exact")):
+        fragment = section(report.render(metrics, scores, ttest, correlation, quiet, meta, **extra), "failed")
+        assert "not reproducible bit for bit" not in fragment
+
+
 def test_configuration_and_versions_are_shown(page):
     fragment = section(page, "config")
     assert "local/tiny" in fragment

@@ -291,6 +291,83 @@ def test_early_stopping_stops_at_the_epoch_cap(load_tiny, texts):
     assert _equal(run.after, engine.epoch_states[-1])
 
 
+@pytest.mark.parametrize("text", [0, 1], ids=["several chunks", "one chunk"])
+def test_replaying_the_best_epoch_gives_the_state_kept(load_tiny, texts, text):
+    """train.best_state replay keeps nothing while the run goes on, then trains the text again
+    from the base to its best epoch: on a CPU the very state (and statistics) that keeping gives,
+    with the same record, and the replay says it was exact."""
+    chunks = texts[text] if text == 0 else texts[0][:1]
+    # An lr this high, held constant, makes the loss go up again after a few epochs (single-threaded,
+    # as this module runs: best epoch 9 of 11 with several chunks, 2 of 4 with one).
+    keep = train.Settings(lr=0.3, schedule="constant", patience=2, max_epochs=12, min_delta=0.0, best_state="keep")
+    replay = train.Settings(**{**keep.__dict__, "best_state": "replay"})
+    engine = train.TorchEngine(load_tiny(), keep, CPU)
+    layers = models.model_layers(engine.model)
+    summarise = deltas.Summariser(layers, engine.base, (1, 50))
+    kept = train.train_text(engine, "a", chunks, "es", keep)
+    replayed = train.train_text(engine, "a", chunks, "es", replay)
+    assert kept.ok and 1 < replayed.best_epoch < replayed.epochs_run  # something to replay
+    assert _equal(replayed.after, kept.after)
+    assert replayed.replay_exact is True and kept.replay_exact is None
+    assert replayed.attrs() | {"seconds": 0, "replay_exact": None} == kept.attrs() | {"seconds": 0}
+    # The job's own statistics (store sketch), from the replayed state: the same bits.
+    kept_stats = train.train_text(engine, "a", chunks, "es", keep, summarise)
+    replayed_stats = train.train_text(engine, "a", chunks, "es", replay, summarise)
+    for name in kept_stats.stats:
+        np.testing.assert_array_equal(replayed_stats.stats[name], kept_stats.stats[name], err_msg=name)
+    # A run whose best epoch is its last leaves that state in the engine: nothing to replay.
+    capped = train.Settings(**{**replay.__dict__, "max_epochs": 2, "patience": 5})
+    last = train.train_text(engine, "a", chunks, "es", capped)
+    assert last.best_epoch == last.epochs_run == 2 and last.replay_exact is None
+
+
+def test_a_replay_that_ends_elsewhere_says_so(load_tiny, texts):
+    """Where training is not reproducible bit for bit (here a loss that differs in the replay),
+    the run keeps the replayed state, warns, and records replay_exact False."""
+
+    class Drifting(Scripted):
+        resets = 0
+
+        def reset(self):
+            self.resets += 1
+            super().reset()
+
+        def evaluate(self, chunks):
+            return super().evaluate(chunks) + (1e-9 if self.resets > 1 else 0.0)
+
+    settings = train.Settings(lr=1e-3, patience=2, max_epochs=50, best_state="replay")
+    engine = Drifting(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), [5.0, 4.0, 3.0, 4.0, 4.0])
+    with pytest.warns(UserWarning, match="not reproducible bit for bit"):
+        run = train.train_text(engine, "a", texts[0], "es", settings)
+    assert run.ok and run.best_epoch == 3 and run.epochs_run == 5
+    assert run.replay_exact is False and run.attrs()["replay_exact"] is False
+    assert _equal(run.after, engine.epoch_states[-1]) and len(engine.epoch_states) == 3  # the replay's epoch 3
+
+
+def test_auto_replays_where_keeping_would_cross_the_host_link():
+    class Engine:
+        def __init__(self, device="cuda", copy=False, base=False, world=1):
+            self.device, self.copy_on_device, self.base_on_device = torch.device(device), copy, base
+            self.world_size = world
+
+    auto = train.Settings()
+    assert auto.best_state == "auto"
+    replays = functools.partial(train.replays, settings=auto)
+    # A CPU keeps (a copy is a copy in memory), and so does a GPU with room for a copy.
+    assert not replays(Engine("cpu"), sketch=True) and not replays(Engine("cpu"), sketch=False)
+    assert not replays(Engine(copy=True, base=True), sketch=False)
+    # No room for a copy: full and delta would send the state to host memory at every new best.
+    assert replays(Engine(base=True), sketch=False)
+    # Sketch summarises where the state is: it replays only where the base would come from the
+    # host, or DeepSpeed would gather the master from several GPUs.
+    assert not replays(Engine(base=True), sketch=True)
+    assert replays(Engine(base=False), sketch=True)
+    assert replays(Engine(base=True, world=2), sketch=True)
+    # Set by hand, either way anywhere.
+    assert train.replays(Engine("cpu"), train.Settings(best_state="replay"), sketch=True)
+    assert not train.replays(Engine(), train.Settings(best_state="keep"), sketch=False)
+
+
 # ---------------------------------------------------------------- failures
 
 
@@ -465,6 +542,16 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatc
 
     b_again = train.train_text(engine, "b", texts[1], "3", settings)
     assert _equal(b_again.after, b.after)  # DeepSpeed's reset is exact too (A, B, B)
+
+    # Early stopping that trains again to its best epoch (train.best_state replay): the state
+    # that keeping it gives, bit for bit.
+    es_keep = train.Settings(lr=0.3, schedule="constant", patience=2, max_epochs=12, min_delta=0.0, best_state="keep")
+    kept = train.train_text(engine, "a", texts[0], "es", es_keep)
+    replayed = train.train_text(
+        engine, "a", texts[0], "es", train.Settings(**{**es_keep.__dict__, "best_state": "replay"})
+    )
+    assert 1 < replayed.best_epoch < replayed.epochs_run and replayed.replay_exact is True
+    assert _equal(replayed.after, kept.after)
 
     # The loss scaler restarts with every text, as if text b had overflowed again and again
     # (fp16's scale, hysteresis and overflow counters live in it; DeepSpeed's fp16 cannot run

@@ -1,4 +1,5 @@
-"""Failed texts, and the texts whose fp16 loss scaler skipped steps."""
+"""Failed texts, the texts whose fp16 loss scaler skipped steps, and early-stopping runs whose
+replay of the best epoch did not end where the first pass had (training not reproducible)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ HEADING = "Failed texts"
 CAPTION = (
     "Training runs that did not finish, with the failure and the epoch in which it happened. These texts "
     "have no score for that model and budget and are missing from the tables above. Long lists are "
-    "cut, with a count per failure first. With fp16, the texts whose loss scaler skipped steps follow."
+    "cut, with a count per failure first. With fp16, the texts whose loss scaler skipped steps follow, and "
+    "where early stopping replayed its best epoch, the runs whose replay ended with another loss."
 )
 PER_DATASET = True
 FAILED_ROWS = 100
 
 
 def context(data) -> dict:
-    return {"limit": FAILED_ROWS, **_failures(data), **_skipped_steps(data)}
+    return {"limit": FAILED_ROWS, **_failures(data), **_skipped_steps(data), **_inexact_replays(data)}
 
 
 def _failures(data) -> dict:
@@ -70,3 +72,18 @@ def _skipped_steps(data) -> dict:
         )
     columns = ["model", "budget", "text_id", "skipped steps", "steps", "share"]
     return {"n_skipped": len(skipped), "skipped": plain_table(columns, rows, label_columns=3)}
+
+
+def _inexact_replays(data) -> dict:
+    """Early-stopping runs that trained again to their best epoch (train.best_state) and ended with
+    another loss than the first pass measured there: their state is the replay's, not the one
+    early stopping chose, because training was not reproducible bit for bit on their device."""
+    if "replay_exact" not in data.texts:
+        return {"n_inexact": 0}
+    exact = pd.array(data.texts["replay_exact"], dtype="boolean")  # None where nothing was replayed
+    inexact = data.texts[~exact.fillna(True).to_numpy(dtype=bool)]
+    if inexact.empty:
+        return {"n_inexact": 0}
+    groups = in_run_order(data, inexact, "text_id").groupby(["model", "budget"], sort=False)
+    rows = [[model, budget_heading(budget), len(group)] for (model, budget), group in groups]
+    return {"n_inexact": len(inexact), "inexact": plain_table(["model", "budget", "texts"], rows, label_columns=2)}
