@@ -4,7 +4,7 @@ What it measures: the wall and CPU time of one dry run of the thesis's cluster c
 (config/wikimia.yaml: 4 models x 5 budgets) on a WikiMIA-32-sized data set, with
 one training job per (model, text, budget) -- `texts_per_job: 1`, 4 x 776 x 5 =
 15,520 training jobs -- against the goal of 60 s on 2 cores. Beside it, a
-baseline column: the same dry run with the config's own `texts_per_job` (25), so
+baseline column: the same dry run with the config's own `texts_per_job` (100), so
 that the planning cost per job is visible.
 
 How: as tests/test_workflow.py::test_cluster_config_plans_with_slurm_profile

@@ -1046,9 +1046,11 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
     per_text = [chunk_sizes(n, max_length) for n in counts]
     chunks = sum(len(c) for c in per_text)
     n = len(counts)
-    shards = (
-        len(data.shards(ids, config["texts_per_job"])) if ids is not None else math.ceil(n / config["texts_per_job"])
-    )
+    cut = data.shards(ids, config["texts_per_job"]) if ids is not None else None
+    shards = len(cut) if cut is not None else math.ceil(n / config["texts_per_job"])
+    # Texts of the largest job: data.shards cuts at hash boundaries, about texts_per_job a shard and
+    # never more than twice that, which is the bound where the ids are not known yet.
+    largest = max(map(len, cut.values())) if cut else min(n, 2 * config["texts_per_job"])
     # Runs per budget: the train: block's, and each optimizers: entry that runs it.
     settings = config_checks.optimizer_settings(config)
     runs = {b: sum(b in config_checks.optimizer_budgets(config, setting) for setting in settings) for b in budgets}
@@ -1083,7 +1085,9 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
         seconds = {}
         for case in ("expected", "max"):
             parts = {"steps": 0.0, "replays": 0.0, "copies": 0.0, "keep": 0.0, "starts": jobs * job}
+            text_seconds = {}  # per budget: seconds of one text's run (a mean over the texts)
             for b in budgets:
+                before = sum(parts.values())
                 e = epochs[b]
                 if b == "es" and (case == "max" or side_by_side > 1):
                     e = es_max  # side by side, a group is stepped until its longest run stops
@@ -1098,7 +1102,13 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                     parts["replays"] += runs[b] * (best * epoch + evaluation)
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
                     parts[part] += runs[b] * trained * value
+                if runs[b]:
+                    text_seconds[b] = (sum(parts.values()) - before) / (runs[b] * n)
             seconds[case] = sum(parts.values())
+            if case == "max":
+                # The longest job: the largest shard of texts at the dearest budget, every run at
+                # its longest; what the model's runtime must hold.
+                seconds["longest_job"] = job + largest * max(text_seconds.values(), default=0.0)
             if case == "expected":
                 seconds.update({f"expected_{part}": value for part, value in parts.items()})
         units = max(1, spec["gpus"]) if device["unit"] == "GPU" else max(1, spec.get("cpus") or config["threads"])
@@ -1184,7 +1194,7 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
     for device_name in devices:
         device = COST_MODEL["devices"][device_name]
         unit = device["unit"]
-        body, total, over, host_over = [], {"expected": 0.0, "max": 0.0}, [], {}
+        body, total, over, host_over, late = [], {"expected": 0.0, "max": 0.0}, [], {}, {}
         for r in rows:
             s = r.seconds[device_name]
             hours = {case: s[case] / 3600 for case in total}
@@ -1201,6 +1211,11 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             if host > mem_mb_bytes(config, r.model):
                 host_cell += " (over)"
                 host_over[r.model] = host
+            runtime = 60 * config["models"][r.model]["runtime"]
+            longest = human_seconds(s["longest_job"])
+            if s["longest_job"] > runtime:
+                longest += " (over)"
+                late[r.model] = max(late.get(r.model, 0.0), s["longest_job"])
             body.append(
                 [
                     r.model,
@@ -1210,13 +1225,14 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
                     host_cell,
                     human_seconds(s["step"]),
                     human_seconds(s["run"]),
+                    longest,
                     _range(hours["expected"], hours["max"]),
                     _range(s["units"] * hours["expected"], s["units"] * hours["max"]),
                 ]
             )
             for case in total:
                 total[case] += s["units"] * hours[case]
-        body.append(["total", "", "", "", "", "", "", "", _range(total["expected"], total["max"])])
+        body.append(["total", "", "", "", "", "", "", "", "", _range(total["expected"], total["max"])])
         header = [
             "model",
             "data set",
@@ -1225,6 +1241,7 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             "host/job",
             "s/step",
             "s/text-run",
+            "longest job",
             "job-hours",
             f"{unit}-hours",
         ]
@@ -1244,6 +1261,16 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
                 )
                 + "): SLURM would kill these jobs for going over their memory; raise models.<name>.mem_mb"
             )
+        if late:
+            out.append(
+                "longest job over the model's runtime ("
+                + "; ".join(
+                    f"{slug}: runtime {config['models'][slug]['runtime']:,} min, needs about {math.ceil(need / 60):,}"
+                    for slug, need in late.items()
+                )
+                + "): SLURM would stop these jobs at their time limit, and a retry starts them over; raise "
+                "models.<name>.runtime, or lower texts_per_job"
+            )
         parts = {
             name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
             for name in ("steps", "replays", "copies", "keep", "starts")
@@ -1262,7 +1289,8 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
         "host/job: the peak host memory of a training job, all its processes (estimate.host_memory), "
         "against its models.<name>.mem_mb; "
         "s/text-run: the base restore and the statistics or state around the steps of one text and fixed "
-        "budget; hours: expected / with every es run at max_epochs"
+        "budget; longest job: the largest shard of texts at the dearest budget, every run at its longest, against "
+        "models.<name>.runtime; hours: expected / with every es run at max_epochs"
     )
 
     policy, dtype = config["snapshots"]["store"], config["snapshots"]["dtype"]

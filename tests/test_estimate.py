@@ -128,6 +128,20 @@ def test_controlled_model_steps_parameters_and_disk(in_tmp):
         2 * epoch + 10 * around + 5 * (epoch + evaluation) + 10 * best + row.jobs * start
     )
 
+    # The longest job: the largest shard (about 4 texts, at most 8) at the dearest budget, every run at its longest
+    # (es: 6 epochs, each a new best), against the model's runtime.
+    largest = max(map(len, data.shards(table["text_id"].tolist(), 4).values()))
+    es_longest = (
+        6 * (epoch + evaluation) + 10 * estimate.run_overhead_seconds(device, cfg, "tiny", TINY_PARAMS, 6)
+    ) / 10
+    assert 4 <= largest <= 8 and es_longest > (2 * epoch + 10 * around) / 10
+    assert row.seconds["cpu-2core"]["longest_job"] == pytest.approx(start + largest * es_longest)
+
+    # Each device is estimated alone: asking for several changes none of them.
+    [both] = estimate.estimate(cfg, ["h100", "cpu-2core", "h200"])
+    assert both.seconds["cpu-2core"] == row.seconds["cpu-2core"]
+    assert both.seconds["h200"] == estimate.estimate(cfg, ["h200"])[0].seconds["h200"]
+
     # Replaying the best epoch (train.best_state): one summary a run, after training again to the
     # best epoch (expected 5 - patience 2; at most the one before the cap) and one evaluation.
     replaying = config_checks.validate({**cfg, "train": {**cfg["train"], "best_state": "replay"}})
@@ -573,3 +587,22 @@ def test_early_stopping_replays_where_keeping_would_cross_the_host_link(in_tmp):
     assert not estimate.replays(devices["h100"], cfg, "tiny", TINY_PARAMS)  # a copy fits beside it
     forced = {**cfg, "train": {**cfg["train"], "best_state": "replay"}}
     assert estimate.replays(devices["cpu-2core"], forced, "tiny", TINY_PARAMS)
+
+
+def test_a_job_longer_than_its_runtime_is_marked(in_tmp, capsys, monkeypatch):
+    """The longest job against models.<name>.runtime: marked, with the minutes it needs, since
+    SLURM would stop it at its time limit."""
+    import yaml
+
+    cfg = demo_like(in_tmp)
+    cfg["models"]["tiny"]["runtime"] = 1
+    path = in_tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    monkeypatch.setitem(estimate.COST_MODEL["devices"]["cpu-2core"], "job_start_s", 61.0)  # a start over 1 minute
+    estimate.main(["--configfile", str(path), "--gpu", "cpu-2core"])
+    out = capsys.readouterr().out
+    assert "(over)" in out and "longest job over the model's runtime (tiny: runtime 1 min, needs about 2)" in out
+    cfg["models"]["tiny"]["runtime"] = 5
+    path.write_text(yaml.safe_dump(cfg))
+    estimate.main(["--configfile", str(path), "--gpu", "cpu-2core"])
+    assert "(over)" not in capsys.readouterr().out
