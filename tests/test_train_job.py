@@ -154,6 +154,25 @@ def test_two_processes_match_one(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.zarr", "torch.zarr", "two.log", "two.zarr"]
 
 
+def test_two_processes_replay_the_best_epoch_to_the_state_they_keep(tiny_model_dir, dataset, deepspeed_configs, tmp_path):
+    """Early stopping that trains again to its best epoch (train.best_state replay) on two ZeRO-2
+    ranks, whose replays, evaluations and gathers are collectives made alike on both: the store
+    that keeping each best state writes, bit for bit. An lr this high, held constant, makes the
+    loss rise again after its best epoch, so there is something to replay."""
+    stores = {}
+    for best_state in ("keep", "replay"):
+        stores[best_state] = tmp_path / f"{best_state}.zarr"
+        spec = _spec(tiny_model_dir, dataset, stores[best_state], budget="es", deepspeed_config=deepspeed_configs[2])
+        spec["train"] |= {"lr": 0.3, "schedule": "constant", "patience": 2, "min_delta": 0.0, "max_epochs": 12}
+        spec["train"]["best_state"] = best_state
+        train_job.launch(spec, 2, log_path=str(tmp_path / f"{best_state}.log"))
+    assert _compare(stores["keep"], stores["replay"], dataset[1]) == 0
+    replay = stores["replay"]
+    texts = deltas.read_job_store(replay, dataset[1], KS)[1]
+    replayed = texts.best_epoch < texts.epochs_run
+    assert replayed.any() and texts.replay_exact[replayed].tolist() == [True] * replayed.sum()
+
+
 SITECUSTOMIZE = """
 import os
 
