@@ -1161,6 +1161,14 @@ def table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
     return "\n".join(lines)
 
 
+def _over_limit(what: str, config: dict, field: str, needs: dict[str, int], advice: str, unit: str = "") -> str:
+    """A line naming the models whose jobs need more than their `field` (SLURM's limit), and what they need."""
+    listed = "; ".join(
+        f"{slug}: {field} {config['models'][slug][field]:,}{unit}, needs about {need:,}" for slug, need in needs.items()
+    )
+    return f"{what} ({listed}): {advice}"
+
+
 def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[str, str, str]], title: str) -> str:
     """The estimate as text: texts and steps, time per device, disk, assumptions and sources."""
     budgets = [str(b) for b in config["budgets"]]
@@ -1254,22 +1262,25 @@ def render(config: dict, rows: list[Row], devices: list[str], notes: list[tuple[
             )
         if host_over:
             out.append(
-                "host/job over the job's mem_mb ("
-                + "; ".join(
-                    f"{slug}: mem_mb {config['models'][slug]['mem_mb']:,}, needs about {math.ceil(need / (1 << 20)):,}"
-                    for slug, need in host_over.items()
+                _over_limit(
+                    "host/job over the job's mem_mb",
+                    config,
+                    "mem_mb",
+                    {slug: math.ceil(need / (1 << 20)) for slug, need in host_over.items()},
+                    "SLURM would kill these jobs for going over their memory; raise models.<name>.mem_mb",
                 )
-                + "): SLURM would kill these jobs for going over their memory; raise models.<name>.mem_mb"
             )
         if late:
             out.append(
-                "longest job over the model's runtime ("
-                + "; ".join(
-                    f"{slug}: runtime {config['models'][slug]['runtime']:,} min, needs about {math.ceil(need / 60):,}"
-                    for slug, need in late.items()
+                _over_limit(
+                    "longest job over the model's runtime",
+                    config,
+                    "runtime",
+                    {slug: math.ceil(need / 60) for slug, need in late.items()},
+                    "SLURM would stop these jobs at their time limit, and a retry starts them over; raise "
+                    "models.<name>.runtime, or lower texts_per_job",
+                    unit=" min",
                 )
-                + "): SLURM would stop these jobs at their time limit, and a retry starts them over; raise "
-                "models.<name>.runtime, or lower texts_per_job"
             )
         parts = {
             name: sum(r.seconds[device_name]["units"] * r.seconds[device_name][f"expected_{name}"] for r in rows)
