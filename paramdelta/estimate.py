@@ -1098,8 +1098,10 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                 best = max(1, epochs[b] - train["patience"]) if case == "expected" else e - 1
                 keeps = 1 if b != "es" or replay else (e if case == "max" else best)
                 parts["steps"] += runs[b] * e * (epoch + (evaluation if b == "es" else 0.0))
-                if b == "es" and replay:
-                    parts["replays"] += runs[b] * (best * epoch + evaluation)
+                if b == "es" and replay and best >= 1:
+                    # The base restored again, the best epoch's steps, one evaluation.
+                    restore = run_overhead(device, config, slug, info.params, 0)["copies"]
+                    parts["replays"] += runs[b] * (trained * restore + best * epoch + evaluation)
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
                     parts[part] += runs[b] * trained * value
                 if runs[b]:
@@ -1107,7 +1109,7 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
             seconds[case] = sum(parts.values())
             if case == "max":
                 # The longest job: the largest shard of texts at the dearest budget, every run at
-                # its longest; what the model's runtime must hold.
+                # its longest (texts of the mean length); what the model's runtime must hold.
                 seconds["longest_job"] = job + largest * max(text_seconds.values(), default=0.0)
             if case == "expected":
                 seconds.update({f"expected_{part}": value for part, value in parts.items()})

@@ -395,6 +395,25 @@ class TorchEngine:
         """The fp32 parameters where they are (for statistics computed on the device)."""
         return ((name, p.detach()) for name, p in self.params.items())
 
+    def fingerprint(self) -> torch.Tensor:
+        """An exact digest of the fp32 parameters, where they are (bit_sums)."""
+        return bit_sums(self.params.values())
+
+    def agree(self, flag: bool) -> bool:
+        """`flag` on every process of the job (one here)."""
+        return flag
+
+
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
+def bit_sums(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Each tensor's bit patterns summed as integers (int64, a vector of one sum a tensor), where the
+    tensors are: one pass over them, no transfer, and exact, so the same sums whatever order a
+    device adds in. Two states whose tensors differ in any one value give other sums; early
+    stopping's replay compares them (train._replay)."""
+    return torch.stack([t.detach().view(_BITS[t.dtype]).sum(dtype=torch.int64) for t in tensors])
+
 
 def _fp32_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return 4 * sum(t.numel() for t in tensors)
@@ -747,6 +766,29 @@ class DeepSpeedEngine:
         rank must iterate them all, in order)."""
         return ((name, self._full_fp32(p).detach()) for name, p in self.params.items())
 
+    def fingerprint(self) -> torch.Tensor:
+        """An exact digest of this rank's part of the training state, where it is (bit_sums, no
+        communication): its partition of the fp32 master on the GPU; under ZeRO-Offload, whose
+        master is in host memory (a pass over it at every new best epoch would cost seconds),
+        its 16-bit module weights on the GPU, which any difference of the master that survives
+        their rounding changes."""
+        master = getattr(self.optimizer, "single_partition_of_fp32_groups", None) or getattr(
+            self.optimizer, "fp32_partitioned_groups_flat", None
+        )
+        if master and not self._master_on_host:
+            return bit_sums(master)
+        return bit_sums(getattr(p, "ds_tensor", p) for p in self.params.values())
+
+    def agree(self, flag: bool) -> bool:
+        """Whether `flag` holds on every rank (a collective: every rank must call it)."""
+        if self.world_size == 1:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item())
+
 
 Summarise = Callable[[Iterable[tuple[str, torch.Tensor]]], dict[str, np.ndarray]]
 # The per-epoch trajectory: (named parameters, stacked) -> per-layer change (deltas.layer_l2).
@@ -797,6 +839,7 @@ def train_text(
     # The best state is the one with the lowest loss after its epoch; patience counts epochs
     # that did not beat the last significant improvement (by min_delta).
     best_loss, best_state, reference, waited, step = math.inf, None, math.inf, 0, 0
+    best_print = None  # replaying: a digest of the best epoch's state, for the replay to check itself against
 
     for epoch in range(1, epochs + 1):
         losses = []
@@ -824,7 +867,9 @@ def train_text(
             run.failure, run.failed_epoch = f"non-finite loss after the epoch ({loss})", epoch
             break
         if loss < best_loss:
-            if not replay:
+            if replay:
+                best_print = engine.fingerprint() if hasattr(engine, "fingerprint") else None
+            else:
                 best_state = summarise(engine.named_fp32()) if summarise_each else engine.keep(into=best_state)
             best_loss, run.best_epoch = loss, epoch
         if loss < reference - settings.min_delta:
@@ -835,7 +880,7 @@ def train_text(
                 break
 
     if run.ok and replay and run.best_epoch < run.epochs_run:  # else the engine holds the best state
-        _replay(engine, run, chunks, settings, total_steps)
+        _replay(engine, run, chunks, settings, total_steps, best_print)
     if run.ok:
         if not early_stopping or replay:
             best_state = summarise(engine.named_fp32()) if summarise else engine.state()
@@ -870,15 +915,23 @@ def replays(engine, settings: Settings, *, sketch: bool) -> bool:
     return not sketch or not engine.base_on_device or getattr(engine, "world_size", 1) > 1
 
 
-def _replay(engine, run: TextRun, chunks: list[torch.Tensor], settings: Settings, total_steps: int) -> None:
+def _replay(
+    engine,
+    run: TextRun,
+    chunks: list[torch.Tensor],
+    settings: Settings,
+    total_steps: int,
+    best: torch.Tensor | None,
+) -> None:
     """Train the text again from the exact base to its best epoch, as the first pass trained it
     (the same seed, chunks and learning rates), leaving that epoch's state in the engine.
 
     Where training is reproducible bit for bit (a CPU; a GPU under the job's deterministic
-    settings) this is the state the first pass had at its best epoch. The replay checks it: its
-    loss after the last epoch must be the one early stopping measured there, to the last bit.
-    Where it is not (a kernel without a deterministic implementation), the state is still one
-    of the best epoch's, trained the same way, and the run records replay_exact False.
+    settings) this is the state the first pass had at its best epoch. The replay checks it, on
+    every rank: the digest of its state (engine.fingerprint) must be `best`, the first pass's at
+    that epoch, and its loss the one early stopping measured there, to the last bit. Where it is
+    not (a kernel without a deterministic implementation), the state is still one of the best
+    epoch's, trained the same way, and the run records replay_exact False.
     """
     torch.manual_seed(settings.seed)
     engine.reset()
@@ -888,13 +941,17 @@ def _replay(engine, run: TextRun, chunks: list[torch.Tensor], settings: Settings
             engine.step(input_ids, lr_at(step, total_steps, settings))
             step += 1
     run.skipped_steps = skipped  # the first pass's: the run's record describes it
-    run.replay_exact = engine.evaluate(chunks) == run.end_losses[run.best_epoch - 1]
-    if not run.replay_exact:
+    same = engine.evaluate(chunks) == run.end_losses[run.best_epoch - 1]  # rank 0's on every rank
+    if best is not None:
+        same = engine.agree(same and torch.equal(engine.fingerprint(), best))
+    run.replay_exact = same
+    if not same:
+        # One message for all such texts (a warning is shown once per message); each run's record says which.
         warnings.warn(
-            f"text {run.text_id}: training again to its best epoch ({run.best_epoch}) ended with another loss "
-            "than the first pass measured there, so training is not reproducible bit for bit on this device; "
-            "the state taken is the replay's (its record says replay_exact: false). train.best_state: keep "
-            "keeps the first pass's state instead",
+            "early stopping trained a text again to its best epoch and ended with other weights or another "
+            "loss than the first pass had there: training is not reproducible bit for bit on this device. Such "
+            "runs keep the replay's state and record replay_exact: false; train.best_state: keep keeps the first "
+            "pass's state instead",
             stacklevel=2,
         )
 

@@ -81,8 +81,16 @@ def canonical(value):
 
 # What a training job's result depends on, per training setting; the engine and its DeepSpeed
 # JSON come in per model (train_engine) and as a file input (deepspeed_input).
+# best_state: auto is left out, as trajectory: false below, so that runs from before the option
+# existed are not redone: it gives the same weights wherever training is reproducible.
 TRAIN = {
-    name: canonical({k: v for k, v in settings.items() if k not in ("engine", "deepspeed_config")})
+    name: canonical(
+        {
+            k: v
+            for k, v in settings.items()
+            if k not in ("engine", "deepspeed_config") and (k, v) != ("best_state", "auto")
+        }
+    )
     for name, settings in config_checks.optimizer_settings(config).items()
 }
 # trajectory: false is left out, so that runs from before the option existed are not redone.

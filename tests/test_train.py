@@ -321,9 +321,39 @@ def test_replaying_the_best_epoch_gives_the_state_kept(load_tiny, texts, text):
     assert last.best_epoch == last.epochs_run == 2 and last.replay_exact is None
 
 
-def test_a_replay_that_ends_elsewhere_says_so(load_tiny, texts):
-    """Where training is not reproducible bit for bit (here a loss that differs in the replay),
-    the run keeps the replayed state, warns, and records replay_exact False."""
+def test_replaying_with_dropout_and_the_cosine_schedule_gives_the_state_kept(tiny_tokenizer, texts):
+    """The replay draws the first pass's dropout masks (the same seed) and learning rates (the
+    cosine schedule over the epoch cap, not over the epochs replayed)."""
+    from conftest import TINY, _special_ids
+
+    config = models.tiny_config("gpt-neox", len(tiny_tokenizer), **TINY, **_special_ids(tiny_tokenizer))
+    config.hidden_dropout = config.attention_dropout = 0.1
+    keep = train.Settings(lr=0.3, patience=2, max_epochs=12, min_delta=0.0, best_state="keep")
+    runs = {}
+    for best_state in ("keep", "replay"):
+        settings = train.Settings(**{**keep.__dict__, "best_state": best_state})
+        engine = train.TorchEngine(models.build_model(config, seed=0), settings, CPU)
+        runs[best_state] = train.train_text(engine, "a", texts[0][:1], "es", settings)
+    assert 1 < runs["replay"].best_epoch < runs["replay"].epochs_run  # best epoch 2 of 4
+    assert runs["replay"].replay_exact is True and _equal(runs["replay"].after, runs["keep"].after)
+
+
+def test_bit_sums_tell_states_apart_by_one_bit():
+    a = {"w": torch.randn(1000, generator=torch.Generator().manual_seed(0)), "b": torch.ones(7, dtype=torch.bfloat16)}
+    sums = train.bit_sums(a.values())
+    assert sums.dtype == torch.int64 and sums.shape == (2,)
+    assert torch.equal(train.bit_sums({k: v.clone() for k, v in a.items()}.values()), sums)
+    for name in a:
+        b = {k: v.clone() for k, v in a.items()}
+        b[name].view(torch.int32 if b[name].dtype == torch.float32 else torch.int16)[3] += 1  # one ulp
+        assert not torch.equal(train.bit_sums(b.values()), sums), name
+
+
+@pytest.mark.parametrize("drift", ["loss", "weights"])
+def test_a_replay_that_ends_elsewhere_says_so(load_tiny, texts, drift):
+    """Where training is not reproducible bit for bit (here the replay's loss differs, or one of its
+    weights by one ulp with the same loss), the run keeps the replayed state, warns, and records
+    replay_exact False."""
 
     class Drifting(Scripted):
         resets = 0
@@ -332,8 +362,20 @@ def test_a_replay_that_ends_elsewhere_says_so(load_tiny, texts):
             self.resets += 1
             super().reset()
 
+        def step(self, input_ids, lr):
+            if drift == "weights" and self.resets > 1:  # one value one ulp up before each replayed step
+                with torch.no_grad():
+                    next(iter(self.engine.params.values())).view(-1).view(torch.int32)[0] += 1
+            return super().step(input_ids, lr)
+
         def evaluate(self, chunks):
-            return super().evaluate(chunks) + (1e-9 if self.resets > 1 else 0.0)
+            return super().evaluate(chunks) + (1e-9 if drift == "loss" and self.resets > 1 else 0.0)
+
+        def fingerprint(self):
+            return self.engine.fingerprint()
+
+        def agree(self, flag):
+            return self.engine.agree(flag)
 
     settings = train.Settings(lr=1e-3, patience=2, max_epochs=50, best_state="replay")
     engine = Drifting(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), [5.0, 4.0, 3.0, 4.0, 4.0])
@@ -597,6 +639,14 @@ def test_deepspeed_zero2_matches_torch_and_restores(load_tiny, texts, monkeypatc
         monkeypatch.setattr(train, "_spare_bytes", lambda device, spare=spare: spare)
         assert train.DeepSpeedEngine(load_tiny(), settings, CPU, config).base_on_device is fits
     monkeypatch.undo()
+
+    # Replaying under ZeRO-Offload, whose digest is the module's weights (the master is on the host).
+    kept_offloaded = train.train_text(offloaded, "a", texts[0], "es", es_keep)
+    replayed = train.train_text(
+        offloaded, "a", texts[0], "es", train.Settings(**{**es_keep.__dict__, "best_state": "replay"})
+    )
+    assert 1 < replayed.best_epoch < replayed.epochs_run and replayed.replay_exact is True
+    assert _equal(replayed.after, kept_offloaded.after)
 
     # The offloaded optimizer stepped by DeepSpeed's CPU Adam (train.offload_adam): the same
     # deltas within float rounding, and each text from the exact base and a fresh state.

@@ -154,7 +154,9 @@ def test_two_processes_match_one(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.zarr", "torch.zarr", "two.log", "two.zarr"]
 
 
-def test_two_processes_replay_the_best_epoch_to_the_state_they_keep(tiny_model_dir, dataset, deepspeed_configs, tmp_path):
+def test_two_processes_replay_the_best_epoch_to_the_state_they_keep(
+    tiny_model_dir, dataset, deepspeed_configs, tmp_path
+):
     """Early stopping that trains again to its best epoch (train.best_state replay) on two ZeRO-2
     ranks, whose replays, evaluations and gathers are collectives made alike on both: the store
     that keeping each best state writes, bit for bit. An lr this high, held constant, makes the
