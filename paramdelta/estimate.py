@@ -830,6 +830,19 @@ def replays(device: dict, config: dict, slug: str, params: int) -> bool:
     return not sketch or not local or ranks > 1
 
 
+def _digest_bytes(config: dict, slug: str, params: int) -> float:
+    """Bytes a GPU reads for the digest replaying takes at each new best epoch (train.bit_sums):
+    the fp32 parameters (torch engine), each rank's fp32 master partition (DeepSpeed), or under
+    ZeRO-Offload the 16-bit module (ZeRO-3: its shard)."""
+    engine, ranks, _ = _engine(config, slug)
+    if engine == "torch":
+        return 4 * params
+    if _offloads(config, slug):
+        module = (2 if config["train"]["precision"] in ("bf16", "fp16") else 4) * params
+        return module / (ranks if _zero_stage(config, slug) >= 3 else 1)
+    return 4 * params / ranks
+
+
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
     """Seconds around the steps of one (text, budget), by what they do.
 
@@ -1099,9 +1112,13 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                 keeps = 1 if b != "es" or replay else (e if case == "max" else best)
                 parts["steps"] += runs[b] * e * (epoch + (evaluation if b == "es" else 0.0))
                 if b == "es" and replay and best >= 1:
-                    # The base restored again, the best epoch's steps, one evaluation.
+                    # A digest of the state at every new best epoch (a pass over it where it is), then
+                    # the base restored again, the best epoch's steps, one evaluation.
                     restore = run_overhead(device, config, slug, info.params, 0)["copies"]
-                    parts["replays"] += runs[b] * (trained * restore + best * epoch + evaluation)
+                    digests = (e if case == "max" else best) * _digest_bytes(config, slug, info.params)
+                    parts["replays"] += runs[b] * (
+                        trained * (restore + digests / device["memory_bandwidth"]) + best * epoch + evaluation
+                    )
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
                     parts[part] += runs[b] * trained * value
                 if runs[b]:
