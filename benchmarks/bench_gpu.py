@@ -493,6 +493,8 @@ def measure(model_name: str, setup: str, device_name: str, steps: int, texts: in
         summarise = deltas.Summariser(layers, engine.base, KS)
         summarise(engine.named_fp32())  # ||base||^2 per layer, once a job
         out["stats_s"] = _median(lambda: summarise(engine.named_fp32()), 3, device)
+        # What early stopping pays at each new best epoch where it replays (train.best_state): a digest.
+        out["digest_s"] = _median(engine.fingerprint, 3, device)
         # A whole (text, budget 5) as the job runs it: restore, five steps, the statistics.
         runs = [
             _median(lambda chunk=chunk: train.train_text(engine, "t", [chunk], "5", settings, summarise), 1, device)
@@ -714,6 +716,11 @@ def _line(row: dict, machine: dict) -> str:
         line += (
             f"\n{'':<35}top-K% norms of the statistics {row['topk_s'] * 1e3:.1f} ms without a sort, "
             f"{row['topk_sorted_s'] * 1e3:.1f} ms with the sorted topk before"
+        )
+    if "digest_s" in row:
+        line += (
+            f"\n{'':<35}early stopping at a new best epoch: {row['digest_s'] * 1e3:.1f} ms for the replay's digest of "
+            f"the state against {row['stats_s'] * 1e3:.1f} ms for its statistics (a replay costs a step an epoch)"
         )
     if "repeatable" in row:
         line += f"\n{'':<35}two runs of a text of up to 512 tokens, budget 5: " + (

@@ -48,8 +48,9 @@ def test_every_setup_runs_on_a_cpu(tmp_path):
             continue
         assert row["text_s"] > 0
         if row["width"] == 1:  # a step, and what a job does around the steps of a text
-            assert all(row[key] > 0 for key in ("step_s", "restore_s", "stats_s", "eval_s")), setup
+            assert all(row[key] > 0 for key in ("step_s", "restore_s", "stats_s", "eval_s", "digest_s")), setup
             assert row["repeatable"] is True, setup  # a CPU trains bit for bit alike
     assert "texts side by side" in done.stdout and "fastest measured for tiny" in done.stdout
     assert "host memory: peak RSS" in done.stdout and "process_host_bytes" in done.stdout
+    assert "for the replay's digest of the state" in done.stdout
     assert ("P2 (tiny): thesis-style" in done.stdout) is trainer
