@@ -93,7 +93,7 @@ class TextRun:
     # With a trace (snapshots.trajectory): each layer's ||theta - theta_base|| after every epoch.
     trajectory: list[np.ndarray] = field(default_factory=list)
     # Early stopping that replayed its best epoch (Settings.best_state): whether the replay ended
-    # with the loss the first pass measured there, bit for bit; None where nothing was replayed.
+    # with the weights and loss the first pass had there, bit for bit; None where nothing was replayed.
     replay_exact: bool | None = None
 
     @property
