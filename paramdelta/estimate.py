@@ -776,33 +776,49 @@ def base_bytes(config: dict, slug: str, params: int) -> float:
     return params * (4 if side_by_side > 1 else DTYPE_BYTES[config["models"][slug]["dtype"]])
 
 
+def _moments(config: dict) -> int:
+    """fp32 moments a parameter of the optimizer: AdamW two, SGD with momentum one, else none."""
+    train = config["train"]
+    return 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
+
+
+def _module_bytes(config: dict, slug: str, params: int) -> float:
+    """Bytes of a DeepSpeed rank's module weights: 2 a parameter in bf16/fp16, 4 in fp32; ZeRO-3 a shard."""
+    _, ranks, _ = _engine(config, slug)
+    module = (2 if config["train"]["precision"] in ("bf16", "fp16") else 4) * params
+    return module / (ranks if _zero_stage(config, slug) >= 3 else 1)
+
+
+def _torch_room_for(device: dict, config: dict, params: int, extra: float) -> bool:
+    """As train.TorchEngine decides at its start: whether the memory left beside the fp32 weights,
+    less a tenth of the device kept for activations, holds the gradients, the optimizer's moments
+    and `extra` bytes more."""
+    fp32 = 4 * params
+    return device["memory"] is None or 0.9 * device["memory"] - fp32 > (1 + _moments(config)) * fp32 + extra
+
+
 def base_on_device(device: dict, config: dict, slug: str, params: int) -> bool:
     """Whether the model's engine keeps the exact base on the device (else in host memory)."""
     engine, ranks, side_by_side = _engine(config, slug)
-    train = config["train"]
-    moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
-    fp32 = 4 * params
     base = base_bytes(config, slug, params)
     if engine == "torch":
-        # As train.TorchEngine decides at its start: the base stays on the device when the memory
-        # left beside the fp32 weights, less a tenth of the device kept for activations, holds the
-        # gradients, the optimizer's moments and the base; else it is restored from host memory.
-        spare = None if device["memory"] is None else 0.9 * device["memory"] - fp32
-        return side_by_side > 1 or spare is None or spare > (1 + moments) * fp32 + base
+        # The base stays on the device where it fits beside the training state; else it is
+        # restored from host memory.
+        return side_by_side > 1 or _torch_room_for(device, config, params, base)
     # As train.DeepSpeedEngine decides after deepspeed.initialize, when each GPU holds the
-    # module's weights (2 bytes a parameter in bf16/fp16; ZeRO-3 a shard) and its shard of the
-    # fp32 master: the base moves there if it fits beside what each rank makes at its first
-    # backward and step (train.deepspeed_state_to_come: the reduction buckets, and unless
-    # ZeRO-Offload the gradient partitions and the moments).
+    # module's weights and its shard of the fp32 master: the base moves there if it fits beside
+    # what each rank makes at its first backward and step (train.deepspeed_state_to_come: the
+    # reduction buckets, and unless ZeRO-Offload the gradient partitions and the moments).
     from paramdelta.config import deepspeed_first_step_bytes
 
-    module = (2 if train["precision"] in ("bf16", "fp16") else 4) * params
-    module /= ranks if _zero_stage(config, slug) >= 3 else 1
-    master = 0.0 if _offloads(config, slug) else fp32 / ranks
+    master = 0.0 if _offloads(config, slug) else 4 * params / ranks
     to_come = deepspeed_first_step_bytes(
-        _deepspeed_json(config), params, ranks, precision=train["precision"], moments=moments
+        _deepspeed_json(config), params, ranks, precision=config["train"]["precision"], moments=_moments(config)
     )
-    return device["memory"] is None or 0.9 * device["memory"] - module - master > base + to_come
+    return (
+        device["memory"] is None
+        or 0.9 * device["memory"] - _module_bytes(config, slug, params) - master > base + to_come
+    )
 
 
 def replays(device: dict, config: dict, slug: str, params: int) -> bool:
@@ -817,15 +833,13 @@ def replays(device: dict, config: dict, slug: str, params: int) -> bool:
     if side_by_side > 1 or device["unit"] != "GPU":
         return False
     local = base_on_device(device, config, slug, params)
-    if engine == "torch" and local:
-        # As train.TorchEngine: one more fp32 copy beside the training state and the base.
-        train = config["train"]
-        moments = 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
-        fp32 = 4 * params
-        if device["memory"] is None or 0.9 * device["memory"] - fp32 > (2 + moments) * fp32 + base_bytes(
-            config, slug, params
-        ):
-            return False
+    # As train.TorchEngine: a copy of the state on the device where one more fp32 copy fits beside the base.
+    if (
+        engine == "torch"
+        and local
+        and _torch_room_for(device, config, params, base_bytes(config, slug, params) + 4 * params)
+    ):
+        return False
     sketch = config["snapshots"]["store"] == "sketch"
     return not sketch or not local or ranks > 1
 
@@ -833,14 +847,11 @@ def replays(device: dict, config: dict, slug: str, params: int) -> bool:
 def _digest_bytes(config: dict, slug: str, params: int) -> float:
     """Bytes a GPU reads for the digest replaying takes at each new best epoch (train.bit_sums):
     the fp32 parameters (torch engine), each rank's fp32 master partition (DeepSpeed), or under
-    ZeRO-Offload the 16-bit module (ZeRO-3: its shard)."""
+    ZeRO-Offload the rank's module weights."""
     engine, ranks, _ = _engine(config, slug)
     if engine == "torch":
         return 4 * params
-    if _offloads(config, slug):
-        module = (2 if config["train"]["precision"] in ("bf16", "fp16") else 4) * params
-        return module / (ranks if _zero_stage(config, slug) >= 3 else 1)
-    return 4 * params / ranks
+    return _module_bytes(config, slug, params) if _offloads(config, slug) else 4 * params / ranks
 
 
 def run_overhead(device: dict, config: dict, slug: str, params: int, keeps: int) -> dict[str, float]:
@@ -911,7 +922,7 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
     """
     engine, ranks, side_by_side = _engine(config, slug)
     train = config["train"]
-    moments = 8.0 if train["optimizer"] == "adamw" else (4.0 if train["momentum"] > 0 else 0.0)
+    moments = 4.0 * _moments(config)  # bytes a parameter
     fp32 = 4.0 * params
     base = base_bytes(config, slug, params)
     state = 0.0 if config["snapshots"]["store"] == "sketch" else fp32
@@ -1095,6 +1106,9 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
         evaluation = sum(eval_seconds(device, config, slug, info.params, t) for sizes_ in per_text for t in sizes_)
         job = device["job_start_s"] + info.params * DTYPE_BYTES[spec["dtype"]] / device["load_bandwidth"]
         replay = "es" in budgets and replays(device, config, slug, info.params)
+        # Replaying: the base restored again, and a pass over the state for its digest at each new best.
+        restore = run_overhead(device, config, slug, info.params, 0)["copies"]
+        digest = _digest_bytes(config, slug, info.params) / device["memory_bandwidth"]
         seconds = {}
         for case in ("expected", "max"):
             parts = {"steps": 0.0, "replays": 0.0, "copies": 0.0, "keep": 0.0, "starts": jobs * job}
@@ -1112,13 +1126,10 @@ def _row(config, slug, name, info, counts, ids, max_length, budgets, es_expected
                 keeps = 1 if b != "es" or replay else (e if case == "max" else best)
                 parts["steps"] += runs[b] * e * (epoch + (evaluation if b == "es" else 0.0))
                 if b == "es" and replay and best >= 1:
-                    # A digest of the state at every new best epoch (a pass over it where it is), then
-                    # the base restored again, the best epoch's steps, one evaluation.
-                    restore = run_overhead(device, config, slug, info.params, 0)["copies"]
-                    digests = (e if case == "max" else best) * _digest_bytes(config, slug, info.params)
-                    parts["replays"] += runs[b] * (
-                        trained * (restore + digests / device["memory_bandwidth"]) + best * epoch + evaluation
-                    )
+                    # A digest at every new best epoch, then the base restored again, the best
+                    # epoch's steps, one evaluation.
+                    digests = (e if case == "max" else best) * digest
+                    parts["replays"] += runs[b] * (trained * (restore + digests) + best * epoch + evaluation)
                 for part, value in run_overhead(device, config, slug, info.params, keeps).items():
                     parts[part] += runs[b] * trained * value
                 if runs[b]:

@@ -868,7 +868,7 @@ def train_text(
             break
         if loss < best_loss:
             if replay:
-                best_print = engine.fingerprint() if hasattr(engine, "fingerprint") else None
+                best_print = engine.fingerprint()
             else:
                 best_state = summarise(engine.named_fp32()) if summarise_each else engine.keep(into=best_state)
             best_loss, run.best_epoch = loss, epoch
@@ -882,9 +882,10 @@ def train_text(
     if run.ok and replay and run.best_epoch < run.epochs_run:  # else the engine holds the best state
         _replay(engine, run, chunks, settings, total_steps, best_print)
     if run.ok:
-        if not early_stopping or replay:
+        if not early_stopping:
+            run.best_epoch = run.epochs_run
+        if not early_stopping or replay:  # the state is the engine's now
             best_state = summarise(engine.named_fp32()) if summarise else engine.state()
-            run.best_epoch = run.best_epoch if replay else run.epochs_run
         elif summarise and not summarise_each:
             best_state = summarise(best_state.items())
         if summarise:
@@ -921,7 +922,7 @@ def _replay(
     chunks: list[torch.Tensor],
     settings: Settings,
     total_steps: int,
-    best: torch.Tensor | None,
+    best: torch.Tensor,
 ) -> None:
     """Train the text again from the exact base to its best epoch, as the first pass trained it
     (the same seed, chunks and learning rates), leaving that epoch's state in the engine.
@@ -941,9 +942,8 @@ def _replay(
             engine.step(input_ids, lr_at(step, total_steps, settings))
             step += 1
     run.skipped_steps = skipped  # the first pass's: the run's record describes it
-    same = engine.evaluate(chunks) == run.end_losses[run.best_epoch - 1]  # rank 0's on every rank
-    if best is not None:
-        same = engine.agree(same and torch.equal(engine.fingerprint(), best))
+    loss = engine.evaluate(chunks)  # rank 0's on every rank
+    same = engine.agree(loss == run.end_losses[run.best_epoch - 1] and torch.equal(engine.fingerprint(), best))
     run.replay_exact = same
     if not same:
         # One message for all such texts (a warning is shown once per message); each run's record says which.

@@ -82,6 +82,12 @@ class Scripted:
         """The loss after an epoch, for early stopping: the epoch's scripted loss."""
         return self.losses[self.calls // self.n_chunks - 1]
 
+    def fingerprint(self):
+        return self.engine.fingerprint()
+
+    def agree(self, flag):
+        return self.engine.agree(flag)
+
     @property
     def skipped_steps(self):
         return self.engine.skipped_steps
@@ -370,12 +376,6 @@ def test_a_replay_that_ends_elsewhere_says_so(load_tiny, texts, drift):
 
         def evaluate(self, chunks):
             return super().evaluate(chunks) + (1e-9 if drift == "loss" and self.resets > 1 else 0.0)
-
-        def fingerprint(self):
-            return self.engine.fingerprint()
-
-        def agree(self, flag):
-            return self.engine.agree(flag)
 
     settings = train.Settings(lr=1e-3, patience=2, max_epochs=50, best_state="replay")
     engine = Drifting(train.TorchEngine(load_tiny(), settings, CPU), len(texts[0]), [5.0, 4.0, 3.0, 4.0, 4.0])
