@@ -15,7 +15,7 @@ CAPTION = (
     "Training runs that did not finish, with the failure and the epoch in which it happened. These texts "
     "have no score for that model and budget and are missing from the tables above. Long lists are "
     "cut, with a count per failure first. With fp16, the texts whose loss scaler skipped steps follow, and "
-    "where early stopping replayed its best epoch, the runs whose replay ended with another loss."
+    "where early stopping replayed its best epoch, the runs whose replay ended with another loss or other weights."
 )
 PER_DATASET = True
 FAILED_ROWS = 100
@@ -76,7 +76,7 @@ def _skipped_steps(data) -> dict:
 
 def _inexact_replays(data) -> dict:
     """Early-stopping runs that trained again to their best epoch (train.best_state) and ended with
-    another loss than the first pass measured there: their state is the replay's, not the one
+    another loss or other weights than the first pass had there: their state is the replay's, not the one
     early stopping chose, because training was not reproducible bit for bit on their device."""
     if "replay_exact" not in data.texts:
         return {"n_inexact": 0}
