@@ -308,13 +308,16 @@ def gpu_bytes(
     zero_stage: int,
     offload: bool = False,
     side_by_side: int = 1,
+    best_copies: bool = False,
 ) -> float:
     """Bytes per parameter each GPU of a job holds before activations, as the engines allocate them.
 
     torch engine: the fp32 weights (4) and gradients (4), the optimizer's moments (AdamW 8, SGD with
-      momentum 4), and under bf16/fp16 autocast the 16-bit copies of the weights a step keeps (2);
-      for each text trained side by side. The exact base (4) stays there only if room is left
-      (run_overhead).
+      momentum 4), and under bf16/fp16 autocast the 16-bit copies of the weights a step keeps (2).
+      One text at a time, the exact base stays there only if room is left (run_overhead). Texts
+      side by side (`side_by_side` > 1) have each their own of all these, share the model's fp32
+      weights as their base (4), and under early stopping (`best_copies`) each keep a copy of
+      their best state (4).
     DeepSpeed ZeRO over N ranks (module weights w bytes: 2 in bf16/fp16, 4 in fp32): the module's
       weights (w; ZeRO-3 a 1/N shard) and 16-bit gradients (w; ZeRO-2 and 3 a shard), each rank's
       shard of the fp32 master (4), the moments and the fp32 gradient its step makes (4); under
@@ -324,7 +327,10 @@ def gpu_bytes(
     moments = 8.0 if optimizer == "adamw" else (4.0 if momentum > 0 else 0.0)
     sixteen = precision in ("bf16", "fp16")
     if engine == "torch":
-        return (8.0 + moments + (2.0 if sixteen else 0.0)) * side_by_side
+        per_text = 8.0 + moments + (2.0 if sixteen else 0.0)
+        if side_by_side == 1:
+            return per_text
+        return (per_text + (4.0 if best_copies else 0.0)) * side_by_side + 4.0
     w = 2.0 if sixteen else 4.0
     weights = w / ranks if zero_stage >= 3 else w
     gradients = w / ranks if zero_stage >= 2 else w
@@ -706,8 +712,13 @@ def memory_per_gpu(config: dict, slug: str, params: int) -> float:
         stage,
         _offloads(config, slug),
         side_by_side,
+        _early_stopping(config),
     )
     return per_param * params
+
+
+def _early_stopping(config: dict) -> bool:
+    return "es" in map(str, config["budgets"])
 
 
 def step_seconds(device: dict, config: dict, slug: str, params: int, tokens: int) -> float:
@@ -791,10 +802,11 @@ def _module_bytes(config: dict, slug: str, params: int) -> float:
 
 def _torch_room_for(device: dict, config: dict, params: int, extra: float) -> bool:
     """As train.TorchEngine decides at its start: whether the memory left beside the fp32 weights,
-    less a tenth of the device kept for activations, holds the gradients, the optimizer's moments
-    and `extra` bytes more."""
+    less a tenth of the device kept for activations, holds the gradients, the optimizer's moments,
+    under bf16/fp16 autocast the 16-bit copies of the weights, and `extra` bytes more."""
     fp32 = 4 * params
-    return device["memory"] is None or 0.9 * device["memory"] - fp32 > (1 + _moments(config)) * fp32 + extra
+    state = (1 + _moments(config)) * fp32 + (fp32 // 2 if config["train"]["precision"] in ("bf16", "fp16") else 0)
+    return device["memory"] is None or 0.9 * device["memory"] - fp32 > state + extra
 
 
 def base_on_device(device: dict, config: dict, slug: str, params: int) -> bool:
@@ -906,8 +918,10 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
       (b) where it does not fit on the device (base_on_device), in 1 GiB slabs (train.HostSlabs:
       the last one part-empty);
     - torch engine on a CPU, where the host is the device: the weights (4), gradients (4), the
-      optimizer's moments (AdamW 8, SGD with momentum 4) and the base (b); texts side by side
-      (train.parallel_texts) each have their own weights, gradients and moments beside the model's;
+      optimizer's moments (AdamW 8, SGD with momentum 4), the base (b) and under early stopping
+      a copy of the best state (4; for delta/full it is the state the store takes); texts side
+      by side (train.parallel_texts) each have their own weights, gradients, moments and best
+      copy, and take the model's weights as their base;
     - DeepSpeed, N ranks: each rank copies the base while its fp32 model is still on the host
       (4 + b a rank, the peak of a job that keeps nothing else there), and keeps it (b a rank)
       unless it moves to the device; ZeRO-Offload keeps each rank's partition of the fp32
@@ -933,8 +947,13 @@ def host_memory(device: dict, config: dict, slug: str, params: int) -> float:
         state += slab
     if engine == "torch":
         if not on_gpu:
-            training = (8.0 + moments) * params * side_by_side + (fp32 if side_by_side > 1 else 0.0)
-            peak = training + base + state * side_by_side
+            training = (8.0 + moments) * params * side_by_side
+            # Early stopping's copy of the best state (the host is the device: one always fits).
+            best = fp32 if _early_stopping(config) else 0.0
+            if side_by_side > 1:  # each text its best copy, then its state copied for the store
+                peak = training + base + side_by_side * (best + state)
+            else:  # the best copy is the state the store takes
+                peak = training + base + max(best, state)
         else:
             peak = max(fp32, (0.0 if local else base + slab) + state * side_by_side)
     else:

@@ -60,7 +60,9 @@ class SideBySideEngine:
         self.model.train()
         if hasattr(self.model, "set_attn_implementation"):
             self.model.set_attn_implementation("eager")
-        self.base = {name: p.detach().clone() for name, p in self.model.named_parameters()}
+        # The model's own weights are the exact base: functional_call trains the stacked copies
+        # in their place and never writes them, so they are not copied (one fp32 model less).
+        self.base = {name: p.detach() for name, p in self.model.named_parameters()}
         self._grad = vmap(grad_and_value(self._loss), in_dims=(0, 0, 0))
         self._value = vmap(self._loss, in_dims=(0, 0, 0))
 

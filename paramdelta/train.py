@@ -301,9 +301,12 @@ class TorchEngine:
         self.model.train()
         self.params = dict(self.model.named_parameters())
         # Memory still to come on the device: gradients, and the optimizer's moments (AdamW
-        # two, SGD with momentum one) in fp32, beside the weights already there.
+        # two, SGD with momentum one) in fp32, beside the weights already there; under bf16/fp16
+        # autocast, the 16-bit copies of the weights a step casts and keeps for its backward.
         moments = 2 if settings.optimizer == "adamw" else int(settings.momentum > 0)
         state = (1 + moments) * _fp32_bytes(self.params.values())
+        if settings.precision in BIT16:
+            state += _fp32_bytes(self.params.values()) // 2
         # The exact base, restored bit for bit before every text, in the narrowest dtype that
         # holds it exactly (base_dtype: the checkpoint's 16 bits for a model loaded from one): on
         # the device when it fits beside the training state (a device-to-device copy), else in
@@ -421,11 +424,14 @@ def _fp32_bytes(tensors: Iterable[torch.Tensor]) -> int:
 
 def _spare_bytes(device: torch.device) -> float:
     """Free memory of a CUDA device less a tenth of its size kept for activations and the
-    allocator; unbounded elsewhere (the host's memory is what a job asked SLURM for)."""
+    allocator; unbounded elsewhere (the host's memory is what a job asked SLURM for). Free
+    counts the blocks torch's allocator holds cached but unused: the driver sees them as taken,
+    yet the next allocations reuse them."""
     if device.type != "cuda":
         return math.inf
     free, total = torch.cuda.mem_get_info(device)
-    return free - 0.1 * total
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return free + cached - 0.1 * total
 
 
 def base_dtype(tensor: torch.Tensor) -> torch.dtype:

@@ -447,16 +447,22 @@ def test_the_base_is_restored_from_where_the_engines_keep_it(in_tmp, monkeypatch
     assert restore(h200, cfg, 1.4e9) == pytest.approx(4 * 1.4e9 / h200["copy_bandwidth"])
     # The same line as train.TorchEngine's, tried on a real engine on both sides of it (its base
     # all fp32, as the estimate counts an fp32 model's: a random initialisation's LayerNorm ones
-    # and zeros would be kept in 16 bits).
+    # and zeros would be kept in 16 bits). Under bf16 autocast the weights' 16-bit copies (half
+    # the fp32 weights) need room too.
     monkeypatch.setattr(train, "base_dtype", lambda tensor: torch.float32)
     model = models.load_causal_lm(str(tiny_model_dir))
     fp32 = 4 * sum(p.numel() for p in model.parameters())
-    for memory in (fp32 * 5.0 / 0.9 - 1e-3, fp32 * 5.0 / 0.9 + 1e-3):  # 0.9 M - weights = 4 x fp32
-        device = {**h200, "memory": memory}
-        monkeypatch.setattr(train, "_spare_bytes", lambda _, memory=memory: 0.9 * memory - fp32)
-        engine = train.TorchEngine(models.load_causal_lm(str(tiny_model_dir)), train.Settings(), torch.device("cpu"))
-        local = restore(device, cfg, fp32 / 4) == pytest.approx(fp32 / h200["copy_bandwidth"])
-        assert local is engine.base_on_device
+    for precision, copies in (("fp32", 0.0), ("bf16", 0.5)):
+        tried = config_checks.validate({**cfg, "train": {**cfg["train"], "precision": precision}})
+        line = fp32 * (5.0 + copies) / 0.9  # 0.9 M - weights = (4 + copies) x fp32
+        for memory in (line - 1e-3, line + 1e-3):
+            device = {**h200, "memory": memory}
+            monkeypatch.setattr(train, "_spare_bytes", lambda _, memory=memory: 0.9 * memory - fp32)
+            engine = train.TorchEngine(
+                models.load_causal_lm(str(tiny_model_dir)), train.Settings(precision=precision), torch.device("cpu")
+            )
+            local = restore(device, tried, fp32 / 4) == pytest.approx(fp32 / h200["copy_bandwidth"])
+            assert local is engine.base_on_device is (memory > line), (precision, memory)
     # DeepSpeed ZeRO-2 in bf16 on one H200: 1.4B on the device (2 + 4 bytes a parameter there, 4 + 12
     # to come), written twice a restore; 7B from host memory, once over the link and then from the
     # device's copy into the master.
@@ -465,6 +471,18 @@ def test_the_base_is_restored_from_where_the_engines_keep_it(in_tmp, monkeypatch
     cfg = config_checks.validate({**cfg, "train": {**cfg["train"], **zero2, "precision": "bf16"}})
     assert restore(h200, cfg, 1.4e9) == pytest.approx(2 * 4 * 1.4e9 / h200["copy_bandwidth"])
     assert restore(h200, cfg, 7e9) == pytest.approx(4 * 7e9 / h200["host_bandwidth"] + 4 * 7e9 / h200["copy_bandwidth"])
+
+
+def test_gpu_memory_of_texts_side_by_side():
+    """Texts side by side each hold their own weights, gradients, moments and 16-bit weight copies,
+    under early stopping a copy of their best state, and share the model's weights as their base:
+    Pythia-1.4B three at a time in bf16 does not fit an 80 GB GPU with early stopping."""
+    one = estimate.gpu_bytes("torch", "bf16", "adamw", 0.0, 1, 0)
+    assert one == 4 + 4 + 8 + 2
+    assert estimate.gpu_bytes("torch", "bf16", "adamw", 0.0, 1, 0, side_by_side=3) == 3 * one + 4
+    with_es = estimate.gpu_bytes("torch", "bf16", "adamw", 0.0, 1, 0, side_by_side=3, best_copies=True)
+    assert with_es == 3 * (one + 4) + 4
+    assert with_es * 1.4e9 > estimate.COST_MODEL["devices"]["h100"]["memory"]
 
 
 def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
@@ -494,9 +512,16 @@ def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
     assert host(h100, {**half, "snapshots": delta["snapshots"]}, 7e9) == 6 * 7e9 + 2 * gib
     restore = estimate.run_overhead(h100, half, "tiny", 7e9, 1)["copies"]
     assert restore == pytest.approx(2 * 7e9 / h100["host_bandwidth"])
-    # On a CPU the host is the device: weights, gradients, AdamW's moments and the base.
-    assert host(cpu, cfg, 1e6) == 20e6
+    # On a CPU the host is the device: weights, gradients, AdamW's moments, the base and early
+    # stopping's copy of the best state, which for delta is the state the store takes.
+    assert host(cpu, cfg, 1e6) == 24e6
     assert host(cpu, delta, 1e6) == 24e6
+    fixed = config_checks.validate({**cfg, "budgets": [2]})
+    assert host(cpu, fixed, 1e6) == 20e6
+    # Three texts side by side: each its weights, gradients, moments and best copy; the model's
+    # weights are their base.
+    three = config_checks.validate({**cfg, "train": {**cfg["train"], "parallel_texts": 3}})
+    assert host(cpu, three, 1e6) == 3 * 20e6 + 4e6
     # DeepSpeed ZeRO-2 over 2 GPUs: each rank holds its fp32 model and the base copied from it at once.
     zero2 = {"engine": "deepspeed", "deepspeed_config": os.path.join(repo, "config", "deepspeed_zero2.json")}
     two = config_checks.validate(
@@ -537,7 +562,9 @@ def test_host_memory_of_a_job_against_its_mem_mb(in_tmp, capsys):
 def test_the_h200_overlay_fits_one_141_gb_gpu_a_job(in_tmp, capsys):
     """config/wikimia_h200.yaml merged after config/wikimia.yaml: the torch engine on one GPU a
     job, which fits a 141 GB GPU (and is marked over on an 80 GB one), with host memory to spare
-    in its mem_mb; by the estimate it costs fewer GPU-hours than ZeRO-2 over two GPUs."""
+    in its mem_mb; the exact base fits beside the training state of the two smaller models, not
+    beside that of Pythia-6.9B and Llama-2-7B (a 16-bit base of 13.5-13.7 GB where 13.4 GB or
+    less is left); by the estimate it costs fewer GPU-hours than ZeRO-2 over two GPUs."""
     from paramdelta import hub
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -549,7 +576,7 @@ def test_the_h200_overlay_fits_one_141_gb_gpu_a_job(in_tmp, capsys):
     for slug in merged["models"]:
         params = estimate.model_info(merged, slug).params
         assert h100["memory"] < estimate.memory_per_gpu(merged, slug, params) < 0.9 * h200["memory"]
-        assert estimate.base_on_device(h200, merged, slug, params)
+        assert estimate.base_on_device(h200, merged, slug, params) is (slug in ("gpt-j-6b", "opt-6.7b")), slug
         assert estimate.host_memory(h200, merged, slug, params) < estimate.mem_mb_bytes(merged, slug)
     texts = ["--texts", "776", "--words-per-text", "32", "--gpu", "h200"]
     hours = {}
@@ -566,7 +593,7 @@ def test_early_stopping_replays_where_keeping_would_cross_the_host_link(in_tmp):
     """train.best_state auto, as train.replays decides it: replay on a GPU where each new best
     would bring the base or the state across the host link (config/wikimia.yaml on an H100: the
     base in host memory, ZeRO-2 over two GPUs), keep where the statistics are taken on the
-    device (the H200 overlay) or on a CPU; the setting by hand either way."""
+    device (the H200 overlay's two smaller models) or on a CPU; the setting by hand either way."""
     from paramdelta import hub
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -580,7 +607,9 @@ def test_early_stopping_replays_where_keeping_would_cross_the_host_link(in_tmp):
         assert not estimate.base_on_device(devices["h100"], config, slug, params)
         assert estimate.replays(devices["h200"], config, slug, params)  # two ranks gather the master
         assert not estimate.replays(devices["cpu-2core"], config, slug, params)
-        assert not estimate.replays(devices["h200"], merged, slug, params)  # summarised where the base is
+        # The H200 overlay summarises where the base is, for the models whose base fits beside them.
+        local = estimate.base_on_device(devices["h200"], merged, slug, params)
+        assert estimate.replays(devices["h200"], merged, slug, params) is not local
         kept = {**config, "train": {**config["train"], "best_state": "keep"}}
         assert not estimate.replays(devices["h100"], kept, slug, params)
         full = {**merged, "snapshots": {**merged["snapshots"], "store": "delta"}}
