@@ -122,8 +122,55 @@ def run(spec: dict) -> None:
 
     Under torchrun this runs on every rank (RANK and WORLD_SIZE in the environment): the
     ranks do the same work in the same order, so every collective DeepSpeed makes is made
-    by all of them; rank 0 alone writes the store and logs the texts.
+    by all of them; rank 0 alone writes the store and logs the texts. A job that runs out of
+    memory fails with what to change (out_of_memory).
     """
+    try:
+        _run(spec)
+    except torch.OutOfMemoryError as error:
+        raise RuntimeError(out_of_memory(spec, error)) from error
+
+
+def out_of_memory(spec: dict, error: BaseException) -> str:
+    """The message of a job that ran out of memory: where, and the settings that need less.
+
+    A retry does not help on a GPU: the workflow retries with more host memory and time
+    (models.<name>.mem_mb and runtime times the attempt), never with more GPU memory."""
+    model, engine = spec["model"], spec["engine"]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    job = f"the training job of {model} ({engine} engine, {world_size} process(es), {spec['train']['precision']})"
+    on_gpu = spec["device"] != "cpu" and torch.cuda.is_available()
+    if not on_gpu:
+        return (
+            f"{job} ran out of host memory ({what}): raise models.{model}.mem_mb (a retry asks for the attempt "
+            f"number times it); `python -m paramdelta.estimate --configfile ...` prints each job's peak host memory"
+        )
+    device = torch.cuda.current_device()
+    peak = torch.cuda.max_memory_allocated(device) / 1e9
+    total = torch.cuda.get_device_properties(device).total_memory / 1e9
+    ways = []
+    parallel = int(spec["train"].get("parallel_texts", 1))
+    if parallel > 1:
+        ways.append(f"fewer texts side by side (train.parallel_texts, now {parallel})")
+    offload = "train.deepspeed_config: config/deepspeed_zero2_offload.json"
+    if engine == "torch":
+        ways.append(f"DeepSpeed ZeRO-2 over two GPUs a job (models.{model}.engine: deepspeed, models.{model}.gpus: 2)")
+        ways.append(f"ZeRO-Offload, the optimizer on the host (models.{model}.engine: deepspeed, {offload})")
+    else:
+        ways.append(f"more GPUs a job (models.{model}.gpus, now {world_size})")
+        ways.append(f"ZeRO-3, which shards the weights too (models.{model}.zero_stage: 3)")
+        ways.append(f"ZeRO-Offload, the optimizer on the host ({offload})")
+    ways.append("shorter chunks for long texts (train.max_length)")
+    return (
+        f"{job} ran out of GPU memory ({peak:.1f} GB allocated at the peak, of {total:.1f} GB): {what}. A retry "
+        f"would too: it asks SLURM for more host memory and time, not GPU memory. Set-ups that need less: "
+        f"{'; '.join(ways)}. `python -m paramdelta.estimate --configfile ... --gpu h100` prints each set-up's "
+        f"memory a GPU"
+    )
+
+
+def _run(spec: dict) -> None:
     # Imported here: a launcher of several ranks needs none of it (transformers takes seconds).
     import pandas as pd
 

@@ -272,6 +272,45 @@ def test_a_launch_with_fewer_gpus_than_processes_says_so(tiny_model_dir, dataset
     assert not (tmp_path / "two.zarr").exists()
 
 
+def test_a_job_out_of_memory_says_what_needs_less_and_leaves_no_store(tiny_model_dir, dataset, tmp_path, monkeypatch):
+    """A device out of memory in the middle of a job (here the second text's step): the job
+    fails naming the model, where it ran out and the settings that need less, and leaves no
+    store. On a GPU it says that a retry, which only asks for more host memory, would fail too."""
+    from paramdelta import train
+
+    steps = train.TorchEngine.step
+    calls = []
+
+    def step(self, input_ids, lr):
+        calls.append(1)
+        if len(calls) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return steps(self, input_ids, lr)
+
+    monkeypatch.setattr(train.TorchEngine, "step", step)
+    spec = _spec(tiny_model_dir, dataset, tmp_path / "out.zarr", engine="torch")
+    with pytest.raises(RuntimeError, match=r"training job of tiny \(torch engine.*ran out of host memory") as failure:
+        train_job.launch(spec, 1)
+    assert "models.tiny.mem_mb" in str(failure.value)
+    assert isinstance(failure.value.__cause__, torch.OutOfMemoryError)
+    assert list(tmp_path.iterdir()) == []
+
+    # The message on a GPU (the device's numbers faked: none here).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 83.1e9)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 85.0e9}))
+    error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore lines")
+    torch_engine = train_job.out_of_memory({**spec, "device": "cuda"}, error)
+    assert "ran out of GPU memory (83.1 GB allocated at the peak, of 85.0 GB): CUDA out of memory." in torch_engine
+    assert "A retry would too" in torch_engine and "models.tiny.gpus: 2" in torch_engine
+    assert "more lines" not in torch_engine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    zero2 = train_job.out_of_memory({**spec, "device": "cuda", "engine": "deepspeed"}, error)
+    assert "more GPUs a job (models.tiny.gpus, now 2)" in zero2 and "models.tiny.zero_stage: 3" in zero2
+    assert "deepspeed_zero2_offload.json" in zero2
+
+
 def test_spec_keys_are_checked(tiny_model_dir, dataset, tmp_path):
     spec = _spec(tiny_model_dir, dataset, tmp_path / "out.zarr", deepspeed_config="zero2.json")
     with pytest.raises(ValueError, match=r"missing keys \['texts'\], unknown keys \['text'\]"):
