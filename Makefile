@@ -46,6 +46,7 @@ estimate: setup
 bench: setup
 	$(UV_PIP) -q -r envs/bench.txt
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_training.py --budget 10 --repeats 1
 	$(BIN)/python benchmarks/bench_training.py --parallel-texts 25 --repeats 1
 	$(BIN)/python benchmarks/bench_stores.py
 	$(BIN)/python benchmarks/bench_planning.py
