@@ -163,10 +163,10 @@ def out_of_memory(spec: dict, error: BaseException) -> str:
         ways.append(f"ZeRO-Offload, the optimizer on the host ({offload})")
     ways.append("shorter chunks for long texts (train.max_length)")
     return (
-        f"{job} ran out of GPU memory ({peak:.1f} GB allocated at the peak, of {total:.1f} GB): {what}. A retry "
-        f"would too: it asks SLURM for more host memory and time, not GPU memory. Set-ups that need less: "
-        f"{'; '.join(ways)}. `python -m paramdelta.estimate --configfile ... --gpu h100` prints each set-up's "
-        f"memory a GPU"
+        f"{job} ran out of GPU memory ({peak:.1f} GB allocated at the peak, of {total:.1f} GB): {what}. "
+        f"A retry would fail the same way: it asks SLURM for more host memory and time, not GPU memory. "
+        f"Set-ups that need less: {'; '.join(ways)}. `python -m paramdelta.estimate --configfile ... --gpu h100` "
+        f"prints each set-up's memory a GPU"
     )
 
 

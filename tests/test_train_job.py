@@ -303,7 +303,7 @@ def test_a_job_out_of_memory_says_what_needs_less_and_leaves_no_store(tiny_model
     error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore lines")
     torch_engine = train_job.out_of_memory({**spec, "device": "cuda"}, error)
     assert "ran out of GPU memory (83.1 GB allocated at the peak, of 85.0 GB): CUDA out of memory." in torch_engine
-    assert "A retry would too" in torch_engine and "models.tiny.gpus: 2" in torch_engine
+    assert "A retry would fail the same way" in torch_engine and "models.tiny.gpus: 2" in torch_engine
     assert "more lines" not in torch_engine
     monkeypatch.setenv("WORLD_SIZE", "2")
     zero2 = train_job.out_of_memory({**spec, "device": "cuda", "engine": "deepspeed"}, error)
