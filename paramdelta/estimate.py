@@ -768,7 +768,7 @@ def eval_seconds(device: dict, config: dict, slug: str, params: int, tokens: int
     cost of a forward pass, shared like a step's by texts side by side."""
     train = config["train"]
     engine, _, side_by_side = _engine(config, slug)
-    sixteen = train["precision"] in ("bf16", "fp16")
+    sixteen = _sixteen(config)
     weights = (6.0 if sixteen else 4.0) if engine == "torch" else (2.0 if sixteen else 4.0)
     forward = max(
         weights * params / device["memory_bandwidth"], 2 * params * tokens / device["flops"][train["precision"]]
@@ -793,10 +793,15 @@ def _moments(config: dict) -> int:
     return 2 if train["optimizer"] == "adamw" else int(train["momentum"] > 0)
 
 
+def _sixteen(config: dict) -> bool:
+    """Whether the config trains under bf16/fp16: 16-bit autocast copies, or DeepSpeed's 16-bit module."""
+    return config["train"]["precision"] in ("bf16", "fp16")
+
+
 def _module_bytes(config: dict, slug: str, params: int) -> float:
     """Bytes of a DeepSpeed rank's module weights: 2 a parameter in bf16/fp16, 4 in fp32; ZeRO-3 a shard."""
     _, ranks, _ = _engine(config, slug)
-    module = (2 if config["train"]["precision"] in ("bf16", "fp16") else 4) * params
+    module = (2 if _sixteen(config) else 4) * params
     return module / (ranks if _zero_stage(config, slug) >= 3 else 1)
 
 
@@ -805,7 +810,7 @@ def _torch_room_for(device: dict, config: dict, params: int, extra: float) -> bo
     less a tenth of the device kept for activations, holds the gradients, the optimizer's moments,
     under bf16/fp16 autocast the 16-bit copies of the weights, and `extra` bytes more."""
     fp32 = 4 * params
-    state = (1 + _moments(config)) * fp32 + (fp32 // 2 if config["train"]["precision"] in ("bf16", "fp16") else 0)
+    state = (1 + _moments(config)) * fp32 + (fp32 // 2 if _sixteen(config) else 0)
     return device["memory"] is None or 0.9 * device["memory"] - fp32 > state + extra
 
 

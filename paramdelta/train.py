@@ -304,9 +304,8 @@ class TorchEngine:
         # two, SGD with momentum one) in fp32, beside the weights already there; under bf16/fp16
         # autocast, the 16-bit copies of the weights a step casts and keeps for its backward.
         moments = 2 if settings.optimizer == "adamw" else int(settings.momentum > 0)
-        state = (1 + moments) * _fp32_bytes(self.params.values())
-        if settings.precision in BIT16:
-            state += _fp32_bytes(self.params.values()) // 2
+        fp32 = _fp32_bytes(self.params.values())
+        state = (1 + moments) * fp32 + (fp32 // 2 if settings.precision in BIT16 else 0)
         # The exact base, restored bit for bit before every text, in the narrowest dtype that
         # holds it exactly (base_dtype: the checkpoint's 16 bits for a model loaded from one): on
         # the device when it fits beside the training state (a device-to-device copy), else in
@@ -322,9 +321,8 @@ class TorchEngine:
                 name: _host_copy(p.detach(), pin=device.type == "cuda", slabs=slabs, dtype=dtypes[name])
                 for name, p in self.params.items()
             }
-        copy = _fp32_bytes(self.params.values())
         # Asked again now that the base is allocated: room for one more copy beside it.
-        self.copy_on_device = self.base_on_device and _spare_bytes(device) > state + copy
+        self.copy_on_device = self.base_on_device and _spare_bytes(device) > state + fp32
         self.scaler: torch.amp.GradScaler | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.skipped_steps = 0
@@ -844,16 +842,12 @@ def train_text(
     total_steps = epochs * len(chunks)
     # The best state is the one with the lowest loss after its epoch; patience counts epochs
     # that did not beat the last significant improvement (by min_delta).
-    best_loss, best_state, reference, waited, step = math.inf, None, math.inf, 0, 0
+    best_loss, best_state, reference, waited = math.inf, None, math.inf, 0
     best_print = None  # replaying: a digest of the best epoch's state, for the replay to check itself against
 
     for epoch in range(1, epochs + 1):
-        losses = []
-        for input_ids in chunks:
-            lr = lr_at(step, total_steps, settings)
-            losses.append(engine.step(input_ids, lr))
-            step += 1
-        losses = _floats(losses)  # the epoch's one wait for the device
+        losses = _floats(_train_epoch(engine, chunks, epoch, total_steps, settings))  # the epoch's one wait
+        lr = lr_at(epoch * len(chunks) - 1, total_steps, settings)  # its last step's
         loss = sum(losses) / len(losses)
         run.losses.append(loss)
         run.lrs.append(lr)
@@ -903,6 +897,13 @@ def train_text(
     return run
 
 
+def _train_epoch(engine, chunks: list[torch.Tensor], epoch: int, total_steps: int, settings: Settings) -> list:
+    """The steps of epoch `epoch` (from 1), one a chunk at the schedule's rate; their losses as
+    the engine returns them (tensors on the device: reading them waits for it)."""
+    first = (epoch - 1) * len(chunks)
+    return [engine.step(c, lr_at(first + i, total_steps, settings)) for i, c in enumerate(chunks)]
+
+
 def replays(engine, settings: Settings, *, sketch: bool) -> bool:
     """Whether early stopping replays its best epoch instead of keeping its state (Settings.best_state).
 
@@ -942,11 +943,9 @@ def _replay(
     """
     torch.manual_seed(settings.seed)
     engine.reset()
-    skipped, step = run.skipped_steps, 0
-    for _ in range(run.best_epoch):
-        for input_ids in chunks:
-            engine.step(input_ids, lr_at(step, total_steps, settings))
-            step += 1
+    skipped = run.skipped_steps
+    for epoch in range(1, run.best_epoch + 1):
+        _train_epoch(engine, chunks, epoch, total_steps, settings)
     run.skipped_steps = skipped  # the first pass's: the run's record describes it
     loss = engine.evaluate(chunks)  # rank 0's on every rank
     same = engine.agree(loss == run.end_losses[run.best_epoch - 1] and torch.equal(engine.fingerprint(), best))
